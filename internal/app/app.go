@@ -1,0 +1,101 @@
+// Package app is the example service: a counter behind POST /incr, built on
+// pkg/health for its drain and pkg/probe for its liveness marker.
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+
+	"kprobe/internal/counter"
+	"kprobe/pkg/health"
+	"kprobe/pkg/probe"
+)
+
+// Main runs the app command with args and returns the process's exit
+// status: 0 after a clean drain or a live marker, 1 for a failed check, a
+// lost increment or an interrupted drain, 2 for bad usage or configuration.
+// The environment is the process's (envconfig reads it).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := Command(stderr)
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", root.Name(), err)
+	}
+	return probe.ExitCode(err)
+}
+
+// Command returns the app's root command: `app` and `app serve` run the
+// service, `app live` checks its marker. Logs go to logOut.
+func Command(logOut io.Writer) *cobra.Command {
+	serve := func(cmd *cobra.Command, _ []string) error {
+		return Serve(cmd.Context(), slog.New(slog.NewTextHandler(logOut, nil)))
+	}
+	root := &cobra.Command{
+		Use:           "app",
+		Short:         "Example counter service that drains without losing a request",
+		Args:          cobra.NoArgs,
+		RunE:          serve,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(usageError)
+	serveCmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the service (the default)",
+		Args:  cobra.NoArgs,
+		RunE:  serve,
+	}
+	serveCmd.SetFlagErrorFunc(usageError)
+	root.AddCommand(serveCmd, probe.Command())
+	return root
+}
+
+func usageError(_ *cobra.Command, err error) error {
+	return fmt.Errorf("%w: %v", probe.ErrUsage, err)
+}
+
+// Serve reads the configuration from the environment and runs the service
+// until it has drained.
+func Serve(ctx context.Context, log *slog.Logger) error {
+	cfg, err := LoadConfig()
+	if err != nil {
+		return err
+	}
+	var c counter.Counter = &counter.Memory{}
+	if cfg.RedisAddr != "" {
+		c = counter.NewRedis(cfg.RedisAddr, cfg.RedisPassword)
+	}
+	drainDelay := cfg.DrainDelay
+	if drainDelay == 0 {
+		drainDelay = -1 // health's "no delay"
+	}
+	svc := &service{log: log, counter: c, workDelay: cfg.WorkDelay}
+	srv := health.New(health.Config{
+		Addr:            cfg.Addr,
+		DrainDelay:      drainDelay,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		IdleClose:       cfg.IdleClose,
+		Marker:          &probe.Marker{Path: cfg.LiveFile},
+		MarkerMaxAge:    cfg.LiveMaxAge,
+		Logger:          log,
+	}, svc.routes())
+	svc.run = srv.Go
+	if cfg.RedisAddr != "" {
+		srv.AddCheck("redis", c.Ping)
+	}
+	srv.OnStop(func(context.Context) error { return c.Close() })
+	log.Info("starting", "addr", cfg.Addr, "redis", cfg.RedisAddr != "", "live_file", cfg.LiveFile,
+		"drain_delay", cfg.DrainDelay, "shutdown_timeout", cfg.ShutdownTimeout, "work_delay", cfg.WorkDelay)
+	err = srv.Run(ctx)
+	if n := svc.abandoned.Load(); n > 0 && err == nil {
+		err = fmt.Errorf("%d increments abandoned", n)
+	}
+	return err
+}

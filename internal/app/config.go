@@ -1,0 +1,65 @@
+package app
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"kprobe/pkg/probe"
+)
+
+// Config is the example service's environment.
+type Config struct {
+	Addr            string        `envconfig:"ADDR" default:":8080"`
+	RedisAddr       string        `envconfig:"REDIS_ADDR"`
+	RedisPassword   string        `envconfig:"REDIS_PASSWORD"`
+	LiveFile        string        `envconfig:"LIVE_FILE" default:"/tmp/live"`
+	LiveMaxAge      time.Duration `envconfig:"LIVE_MAX_AGE" default:"30s"`
+	DrainDelay      time.Duration `envconfig:"DRAIN_DELAY" default:"5s"`
+	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s"`
+	IdleClose       time.Duration `envconfig:"IDLE_CLOSE" default:"1s"`
+	WorkDelay       time.Duration `envconfig:"WORK_DELAY" default:"5s"`
+}
+
+// LoadConfig reads Config from the environment and validates it. Its errors
+// are one line, name the variable and match probe.ErrUsage.
+func LoadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process("", &c); err != nil {
+		return c, probe.EnvError(err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks what the drain needs to be safe.
+func (c Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{probe.ErrUsage}, args...)...)
+	}
+	switch {
+	case c.Addr == "":
+		return bad("ADDR is empty")
+	case c.LiveFile == "":
+		return bad("LIVE_FILE is empty")
+	case c.LiveMaxAge < 0:
+		return bad("LIVE_MAX_AGE=%s is negative", c.LiveMaxAge)
+	case c.DrainDelay < 0:
+		return bad("DRAIN_DELAY=%s is negative", c.DrainDelay)
+	case c.ShutdownTimeout <= 0:
+		return bad("SHUTDOWN_TIMEOUT=%s must be positive", c.ShutdownTimeout)
+	case c.IdleClose <= 0:
+		return bad("IDLE_CLOSE=%s must be positive", c.IdleClose)
+	case c.WorkDelay < 0:
+		return bad("WORK_DELAY=%s is negative", c.WorkDelay)
+	case c.DrainDelay >= c.ShutdownTimeout:
+		return bad("DRAIN_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", c.DrainDelay, c.ShutdownTimeout)
+	case c.DrainDelay+c.IdleClose >= c.ShutdownTimeout:
+		return bad("DRAIN_DELAY=%s plus IDLE_CLOSE=%s must be below SHUTDOWN_TIMEOUT=%s", c.DrainDelay, c.IdleClose, c.ShutdownTimeout)
+	case c.DrainDelay+c.WorkDelay >= c.ShutdownTimeout:
+		// Work started by the last request of the drain delay could
+		// never finish before the deadline.
+		return bad("DRAIN_DELAY=%s plus WORK_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", c.DrainDelay, c.WorkDelay, c.ShutdownTimeout)
+	}
+	return nil
+}

@@ -1,0 +1,111 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"kprobe/internal/counter"
+)
+
+// service is the articles' guinea pig: POST /incr answers at once and
+// increments the counter WorkDelay later, as tracked background work.
+type service struct {
+	log       *slog.Logger
+	counter   counter.Counter
+	workDelay time.Duration
+	// run tracks background work; *health.Server in production.
+	run       func(func(context.Context)) error
+	abandoned atomic.Int64
+}
+
+func (s *service) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/incr", s.handleIncr)
+	mux.HandleFunc("/count", s.handleCount)
+	return mux
+}
+
+func (s *service) handleIncr(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	if err := s.run(s.incr); err != nil {
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+}
+
+func (s *service) handleCount(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	n, err := s.counter.Get(r.Context())
+	if err != nil {
+		s.log.Error("count unavailable", "error", err)
+		http.Error(w, "count unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte(strconv.FormatInt(n, 10) + "\n"))
+}
+
+// incr does the simulated work, then increments the counter, retrying with
+// backoff until ctx (the shutdown deadline) ends. It never drops an
+// increment silently.
+func (s *service) incr(ctx context.Context) {
+	if !sleep(ctx, s.workDelay) {
+		s.abandon(ctx, 0, nil)
+		return
+	}
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := s.counter.Incr(ctx)
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info("increment landed after retries", "attempts", attempt)
+			}
+			return
+		}
+		if ctx.Err() != nil {
+			s.abandon(ctx, attempt, err)
+			return
+		}
+		s.log.Warn("increment failed, retrying", "attempt", attempt, "backoff", backoff, "error", err)
+		if !sleep(ctx, backoff) {
+			s.abandon(ctx, attempt, err)
+			return
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (s *service) abandon(ctx context.Context, attempts int, err error) {
+	n := s.abandoned.Add(1)
+	s.log.Error("increment abandoned at the shutdown deadline", "attempts", attempts,
+		"error", errors.Join(err, ctx.Err()), "abandoned_total", n)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

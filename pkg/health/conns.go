@@ -1,0 +1,149 @@
+package health
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// conns tracks the server's connections through http.Server.ConnState, so
+// that the drain can end each HTTP/1 connection without racing its client:
+// a connection is closed by the server only after a response that carried
+// Connection: close (net/http does that itself), or once it has been idle
+// for a quiet period. http.Server.Shutdown instead closes every idle
+// connection at once, and a client that picked one of them from its pool
+// while the FIN was in flight loses its request.
+type conns struct {
+	clock Clock
+	mu    sync.Mutex
+	http1 map[net.Conn]*connInfo // not hijacked; HTTP/2 ones are marked
+	// hijacked connections belong to their handler; the drain closes
+	// them only at the deadline.
+	hijacked map[net.Conn]struct{}
+	changed  chan struct{} // a connection closed or was hijacked
+}
+
+type connInfo struct {
+	state   http.ConnState
+	since   time.Time // when it entered state
+	h2      bool      // carries HTTP/2: drained by Shutdown's GOAWAY
+	closing bool      // Close was called by the drain
+}
+
+type connKey struct{}
+
+func newConns(clock Clock) *conns {
+	return &conns{
+		clock:    clock,
+		http1:    make(map[net.Conn]*connInfo),
+		hijacked: make(map[net.Conn]struct{}),
+		changed:  make(chan struct{}, 1),
+	}
+}
+
+// connContext puts the connection in its context, so that a request can
+// mark its connection as HTTP/2.
+func (cs *conns) connContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// markH2 records that the request's connection speaks HTTP/2.
+func (cs *conns) markH2(ctx context.Context) {
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	cs.mu.Lock()
+	if ci := cs.http1[c]; ci != nil {
+		ci.h2 = true
+	}
+	cs.mu.Unlock()
+}
+
+func (cs *conns) connState(c net.Conn, st http.ConnState) {
+	now := cs.clock.Now()
+	cs.mu.Lock()
+	switch st {
+	case http.StateNew:
+		cs.http1[c] = &connInfo{state: st, since: now}
+	case http.StateActive, http.StateIdle:
+		if ci := cs.http1[c]; ci != nil {
+			ci.state, ci.since = st, now
+		}
+	case http.StateHijacked:
+		delete(cs.http1, c)
+		cs.hijacked[c] = struct{}{}
+	case http.StateClosed:
+		delete(cs.http1, c)
+		delete(cs.hijacked, c)
+	}
+	cs.mu.Unlock()
+	if st == http.StateHijacked || st == http.StateClosed {
+		select {
+		case cs.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// closeQuiet closes the HTTP/1 connections that have carried no request for
+// quiet or longer and returns how many HTTP/1 connections remain open, and
+// the soonest time one of those may become due.
+func (cs *conns) closeQuiet(quiet time.Duration) (remaining int, next time.Time) {
+	now := cs.clock.Now()
+	var due []net.Conn
+	cs.mu.Lock()
+	for c, ci := range cs.http1 {
+		if ci.h2 {
+			continue
+		}
+		remaining++
+		if ci.closing || ci.state == http.StateActive {
+			continue
+		}
+		at := ci.since.Add(quiet)
+		if !now.Before(at) {
+			ci.closing = true
+			due = append(due, c)
+			continue
+		}
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	cs.mu.Unlock()
+	for _, c := range due {
+		c.Close()
+	}
+	return remaining, next
+}
+
+// counts returns the open connections by kind.
+func (cs *conns) counts() (active, idle, h2, hijacked int) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, ci := range cs.http1 {
+		switch {
+		case ci.h2:
+			h2++
+		case ci.state == http.StateActive:
+			active++
+		default:
+			idle++
+		}
+	}
+	return active, idle, h2, len(cs.hijacked)
+}
+
+// closeHijacked closes every hijacked connection and returns how many.
+func (cs *conns) closeHijacked() int {
+	cs.mu.Lock()
+	list := make([]net.Conn, 0, len(cs.hijacked))
+	for c := range cs.hijacked {
+		list = append(list, c)
+	}
+	cs.mu.Unlock()
+	for _, c := range list {
+		c.Close()
+	}
+	return len(list)
+}

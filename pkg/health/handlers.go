@@ -1,0 +1,129 @@
+package health
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+)
+
+// serveHTTP is the server's handler: /ready and /live, and every other
+// path for the service's own handler. During the drain every response
+// carries Connection: close, which ends an HTTP/1 connection after the
+// response and makes an HTTP/2 one send GOAWAY.
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor == 2 {
+		s.conns.markH2(r.Context())
+	}
+	if s.draining.Load() {
+		w.Header().Set("Connection", "close")
+		s.drained.Add(1)
+	}
+	switch r.URL.Path {
+	case "/ready":
+		s.serveReady(w, r)
+	case "/live":
+		s.serveLive(w, r)
+	default:
+		s.handler.ServeHTTP(w, r)
+	}
+}
+
+func probeMethodOK(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	w.Header().Set("Allow", "GET, HEAD")
+	writeText(w, http.StatusMethodNotAllowed, "method not allowed\n")
+	return false
+}
+
+// writeText writes the status first, then the body: a handler that writes
+// the body first has already sent 200.
+func writeText(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	w.Write([]byte(body))
+}
+
+// serveLive answers 200 while the process can serve at all. It depends on
+// nothing outside the process.
+func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
+	if probeMethodOK(w, r) {
+		writeText(w, http.StatusOK, "ok\n")
+	}
+}
+
+// serveReady answers 200 only in state Ready with every check passing, else
+// 503 with a short reason. ?verbose lists each check as kube-apiserver's
+// /readyz does; only then are the checks' error texts shown.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if !probeMethodOK(w, r) {
+		return
+	}
+	_, verbose := r.URL.Query()["verbose"]
+	if st := s.State(); st != Ready {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
+		return
+	}
+	s.mu.Lock()
+	checks := s.checks
+	s.mu.Unlock()
+	errs := s.runChecks(r.Context(), checks)
+	failed := false
+	var b strings.Builder
+	for i, c := range checks {
+		switch {
+		case errs[i] == nil:
+			if verbose {
+				b.WriteString("[+]" + c.name + " ok\n")
+			}
+		case verbose:
+			failed = true
+			b.WriteString("[-]" + c.name + ": " + oneLine(errs[i].Error()) + "\n")
+		default:
+			failed = true
+			b.WriteString("[-]" + c.name + " failed\n")
+		}
+	}
+	// A drain that began while the checks ran wins.
+	if st := s.State(); st != Ready {
+		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
+		return
+	}
+	if failed {
+		b.WriteString("not ready\n")
+		writeText(w, http.StatusServiceUnavailable, b.String())
+		return
+	}
+	b.WriteString("ok\n")
+	writeText(w, http.StatusOK, b.String())
+}
+
+// runChecks runs the checks concurrently, each under the check timeout.
+func (s *Server) runChecks(ctx context.Context, checks []check) []error {
+	errs := make([]error, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- c.fn(ctx) }()
+			select {
+			case errs[i] = <-done:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+			}
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -1,0 +1,153 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+	"github.com/spf13/cobra"
+)
+
+// ErrUsage marks an error in how a command was called or configured (a bad
+// flag or environment variable): ExitCode maps it to 2.
+var ErrUsage = errors.New("invalid")
+
+// ErrTimeout means the check did not finish within its time bound, as on a
+// hung file system.
+var ErrTimeout = errors.New("check timed out")
+
+// Defaults of the live command.
+const (
+	DefaultFile    = "/tmp/live"
+	DefaultMaxAge  = 30 * time.Second
+	DefaultTimeout = time.Second
+)
+
+// LiveConfig is what the live check reads: LIVE_FILE and LIVE_MAX_AGE.
+type LiveConfig struct {
+	File   string        `envconfig:"LIVE_FILE" default:"/tmp/live"`
+	MaxAge time.Duration `envconfig:"LIVE_MAX_AGE" default:"30s"`
+}
+
+// LoadLiveConfig reads LiveConfig from the environment. A bad value yields
+// an error that names the variable and matches ErrUsage.
+func LoadLiveConfig() (LiveConfig, error) {
+	c, err := liveEnv()
+	if err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+func liveEnv() (LiveConfig, error) {
+	var c LiveConfig
+	if err := envconfig.Process("", &c); err != nil {
+		return c, EnvError(err)
+	}
+	return c, nil
+}
+
+// Validate reports a configuration that cannot work, naming the variable.
+func (c LiveConfig) Validate() error {
+	if c.File == "" {
+		return fmt.Errorf("%w: LIVE_FILE is empty", ErrUsage)
+	}
+	if c.MaxAge < 0 {
+		return fmt.Errorf("%w: LIVE_MAX_AGE=%s is negative", ErrUsage, c.MaxAge)
+	}
+	return nil
+}
+
+// EnvError turns an envconfig error into a one-line error that names the
+// variable and its value and matches ErrUsage.
+func EnvError(err error) error {
+	var pe *envconfig.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("%w: %s=%q: %v", ErrUsage, pe.KeyName, pe.Value, pe.Err)
+	}
+	return fmt.Errorf("%w: %v", ErrUsage, err)
+}
+
+// Live checks the marker described by c at time.Now(), giving up with
+// ErrTimeout after timeout: kubelet does not kill an exec probe that times
+// out, so a probe stuck on a hung file system would pile up processes.
+func Live(ctx context.Context, c LiveConfig, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Check(c.File, c.MaxAge, time.Now()) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w after %s", c.File, ErrTimeout, timeout)
+	}
+}
+
+// ExitCode maps an error of a command to its exit status: 0 for nil, 2 for
+// ErrUsage, 1 for anything else (a failed check).
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrUsage):
+		return 2
+	default:
+		return 1
+	}
+}
+
+// Command returns the `live` subcommand. Add it to a service's root command
+// in one line:
+//
+//	root.AddCommand(probe.Command())
+//
+// and point the liveness probe at it: exec ["/app", "live"]. It reads
+// LIVE_FILE (default /tmp/live) and LIVE_MAX_AGE (default 30s; 0 checks
+// existence only), overridden by --file and --max-age, and returns nil when
+// the marker is live. On failure it returns an error whose text says why
+// (missing, stale for 47s, ...); ExitCode maps it to the exit status.
+func Command() *cobra.Command {
+	var (
+		file    string
+		maxAge  time.Duration
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:           "live",
+		Short:         "Exit 0 if the liveness marker is fresh, 1 otherwise",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// LIVE_MAX_AGE is the only variable that can fail to
+			// parse; --max-age replaces it, bad or not.
+			c, err := liveEnv()
+			if err != nil && !cmd.Flags().Changed("max-age") {
+				return err
+			}
+			if cmd.Flags().Changed("file") {
+				c.File = file
+			}
+			if cmd.Flags().Changed("max-age") {
+				c.MaxAge = maxAge
+			}
+			if err := c.Validate(); err != nil {
+				return err
+			}
+			if timeout <= 0 {
+				return fmt.Errorf("%w: --timeout=%s must be positive", ErrUsage, timeout)
+			}
+			return Live(cmd.Context(), c, timeout)
+		},
+	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	})
+	cmd.Flags().StringVar(&file, "file", DefaultFile, "marker file (env LIVE_FILE)")
+	cmd.Flags().DurationVar(&maxAge, "max-age", DefaultMaxAge, "age beyond which the marker is stale; 0 checks existence only (env LIVE_MAX_AGE)")
+	cmd.Flags().DurationVar(&timeout, "timeout", DefaultTimeout, "give up after this long")
+	return cmd
+}

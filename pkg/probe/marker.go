@@ -1,0 +1,187 @@
+// Package probe implements a file-based liveness marker and the `live`
+// command that checks it, so that an exec liveness probe works in images
+// that have no shell and no cat.
+//
+// A service creates its marker at start-up, keeps it fresh with a heartbeat
+// while it is healthy and removes it after its drain. The probe checks that
+// the file exists and that its modification time is recent: a file that
+// merely exists cannot tell a wedged process from a working one.
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// Errors returned by Check and by Marker's methods. Test for them with
+// errors.Is.
+var (
+	// ErrMissing means there is no marker: the service has not started,
+	// or it has drained and removed it.
+	ErrMissing = errors.New("marker missing")
+	// ErrStale means the marker exists but its heartbeat stopped. The
+	// returned error is a *StaleError that also says how old it is.
+	ErrStale = errors.New("marker stale")
+	// ErrNotRegular means something other than a regular file (a
+	// symlink, a folder, a device) is at the marker's path. It is never
+	// followed, written through or removed.
+	ErrNotRegular = errors.New("not a regular file")
+)
+
+// StaleError reports a marker older than the allowed age.
+type StaleError struct {
+	Age    time.Duration // how long ago the marker was last refreshed
+	MaxAge time.Duration // the age beyond which it counts as stale
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("marker stale for %s (max age %s)", e.Age.Round(time.Second), e.MaxAge)
+}
+
+// Is makes errors.Is(err, ErrStale) true for a *StaleError.
+func (e *StaleError) Is(target error) bool { return target == ErrStale }
+
+// Check reports whether the marker at path is live at time now: nil when it
+// is a regular file refreshed within maxAge (or merely exists, when maxAge is
+// 0); otherwise an error that matches ErrMissing, ErrStale or ErrNotRegular,
+// or the underlying file-system error. It makes a single lstat call.
+func Check(path string, maxAge time.Duration, now time.Time) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: %w", path, ErrMissing)
+	}
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s: %w", path, ErrNotRegular)
+	}
+	if maxAge > 0 {
+		if age := now.Sub(fi.ModTime()); age > maxAge {
+			return fmt.Errorf("%s: %w", path, &StaleError{Age: age, MaxAge: maxAge})
+		}
+	}
+	return nil
+}
+
+// Marker is the liveness marker file of one process. The zero value is not
+// usable; set Path.
+type Marker struct {
+	// Path is where the marker lives. Its folder must exist and be
+	// writable; in Kubernetes it is usually on an emptyDir volume.
+	Path string
+}
+
+// Create writes the marker atomically: it writes a temporary file in the
+// same folder, created with O_EXCL and mode 0644, and renames it over Path,
+// so a concurrent Check never sees a half-written file. A stale marker left
+// by an earlier run is replaced. Create refuses with ErrNotRegular if
+// something other than a regular file is at Path (a symlink is never
+// written through).
+func (m *Marker) Create() error {
+	if m.Path == "" {
+		return errors.New("marker path is empty")
+	}
+	fi, err := os.Lstat(m.Path)
+	switch {
+	case err == nil && !fi.Mode().IsRegular():
+		return fmt.Errorf("create marker %s: %w", m.Path, ErrNotRegular)
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("create marker: %w", err)
+	}
+	return m.write()
+}
+
+// Touch refreshes the marker, again by an atomic replace, so that a symlink
+// planted at Path is replaced rather than written through. It is what a
+// heartbeat calls.
+func (m *Marker) Touch() error { return m.write() }
+
+func (m *Marker) write() error {
+	dir := filepath.Dir(m.Path)
+	// The pid makes the temporary name unique between processes; O_EXCL
+	// makes it safe against a file planted under that name.
+	tmp := filepath.Join(dir, "."+filepath.Base(m.Path)+".tmp."+strconv.Itoa(os.Getpid()))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		// Left by a crash of this pid's predecessor (pids repeat in
+		// containers): remove it and try once more.
+		if err = os.Remove(tmp); err == nil {
+			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write marker: %w", err)
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, m.Path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write marker: %w", err)
+	}
+	return nil
+}
+
+// Remove deletes the marker. It is idempotent: a missing marker is not an
+// error. Anything other than a regular file at Path is left alone and
+// reported with ErrNotRegular.
+func (m *Marker) Remove() error {
+	fi, err := os.Lstat(m.Path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove marker: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("remove marker %s: %w", m.Path, ErrNotRegular)
+	}
+	if err := os.Remove(m.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove marker: %w", err)
+	}
+	return nil
+}
+
+// Heartbeat refreshes the marker every interval until ctx is done, calling
+// healthy first when it is not nil: while healthy returns false the marker
+// is not refreshed and goes stale, so the liveness probe fails. A failed
+// refresh is passed to onError (when not nil) and retried at the next beat.
+func (m *Marker) Heartbeat(ctx context.Context, interval time.Duration, healthy func() bool, onError func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if healthy != nil && !healthy() {
+			continue
+		}
+		if err := m.Touch(); err != nil && onError != nil {
+			onError(err)
+		}
+	}
+}
+
+// HeartbeatInterval is the refresh period for a marker checked with maxAge:
+// a third of it, so that two beats can be missed before the probe fails. It
+// is 0, no heartbeat, when maxAge is 0 (existence only).
+func HeartbeatInterval(maxAge time.Duration) time.Duration {
+	if maxAge <= 0 {
+		return 0
+	}
+	return max(maxAge/3, time.Millisecond)
+}
