@@ -8,21 +8,8 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 	"github.com/spf13/cobra"
-)
 
-// ErrUsage marks an error in how a command was called or configured (a bad
-// flag or environment variable): ExitCode maps it to 2.
-var ErrUsage = errors.New("invalid")
-
-// ErrTimeout means the check did not finish within its time bound, as on a
-// hung file system.
-var ErrTimeout = errors.New("check timed out")
-
-// Defaults of the live command.
-const (
-	DefaultFile    = "/tmp/live"
-	DefaultMaxAge  = 30 * time.Second
-	DefaultTimeout = time.Second
+	"kprobe/internal/marker"
 )
 
 // LiveConfig is what the live check reads: LIVE_FILE and LIVE_MAX_AGE.
@@ -50,15 +37,7 @@ func liveEnv() (LiveConfig, error) {
 }
 
 // Validate reports a configuration that cannot work, naming the variable.
-func (c LiveConfig) Validate() error {
-	if c.File == "" {
-		return fmt.Errorf("%w: LIVE_FILE is empty", ErrUsage)
-	}
-	if c.MaxAge < 0 {
-		return fmt.Errorf("%w: LIVE_MAX_AGE=%s is negative", ErrUsage, c.MaxAge)
-	}
-	return nil
-}
+func (c LiveConfig) Validate() error { return marker.Validate(c.File, c.MaxAge) }
 
 // EnvError turns an envconfig error into a one-line error that names the
 // variable and its value and matches ErrUsage.
@@ -70,33 +49,11 @@ func EnvError(err error) error {
 	return fmt.Errorf("%w: %v", ErrUsage, err)
 }
 
-// Live checks the marker described by c at time.Now(), giving up with
-// ErrTimeout after timeout: kubelet does not kill an exec probe that times
-// out, so a probe stuck on a hung file system would pile up processes.
+// Live checks the marker described by c now, giving up with ErrTimeout
+// after timeout: kubelet does not kill an exec probe that times out, so a
+// probe stuck on a hung file system would pile up processes.
 func Live(ctx context.Context, c LiveConfig, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- Check(c.File, c.MaxAge, time.Now()) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("%s: %w after %s", c.File, ErrTimeout, timeout)
-	}
-}
-
-// ExitCode maps an error of a command to its exit status: 0 for nil, 2 for
-// ErrUsage, 1 for anything else (a failed check).
-func ExitCode(err error) int {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, ErrUsage):
-		return 2
-	default:
-		return 1
-	}
+	return marker.Live(ctx, c.File, c.MaxAge, timeout)
 }
 
 // Command returns the `live` subcommand. Add it to a service's root command

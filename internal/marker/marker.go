@@ -1,12 +1,7 @@
-// Package probe implements a file-based liveness marker and the `live`
-// command that checks it, so that an exec liveness probe works in images
-// that have no shell and no cat.
-//
-// A service creates its marker at start-up, keeps it fresh with a heartbeat
-// while it is healthy and removes it after its drain. The probe checks that
-// the file exists and that its modification time is recent: a file that
-// merely exists cannot tell a wedged process from a working one.
-package probe
+// Package marker is the liveness marker file and its check, with nothing
+// but the standard library: the standalone probe binary links it, and its
+// start-up cost is paid on every exec probe. pkg/probe re-exports it.
+package marker
 
 import (
 	"context"
@@ -184,4 +179,78 @@ func HeartbeatInterval(maxAge time.Duration) time.Duration {
 		return 0
 	}
 	return max(maxAge/3, time.Millisecond)
+}
+
+// ErrUsage marks an error in how a command was called or configured (a bad
+// flag or environment variable): ExitCode maps it to 2.
+var ErrUsage = errors.New("invalid")
+
+// ErrTimeout means the check did not finish within its time bound, as on a
+// hung file system.
+var ErrTimeout = errors.New("check timed out")
+
+// Defaults of the live check.
+const (
+	DefaultFile    = "/tmp/live"
+	DefaultMaxAge  = 30 * time.Second
+	DefaultTimeout = time.Second
+)
+
+// Live checks the marker at path at time.Now(), giving up with ErrTimeout
+// after timeout: kubelet does not kill an exec probe that times out, so a
+// probe stuck on a hung file system would pile up processes.
+func Live(ctx context.Context, path string, maxAge, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Check(path, maxAge, time.Now()) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w after %s", path, ErrTimeout, timeout)
+	}
+}
+
+// ExitCode maps an error of a command to its exit status: 0 for nil, 2 for
+// ErrUsage, 1 for anything else (a failed check).
+func ExitCode(err error) int {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrUsage):
+		return 2
+	default:
+		return 1
+	}
+}
+
+// Env is the live check's environment, LIVE_FILE and LIVE_MAX_AGE, read
+// with lookupEnv (os.LookupEnv in production) and without envconfig, for
+// the standalone probe. pkg/probe reads the same variables with envconfig;
+// a test keeps the two in step. As there, a variable that is set but
+// empty is not replaced by its default.
+func Env(lookupEnv func(string) (string, bool)) (path string, maxAge time.Duration, err error) {
+	path, maxAge = DefaultFile, DefaultMaxAge
+	if v, ok := lookupEnv("LIVE_FILE"); ok {
+		path = v
+	}
+	if v, ok := lookupEnv("LIVE_MAX_AGE"); ok {
+		if maxAge, err = time.ParseDuration(v); err != nil {
+			return path, 0, fmt.Errorf("%w: LIVE_MAX_AGE=%q: %v", ErrUsage, v, err)
+		}
+	}
+	return path, maxAge, nil
+}
+
+// Validate reports a live configuration that cannot work, naming the
+// variable.
+func Validate(path string, maxAge time.Duration) error {
+	if path == "" {
+		return fmt.Errorf("%w: LIVE_FILE is empty", ErrUsage)
+	}
+	if maxAge < 0 {
+		return fmt.Errorf("%w: LIVE_MAX_AGE=%s is negative", ErrUsage, maxAge)
+	}
+	return nil
 }

@@ -1,0 +1,359 @@
+// Package probecli is the standalone probe binary: live, http, tcp, sleep
+// and run. It links only the standard library and internal/marker, because
+// its start-up is paid on every exec probe of every pod.
+package probecli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"kprobe/internal/marker"
+)
+
+const usage = `usage: probe COMMAND [flags] [args]
+
+commands:
+  live                   exit 0 if the liveness marker is fresh (LIVE_FILE, LIVE_MAX_AGE)
+  http URL               exit 0 if GET URL answers 200-399 within --timeout
+  tcp HOST:PORT          exit 0 if a TCP connection opens within --timeout
+  sleep DURATION         sleep, then exit 0 (a preStop hook)
+  run [flags] -- CMD ... run CMD as a child, keep the marker while it lives,
+                         forward signals, reap zombies; exit with its code
+
+exit status: 0 success, 1 check failed, 2 usage or configuration error
+`
+
+// Env is how the probe reads its environment: os.LookupEnv in production.
+type Env func(string) (string, bool)
+
+// Main runs the probe with args (without the program name) and returns its
+// exit status.
+func Main(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "live":
+		err = live(ctx, args[1:], env, stderr)
+	case "http":
+		err = httpCheck(ctx, args[1:], stderr)
+	case "tcp":
+		err = tcpCheck(ctx, args[1:], stderr)
+	case "sleep":
+		err = sleepCmd(ctx, args[1:], stderr)
+	case "run":
+		return run(ctx, args[1:], env, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		err = fmt.Errorf("%w: unknown command %q (try: live, http, tcp, sleep, run)", marker.ErrUsage, args[0])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "probe %s: %v\n", args[0], err)
+	}
+	return marker.ExitCode(err)
+}
+
+func flagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses flags and wants exactly nargs arguments after them (any
+// number when nargs is -1).
+func parse(fs *flag.FlagSet, args []string, nargs int, what string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
+	}
+	if nargs >= 0 && fs.NArg() != nargs {
+		return fmt.Errorf("%w: want %s, got %d arguments", marker.ErrUsage, what, fs.NArg())
+	}
+	return nil
+}
+
+func positive(name string, d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: %s=%s must be positive", marker.ErrUsage, name, d)
+	}
+	return nil
+}
+
+// liveFlags reads LIVE_FILE and LIVE_MAX_AGE, then the flags that override
+// them, as pkg/probe's live command does.
+func liveFlags(fs *flag.FlagSet, args []string, nargs int, what string, env Env) (path string, maxAge time.Duration, err error) {
+	path, maxAge, envErr := marker.Env(env)
+	fs.StringVar(&path, "file", path, "marker file (env LIVE_FILE)")
+	fs.DurationVar(&maxAge, "max-age", maxAge, "age beyond which the marker is stale; 0: existence only (env LIVE_MAX_AGE)")
+	if err := parse(fs, args, nargs, what); err != nil {
+		return "", 0, err
+	}
+	maxAgeSet := false
+	fs.Visit(func(f *flag.Flag) { maxAgeSet = maxAgeSet || f.Name == "max-age" })
+	if envErr != nil && !maxAgeSet {
+		return "", 0, envErr
+	}
+	return path, maxAge, marker.Validate(path, maxAge)
+}
+
+func live(ctx context.Context, args []string, env Env, stderr io.Writer) error {
+	fs := flagSet("live", stderr)
+	timeout := fs.Duration("timeout", marker.DefaultTimeout, "give up after this long")
+	path, maxAge, err := liveFlags(fs, args, 0, "no arguments", env)
+	if err != nil {
+		return err
+	}
+	if err := positive("--timeout", *timeout); err != nil {
+		return err
+	}
+	return marker.Live(ctx, path, maxAge, *timeout)
+}
+
+// httpCheck is kubelet's httpGet: GET the URL and succeed on a status of
+// 200-399. It reads the status line only, so a huge body costs nothing, and
+// does not follow redirects (a 3xx is a success, as for kubelet). It speaks
+// plain HTTP/1.1 by hand: net/http would double the probe's start-up cost.
+func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flagSet("http", stderr)
+	timeout := fs.Duration("timeout", time.Second, "give up after this long")
+	if err := parse(fs, args, 1, "one URL"); err != nil {
+		return err
+	}
+	if err := positive("--timeout", *timeout); err != nil {
+		return err
+	}
+	u, err := url.Parse(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
+	}
+	if u.Scheme != "http" || u.Host == "" {
+		return fmt.Errorf("%w: URL %q: want http://HOST[:PORT]/PATH (https is not supported)", marker.ErrUsage, fs.Arg(0))
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
+		"\r\nUser-Agent: kprobe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+	if _, err := io.WriteString(conn, req); err != nil {
+		return err
+	}
+	// A status line longer than 4 KiB is not HTTP.
+	line, err := bufio.NewReader(io.LimitReader(conn, 4096)).ReadString('\n')
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("no response within %s", *timeout)
+		}
+		return fmt.Errorf("reading status line: %w", err)
+	}
+	code, err := statusCode(line)
+	if err != nil {
+		return err
+	}
+	if code < 200 || code > 399 {
+		return fmt.Errorf("status %d", code)
+	}
+	return nil
+}
+
+// statusCode parses "HTTP/1.1 200 OK\r\n".
+func statusCode(line string) (int, error) {
+	proto, rest, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+	codeText, _, _ := strings.Cut(rest, " ")
+	code, err := strconv.Atoi(codeText)
+	if !strings.HasPrefix(proto, "HTTP/") || err != nil || len(codeText) != 3 {
+		return 0, fmt.Errorf("not an HTTP status line: %q", line)
+	}
+	return code, nil
+}
+
+func tcpCheck(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flagSet("tcp", stderr)
+	timeout := fs.Duration("timeout", time.Second, "give up after this long")
+	if err := parse(fs, args, 1, "one HOST:PORT"); err != nil {
+		return err
+	}
+	if err := positive("--timeout", *timeout); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(fs.Arg(0)); err != nil {
+		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	return conn.Close()
+}
+
+func sleepCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flagSet("sleep", stderr)
+	if err := parse(fs, args, 1, "one DURATION"); err != nil {
+		return err
+	}
+	d, err := time.ParseDuration(fs.Arg(0))
+	if err != nil {
+		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
+	}
+	if d < 0 {
+		return fmt.Errorf("%w: DURATION=%s is negative", marker.ErrUsage, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// forwarded are the signals run passes on to its child.
+var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2}
+
+// run starts a child, keeps the marker fresh while the child runs (and is
+// not stopped), forwards signals to it, reaps every zombie when it is PID 1,
+// removes the marker when the child exits and returns the child's status
+// (128+N when signal N killed it).
+func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "probe run: %v\n", err)
+		return marker.ExitCode(err)
+	}
+	fs := flagSet("run", stderr)
+	path, maxAge, err := liveFlags(fs, args, -1, "", env)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		return fail(err)
+	}
+	if err != nil {
+		return 0
+	}
+	argv := fs.Args()
+	if len(argv) == 0 {
+		return fail(fmt.Errorf("%w: want -- CMD [ARGS...]", marker.ErrUsage))
+	}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, forwarded...)
+	defer signal.Stop(sigs)
+
+	m := &marker.Marker{Path: path}
+	if err := m.Create(); err != nil {
+		return fail(fmt.Errorf("%w: LIVE_FILE=%s: %v", marker.ErrUsage, path, err))
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, stderr
+	if err := cmd.Start(); err != nil {
+		m.Remove()
+		return fail(fmt.Errorf("%w: %v", marker.ErrUsage, err))
+	}
+	child := cmd.Process.Pid
+
+	beat, stopBeat := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() {
+		defer close(beating)
+		if iv := marker.HeartbeatInterval(maxAge); iv > 0 {
+			m.Heartbeat(beat, iv, func() bool { return running(child) }, func(err error) {
+				fmt.Fprintf(stderr, "probe run: heartbeat: %v\n", err)
+			})
+		}
+	}()
+
+	exited := make(chan syscall.WaitStatus, 1)
+	go reap(child, os.Getpid() == 1, exited)
+	for {
+		select {
+		case sig := <-sigs:
+			syscall.Kill(child, sig.(syscall.Signal))
+		case ws := <-exited:
+			stopBeat()
+			<-beating
+			if err := m.Remove(); err != nil {
+				fmt.Fprintf(stderr, "probe run: %v\n", err)
+			}
+			if ws.Signaled() {
+				return 128 + int(ws.Signal())
+			}
+			return ws.ExitStatus()
+		}
+	}
+}
+
+// reap waits for the child. As PID 1 it waits for any process, so that
+// orphans re-parented to it do not stay zombies.
+func reap(child int, pid1 bool, exited chan<- syscall.WaitStatus) {
+	target := child
+	if pid1 {
+		target = -1
+	}
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(target, &ws, 0, nil)
+		if errors.Is(err, syscall.EINTR) {
+			continue
+		}
+		if err != nil {
+			// ECHILD: nothing left to wait for; report a failure.
+			exited <- syscall.WaitStatus(1 << 8)
+			return
+		}
+		if pid == child {
+			exited <- ws
+			return
+		}
+	}
+}
+
+// running reports whether pid exists and is not stopped (SIGSTOP) or a
+// zombie, from /proc/PID/stat; a stopped child must let the marker go stale.
+func running(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses and
+	// may itself hold spaces or parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	switch b[i+2] {
+	case 'T', 't', 'Z', 'X':
+		return false
+	}
+	return true
+}
