@@ -75,7 +75,7 @@ func Command() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:           "live",
 		Short:         "Exit 0 if the liveness marker is fresh, 1 otherwise",
-		Args:          cobra.NoArgs,
+		Args:          noArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -107,4 +107,12 @@ func Command() *cobra.Command {
 	cmd.Flags().DurationVar(&maxAge, "max-age", DefaultMaxAge, "age beyond which the marker is stale; 0 checks existence only (env LIVE_MAX_AGE)")
 	cmd.Flags().DurationVar(&timeout, "timeout", DefaultTimeout, "give up after this long")
 	return cmd
+}
+
+// noArgs is cobra.NoArgs with an error that matches ErrUsage.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return nil
 }
