@@ -40,7 +40,7 @@ func Command(logOut io.Writer) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "app",
 		Short:         "Example counter service that drains without losing a request",
-		Args:          cobra.NoArgs,
+		Args:          noArgs,
 		RunE:          serve,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -49,12 +49,19 @@ func Command(logOut io.Writer) *cobra.Command {
 	serveCmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the service (the default)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE:  serve,
 	}
 	serveCmd.SetFlagErrorFunc(usageError)
 	root.AddCommand(serveCmd, probe.Command())
 	return root
+}
+
+func noArgs(cmd *cobra.Command, args []string) error {
+	if err := cobra.NoArgs(cmd, args); err != nil {
+		return fmt.Errorf("%w: %v", probe.ErrUsage, err)
+	}
+	return nil
 }
 
 func usageError(_ *cobra.Command, err error) error {
@@ -91,8 +98,6 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 		srv.AddCheck("redis", c.Ping)
 	}
 	srv.OnStop(func(context.Context) error { return c.Close() })
-	log.Info("starting", "addr", cfg.Addr, "redis", cfg.RedisAddr != "", "live_file", cfg.LiveFile,
-		"drain_delay", cfg.DrainDelay, "shutdown_timeout", cfg.ShutdownTimeout, "work_delay", cfg.WorkDelay)
 	err = srv.Run(ctx)
 	if n := svc.abandoned.Load(); n > 0 && err == nil {
 		err = fmt.Errorf("%d increments abandoned", n)

@@ -2,6 +2,8 @@ package app
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -40,6 +42,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.Addr == "":
 		return bad("ADDR is empty")
+	case !validAddr(c.Addr):
+		return bad("ADDR=%q is not HOST:PORT", c.Addr)
 	case c.LiveFile == "":
 		return bad("LIVE_FILE is empty")
 	case c.LiveMaxAge < 0:
@@ -62,4 +66,13 @@ func (c Config) Validate() error {
 		return bad("DRAIN_DELAY=%s plus WORK_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", c.DrainDelay, c.WorkDelay, c.ShutdownTimeout)
 	}
 	return nil
+}
+
+func validAddr(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }

@@ -1,0 +1,136 @@
+// Command badserver is the negative control of the process tests and the
+// rollout harness: the naive servers of the articles, each with one known
+// flaw, behind the app's interface (ADDR, REDIS_ADDR, LIVE_FILE,
+// DRAIN_DELAY, WORK_DELAY; POST /incr, GET /count, /ready, /live). MODE picks
+// the flaw:
+//
+//   - hard: exits on SIGTERM; its background increments are not tracked.
+//   - bodyfirst: drains well, but /ready writes its body before the 503
+//     status, so it answers 200 (the articles' own readiness handler).
+//   - nowait: drains requests but exits without waiting for the background
+//     work they started.
+//   - plainshutdown: readiness, drain delay with Connection: close, then
+//     http.Server.Shutdown, which closes idle keep-alive connections at once.
+//
+// If a test that passes on the app also passes on one of these, the test is
+// broken.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"kprobe/internal/counter"
+	"kprobe/pkg/probe"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "badserver:", err)
+		os.Exit(1)
+	}
+}
+
+func duration(key string, def time.Duration) time.Duration {
+	if v := os.Getenv(key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+func run() error {
+	mode := os.Getenv("MODE")
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	addr := os.Getenv("ADDR")
+	if addr == "" {
+		addr = ":8080"
+	}
+	workDelay := duration("WORK_DELAY", 5*time.Second)
+	drainDelay := duration("DRAIN_DELAY", 5*time.Second)
+	var c counter.Counter = &counter.Memory{}
+	if a := os.Getenv("REDIS_ADDR"); a != "" {
+		c = counter.NewRedis(a, "")
+	}
+	m := &probe.Marker{Path: os.Getenv("LIVE_FILE")}
+	if m.Path != "" {
+		if err := m.Create(); err != nil {
+			return err
+		}
+	}
+
+	var ready, draining atomic.Bool
+	var work sync.WaitGroup
+	mux := http.NewServeMux()
+	mux.HandleFunc("/incr", func(w http.ResponseWriter, r *http.Request) {
+		work.Add(1)
+		go func() {
+			defer work.Done()
+			time.Sleep(workDelay)
+			if err := c.Incr(context.Background()); err != nil {
+				log.Error("incr", "error", err)
+			}
+		}()
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := c.Get(r.Context())
+		fmt.Fprintln(w, strconv.FormatInt(n, 10))
+	})
+	mux.HandleFunc("/live", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {
+		if ready.Load() {
+			fmt.Fprintln(w, "ok")
+			return
+		}
+		if mode == "bodyfirst" {
+			fmt.Fprintln(w, "not ready") // sends 200 before the status below
+		}
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		mux.ServeHTTP(w, r)
+	})}
+	ready.Store(true)
+	log.Info("ready", "addr", ln.Addr().String(), "mode", mode)
+	if mode == "hard" {
+		return srv.Serve(ln) // SIGTERM's default action ends the process
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go srv.Serve(ln)
+	<-sigs
+	ready.Store(false)
+	draining.Store(true)
+	time.Sleep(drainDelay)
+	if err := srv.Shutdown(context.Background()); err != nil {
+		return err
+	}
+	if mode != "nowait" {
+		work.Wait()
+	}
+	if m.Path != "" {
+		m.Remove()
+	}
+	log.Info("exiting", "mode", mode)
+	return nil
+}

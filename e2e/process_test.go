@@ -1,0 +1,523 @@
+// Process tests: the real binaries, real signals, a real Redis.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kprobe/e2e/harness"
+)
+
+var bins map[string]string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kprobe-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins, err = harness.Build(dir, "kprobe/cmd/app", "kprobe/cmd/probe", "kprobe/e2e/badserver")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// startRedis starts a real redis-server, or skips the test where there is
+// none, except in CI, where its absence is a failure.
+func startRedis(t *testing.T) *harness.Redis {
+	t.Helper()
+	r, err := harness.StartRedis(t.TempDir())
+	if errors.Is(err, harness.ErrNoRedis) && os.Getenv("CI") == "" {
+		t.Skip(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return r
+}
+
+func start(t *testing.T, bin string, env ...string) *harness.Proc {
+	t.Helper()
+	p, err := harness.Start(bin, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr())
+		}
+	})
+	return p
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+// violations of the drain's safety properties, by kind.
+type violations map[string]string
+
+func (v violations) add(kind, format string, args ...any) {
+	if _, ok := v[kind]; !ok {
+		v[kind] = fmt.Sprintf(format, args...)
+	}
+}
+
+// Kinds of violation.
+const (
+	notReady = "not-ready" // /ready did not answer 503 within 100 ms of SIGTERM
+	refused  = "refused"   // a request during the drain delay failed
+	marker   = "marker"    // the marker was gone too early or left behind
+	exitCode = "exit"      // the process did not exit 0
+	lost     = "lost"      // the counter is below the number of 200s
+)
+
+// drainScenario is the core issue's "as a new user would" run: increments
+// before and during the drain, SIGTERM, and every property checked. It
+// returns what was violated, so that a negative control can show that each
+// check catches its unsafe server.
+func drainScenario(t *testing.T, bin string, extraEnv ...string) violations {
+	t.Helper()
+	const drainDelay = time.Second
+	r := startRedis(t)
+	live := filepath.Join(t.TempDir(), "live")
+	env := append([]string{"ADDR=127.0.0.1:0", "REDIS_ADDR=" + r.Addr, "LIVE_FILE=" + live,
+		"DRAIN_DELAY=1s", "WORK_DELAY=2s"}, extraEnv...)
+	p := start(t, bin, env...)
+	url := "http://" + p.Addr
+	client := &http.Client{Timeout: 5 * time.Second}
+	v := violations{}
+	var ok int64
+	post := func() error {
+		resp, err := client.Post(url+"/incr", "text/plain", nil)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		ok++
+		return nil
+	}
+	for range 5 {
+		if err := post(); err != nil {
+			t.Fatalf("POST /incr before the signal: %v", err)
+		}
+	}
+	if !exists(live) {
+		v.add(marker, "no marker while serving")
+	}
+
+	t0 := time.Now()
+	p.Signal(syscall.SIGTERM)
+	flipped := false
+	for !flipped && time.Since(t0) < 100*time.Millisecond {
+		resp, err := client.Get(url + "/ready")
+		if err != nil {
+			break
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		flipped = resp.StatusCode == http.StatusServiceUnavailable
+	}
+	if !flipped {
+		v.add(notReady, "/ready did not answer 503 within 100ms of SIGTERM")
+	} else {
+		t.Logf("/ready turned 503 %s after SIGTERM", time.Since(t0).Round(time.Microsecond))
+	}
+	// The endpoints still route here until the delay ends: keep sending.
+	for time.Since(t0) < drainDelay-200*time.Millisecond {
+		if err := post(); err != nil {
+			v.add(refused, "POST /incr %s after SIGTERM: %v", time.Since(t0).Round(time.Millisecond), err)
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Increments started during the delay are pending until 2s after it.
+	if !exists(live) {
+		select {
+		case <-p.Done():
+		default:
+			v.add(marker, "marker gone while work was pending")
+		}
+	}
+	code, err := p.Wait(20 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		v.add(exitCode, "exit status %d", code)
+	}
+	if exists(live) {
+		v.add(marker, "marker left after exit")
+	}
+	n, err := r.Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != ok {
+		v.add(lost, "counter %d, but %d requests answered 200: %d increments lost", n, ok, ok-n)
+	}
+	t.Logf("%s: %d answered 200, counter %d, exit %d", filepath.Base(bin), ok, n, code)
+	return v
+}
+
+func TestDrainLosesNothing(t *testing.T) {
+	if v := drainScenario(t, bins["app"]); len(v) > 0 {
+		t.Fatalf("violations: %v", v)
+	}
+}
+
+// Each naive server must be caught by the same scenario, for the reason
+// it is unsafe; otherwise the scenario cannot fail and proves nothing.
+func TestDrainNegativeControls(t *testing.T) {
+	tests := []struct {
+		mode string
+		want []string
+	}{
+		{"hard", []string{refused, lost, exitCode}},
+		{"bodyfirst", []string{notReady}},
+		{"nowait", []string{lost}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			v := drainScenario(t, bins["badserver"], "MODE="+tt.mode)
+			for _, kind := range tt.want {
+				if _, ok := v[kind]; !ok {
+					t.Errorf("the scenario did not catch %q on the %s server (caught: %v)", kind, tt.mode, v)
+				}
+			}
+			t.Logf("caught: %v", v)
+		})
+	}
+}
+
+func waitReady503(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 503 {
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatal("/ready did not turn 503")
+}
+
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	tests := []struct {
+		name          string
+		first, second syscall.Signal
+	}{
+		{"SIGTERM twice", syscall.SIGTERM, syscall.SIGTERM},
+		{"SIGINT then SIGTERM", syscall.SIGINT, syscall.SIGTERM},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			live := filepath.Join(t.TempDir(), "live")
+			p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "WORK_DELAY=5s")
+			resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			p.Signal(tt.first)
+			// The drain has begun (signals are not queued: a second
+			// one sent too soon can merge with the first).
+			waitReady503(t, "http://"+p.Addr)
+			t0 := time.Now()
+			p.Signal(tt.second)
+			code, err := p.Wait(5 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(t0)
+			t.Logf("exit %d %s after the second signal", code, took)
+			if code != 1 || took > 100*time.Millisecond {
+				t.Fatalf("exit %d after %s, want 1 within 100ms", code, took)
+			}
+			if exists(live) {
+				t.Fatal("marker left after the second signal")
+			}
+		})
+	}
+}
+
+func TestShutdownTimeoutSaysWhatWasAbandoned(t *testing.T) {
+	// Redis is down for the whole drain: every increment retries until
+	// the deadline and is abandoned.
+	port, err := harness.FreePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := filepath.Join(t.TempDir(), "live")
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live,
+		fmt.Sprintf("REDIS_ADDR=127.0.0.1:%d", port),
+		"DRAIN_DELAY=200ms", "WORK_DELAY=100ms", "SHUTDOWN_TIMEOUT=2s", "IDLE_CLOSE=100ms")
+	for range 3 {
+		resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("POST /incr: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	t0 := time.Now()
+	p.Signal(syscall.SIGTERM)
+	code, err := p.Wait(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(t0)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if took < 2*time.Second || took > 3*time.Second {
+		t.Fatalf("exited %s after SIGTERM, want at the 2s deadline", took)
+	}
+	if !strings.Contains(p.Stderr(), "3 background tasks abandoned") {
+		t.Fatalf("log does not say 3 tasks were abandoned:\n%s", p.Stderr())
+	}
+	if exists(live) {
+		t.Fatal("marker left after the timeout")
+	}
+}
+
+func TestBadConfigurationExits2BeforeListening(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "link")
+	os.Symlink(filepath.Join(dir, "target"), link)
+	tests := []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"bad duration", []string{"SHUTDOWN_TIMEOUT=abc"}, "SHUTDOWN_TIMEOUT"},
+		{"no unit", []string{"DRAIN_DELAY=5"}, "DRAIN_DELAY"},
+		{"negative", []string{"WORK_DELAY=-1s"}, "WORK_DELAY"},
+		{"delay not below timeout", []string{"DRAIN_DELAY=30s"}, "DRAIN_DELAY"},
+		{"zero timeout", []string{"SHUTDOWN_TIMEOUT=0"}, "SHUTDOWN_TIMEOUT"},
+		{"marker folder missing", []string{"LIVE_FILE=" + filepath.Join(dir, "none", "live")}, "LIVE_FILE"},
+		{"marker is a folder", []string{"LIVE_FILE=" + dir}, "LIVE_FILE"},
+		{"marker is a symlink", []string{"LIVE_FILE=" + link}, "LIVE_FILE"},
+		{"bad max age", []string{"LIVE_MAX_AGE=soon"}, "LIVE_MAX_AGE"},
+		{"bad address", []string{"ADDR=nonsense"}, "ADDR"},
+		{"bad port", []string{"ADDR=:99999"}, "ADDR"},
+		{"unknown argument", []string{}, "unknown command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			live := filepath.Join(t.TempDir(), "live")
+			env := append([]string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + live}, tt.env...)
+			var args []string
+			if tt.want == "unknown command" {
+				args = []string{"bogus"}
+			}
+			p, err := harness.Launch(bins["app"], env, args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := p.Wait(10 * time.Second)
+			if err != nil {
+				p.Kill()
+				t.Fatal(err)
+			}
+			lines := harness.Lines(p.Stderr())
+			if code != 2 || len(lines) != 1 || !strings.Contains(lines[0], tt.want) {
+				t.Fatalf("exit %d, stderr %q; want 2 and one line naming %s", code, lines, tt.want)
+			}
+			if exists(live) {
+				t.Fatal("marker created despite the bad configuration")
+			}
+		})
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "target")); err == nil {
+		t.Fatal("wrote through the symlink")
+	}
+}
+
+// TestLiveWithoutShell runs `app live` and `probe live` in a root that
+// holds nothing but the static binary and the marker's folder, as uid
+// 65532: no shell, no cat, no libc.
+func TestLiveWithoutShell(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			t.Fatal("CI runs as root; chroot needs it")
+		}
+		t.Skip("chroot needs root")
+	}
+	for _, name := range []string{"app", "probe"} {
+		t.Run(name, func(t *testing.T) {
+			root := t.TempDir()
+			os.Chmod(root, 0o755)
+			bin := filepath.Join(root, name)
+			b, err := os.ReadFile(bins[name])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(bin, b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			tmp := filepath.Join(root, "tmp")
+			os.Mkdir(tmp, 0o1777)
+			os.Chmod(tmp, 0o1777)
+			run := func() (int, string) { return chrootRun(t, root, "/"+name, "live") }
+			if code, out := run(); code != 1 || !strings.Contains(out, "missing") {
+				t.Fatalf("no marker: exit %d %q, want 1 missing", code, out)
+			}
+			live := filepath.Join(tmp, "live")
+			if err := os.WriteFile(live, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if code, out := run(); code != 0 {
+				t.Fatalf("fresh marker: exit %d %q, want 0", code, out)
+			}
+			old := time.Now().Add(-time.Minute)
+			os.Chtimes(live, old, old)
+			if code, out := run(); code != 1 || !strings.Contains(out, "stale") {
+				t.Fatalf("stale marker: exit %d %q, want 1 stale", code, out)
+			}
+			for _, fallback := range []string{"bin/sh", "bin/cat", "usr/bin/cat"} {
+				if exists(filepath.Join(root, fallback)) {
+					t.Fatalf("%s exists in the root", fallback)
+				}
+			}
+		})
+	}
+}
+
+// TestIdleKeepAliveConnection: a keep-alive connection that is idle when
+// the drain delay ends is closed only once it has been idle for IDLE_CLOSE;
+// one that carries a request during the drain gets Connection: close and
+// is closed by the server. The plain-Shutdown server fails the first.
+func TestIdleKeepAliveConnection(t *testing.T) {
+	tests := []struct {
+		name      string
+		bin       string
+		env       []string
+		wantQuiet bool
+	}{
+		{"app", bins["app"], nil, true},
+		{"plain Shutdown (negative control)", bins["badserver"], []string{"MODE=plainshutdown"}, false},
+	}
+	const quiet = 2 * time.Second
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := append([]string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + filepath.Join(t.TempDir(), "live"),
+				"DRAIN_DELAY=500ms", "IDLE_CLOSE=2s", "WORK_DELAY=0s"}, tt.env...)
+			p := start(t, tt.bin, env...)
+			idle := dial(t, p.Addr)
+			busy := dial(t, p.Addr)
+			busy.get(t, "/count")
+			sent := time.Now() // the idle connection is idle from after this
+			if resp := idle.get(t, "/count"); resp.Close {
+				t.Fatal("keep-alive refused before the drain")
+			}
+			p.Signal(syscall.SIGTERM)
+			waitReady503(t, "http://"+p.Addr)
+			if resp := busy.get(t, "/count"); !resp.Close {
+				t.Fatal("response during the drain lacks Connection: close")
+			}
+			if err := busy.waitClosed(5 * time.Second); err != nil {
+				t.Fatalf("server did not close the connection after Connection: close: %v", err)
+			}
+			if err := idle.waitClosed(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			idleFor := time.Since(sent)
+			t.Logf("idle connection closed after %s idle", idleFor.Round(time.Millisecond))
+			if got := idleFor >= quiet; got != tt.wantQuiet {
+				t.Fatalf("closed after %s idle; closed only after the quiet period (%s): %v, want %v", idleFor, quiet, got, tt.wantQuiet)
+			}
+			if code, _ := p.Wait(10 * time.Second); code != 0 {
+				t.Fatalf("exit %d", code)
+			}
+		})
+	}
+}
+
+// chrootRun runs argv inside root as uid and gid 65532 (distroless's
+// nonroot) with LIVE_FILE=/tmp/live, and returns its exit status and output.
+func chrootRun(t *testing.T, root string, argv ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"LIVE_FILE=/tmp/live", "LIVE_MAX_AGE=30s"}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Chroot:     root,
+		Credential: &syscall.Credential{Uid: 65532, Gid: 65532},
+	}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("run %v in %s: %v", argv, root, err)
+	}
+	return cmd.ProcessState.ExitCode(), string(out)
+}
+
+type conn struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dial(t *testing.T, addr string) *conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &conn{c, bufio.NewReader(c)}
+}
+
+func (c *conn) get(t *testing.T, path string) *http.Response {
+	t.Helper()
+	if _, err := io.WriteString(c.c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(c.r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp
+}
+
+// waitClosed waits for the server to close the connection (EOF or reset).
+func (c *conn) waitClosed(d time.Duration) error {
+	c.c.SetReadDeadline(time.Now().Add(d))
+	_, err := c.r.ReadByte()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("still open after %s", d)
+	}
+	if err == nil {
+		return errors.New("unexpected data")
+	}
+	return nil
+}
