@@ -1,0 +1,30 @@
+# make test: what CI runs (.ci/run). It installs what the tests need.
+GO      ?= go
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BIN     := bin
+LDFLAGS := -s -w
+
+.PHONY: test deps vet run build clean
+
+test: deps vet
+	$(GO) test -race -count=1 ./...
+
+# A real redis-server for the process tests, from Debian's packages.
+deps:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "installing redis-server"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+
+run:
+	$(GO) run ./cmd/app
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/ ./cmd/app ./cmd/probe
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,67 @@
+package health_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"kprobe/pkg/health"
+	"kprobe/pkg/probe"
+)
+
+// A service wires its handler, readiness checks, background work and
+// cleanup into a Server; Run does the rest. In production the Config is
+// just the marker and the durations; the signal channel and the listener
+// here only let the example stop itself.
+func Example() {
+	dir, _ := os.MkdirTemp("", "example")
+	defer os.RemoveAll(dir)
+	sigs := make(chan os.Signal, 1)
+
+	var srv *health.Server
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
+		// Background work the drain waits for; its context ends only at
+		// the shutdown deadline.
+		err := srv.Go(func(ctx context.Context) { /* write to the database */ })
+		if err != nil {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	srv = health.New(health.Config{
+		DrainDelay:      50 * time.Millisecond, // default 5s
+		ShutdownTimeout: 2 * time.Second,       // default 25s
+		IdleClose:       10 * time.Millisecond, // default 1s
+		Marker:          &probe.Marker{Path: filepath.Join(dir, "live")},
+		MarkerMaxAge:    30 * time.Second,
+		SignalSource:    sigs, // omit it: SIGTERM and SIGINT
+		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, mux)
+	srv.AddCheck("database", func(ctx context.Context) error { return nil })
+	srv.OnStop(func(ctx context.Context) error { fmt.Println("database closed"); return nil })
+
+	ln, _ := net.Listen("tcp", "127.0.0.1:0") // or srv.Run(ctx) on Config.Addr
+	done := make(chan error)
+	go func() { done <- srv.Serve(context.Background(), ln) }()
+	for srv.State() != health.Ready {
+		time.Sleep(time.Millisecond)
+	}
+	resp, _ := http.Get("http://" + ln.Addr().String() + "/ready")
+	fmt.Println("ready:", resp.StatusCode)
+	resp.Body.Close()
+
+	sigs <- os.Interrupt // kubelet sends SIGTERM
+	fmt.Println("drained:", <-done)
+	// Output:
+	// ready: 200
+	// database closed
+	// drained: <nil>
+}
