@@ -521,3 +521,32 @@ func (c *conn) waitClosed(d time.Duration) error {
 	}
 	return nil
 }
+
+// TestProbeRunForwardsSignals wraps the app in `probe run`, as a non-Go
+// program would be: SIGTERM to the wrapper reaches the child, which drains
+// and exits 0; the wrapper exits with its status and removes its marker.
+func TestProbeRunForwardsSignals(t *testing.T) {
+	dir := t.TempDir()
+	wrapperMarker := filepath.Join(dir, "wrapper-live")
+	p, err := harness.Start(bins["probe"], []string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + filepath.Join(dir, "app-live"),
+		"DRAIN_DELAY=100ms", "WORK_DELAY=0s", "IDLE_CLOSE=100ms"},
+		"run", "--file", wrapperMarker, "--", bins["app"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	if !exists(wrapperMarker) {
+		t.Fatal("no wrapper marker while the child runs")
+	}
+	p.Signal(syscall.SIGTERM)
+	code, err := p.Wait(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || !strings.Contains(p.Stderr(), "drained, exiting") {
+		t.Fatalf("exit %d; the child did not drain:\n%s", code, p.Stderr())
+	}
+	if exists(wrapperMarker) {
+		t.Fatal("wrapper marker left after the child exited")
+	}
+}

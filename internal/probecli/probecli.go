@@ -274,9 +274,16 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 	if err := m.Create(); err != nil {
 		return fail(fmt.Errorf("%w: LIVE_FILE=%s: %v", marker.ErrUsage, path, err))
 	}
+	childStderr, flush, err := fileFor(stderr)
+	if err != nil {
+		m.Remove()
+		return fail(err)
+	}
 	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, stderr
-	if err := cmd.Start(); err != nil {
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, childStderr
+	err = cmd.Start()
+	defer flush()
+	if err != nil {
 		m.Remove()
 		return fail(fmt.Errorf("%w: %v", marker.ErrUsage, err))
 	}
@@ -356,4 +363,32 @@ func running(pid int) bool {
 		return false
 	}
 	return true
+}
+
+// fileFor returns a file the child can write to directly for w. exec.Cmd
+// copies into a writer that is not a file in a goroutine that only
+// Cmd.Wait waits for, and run reaps with wait4 instead; so for such a
+// writer (in tests) it makes a pipe, and flush closes the parent's end and
+// waits, briefly, for the copy.
+func fileFor(w io.Writer) (f *os.File, flush func(), err error) {
+	if f, ok := w.(*os.File); ok {
+		return f, func() {}, nil
+	}
+	r, pw, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	copied := make(chan struct{})
+	go func() {
+		io.Copy(w, r)
+		r.Close()
+		close(copied)
+	}()
+	return pw, func() {
+		pw.Close()
+		select {
+		case <-copied:
+		case <-time.After(time.Second): // a grandchild still holds it
+		}
+	}, nil
 }

@@ -1,0 +1,243 @@
+package probecli
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kprobe/internal/marker"
+)
+
+func env(vars map[string]string) Env {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+// syncBuffer is shared by the probe and, for run, its child's output copy.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func runProbe(t *testing.T, e Env, args ...string) (int, string) {
+	t.Helper()
+	var out syncBuffer
+	code := Main(context.Background(), args, e, &out, &out)
+	return code, out.String()
+}
+
+func TestHTTP(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ok", func(w http.ResponseWriter, r *http.Request) {})
+	mux.HandleFunc("/fail", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) })
+	mux.HandleFunc("/unavailable", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(503) })
+	mux.HandleFunc("/loop", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/loop", http.StatusFound) })
+	mux.HandleFunc("/huge", func(w http.ResponseWriter, r *http.Request) {
+		chunk := bytes.Repeat([]byte("x"), 1<<20)
+		for range 64 { // 64 MiB unless the client hangs up
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	})
+	block := make(chan struct{})
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-block:
+		case <-r.Context().Done():
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(block) })
+	// A server that accepts and never answers.
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { mute.Close() })
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+
+	tests := []struct {
+		name    string
+		args    []string
+		want    int
+		wantOut string
+	}{
+		{"200", []string{srv.URL + "/ok"}, 0, ""},
+		{"500", []string{srv.URL + "/fail"}, 1, "status 500"},
+		{"503", []string{srv.URL + "/unavailable"}, 1, "status 503"},
+		{"redirect loop is a 3xx", []string{srv.URL + "/loop"}, 0, ""},
+		{"huge body", []string{srv.URL + "/huge"}, 0, ""},
+		{"slow", []string{"--timeout=100ms", srv.URL + "/slow"}, 1, "no response within 100ms"},
+		{"never answers", []string{"--timeout=100ms", "http://" + mute.Addr().String() + "/"}, 1, "no response"},
+		{"refused", []string{"http://" + closedAddr + "/"}, 1, "refused"},
+		{"https", []string{"https://127.0.0.1/"}, 2, "https is not supported"},
+		{"no URL", nil, 2, "want one URL"},
+		{"not a URL", []string{"::"}, 2, ""},
+		{"bad timeout", []string{"--timeout=0", srv.URL}, 2, "must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			code, out := runProbe(t, env(nil), append([]string{"http"}, tt.args...)...)
+			if code != tt.want || !strings.Contains(out, tt.wantOut) {
+				t.Fatalf("exit %d %q; want %d %q", code, out, tt.want, tt.wantOut)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Fatalf("took %s", took)
+			}
+		})
+	}
+}
+
+func TestStatusCode(t *testing.T) {
+	tests := []struct {
+		line string
+		want int
+		ok   bool
+	}{
+		{"HTTP/1.1 200 OK\r\n", 200, true},
+		{"HTTP/1.0 404\r\n", 404, true},
+		{"SSH-2.0-OpenSSH\r\n", 0, false},
+		{"HTTP/1.1 2000 OK\r\n", 0, false},
+		{"HTTP/1.1 abc\r\n", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := statusCode(tt.line)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("statusCode(%q) = %d, %v", tt.line, got, err)
+		}
+	}
+}
+
+func TestTCPAndSleep(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := l.Addr().String()
+	closed, _ := net.Listen("tcp", "127.0.0.1:0")
+	closedAddr := closed.Addr().String()
+	closed.Close()
+	defer l.Close()
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"tcp", open}, 0},
+		{[]string{"tcp", closedAddr}, 1},
+		{[]string{"tcp", "nonsense"}, 2},
+		{[]string{"tcp"}, 2},
+		{[]string{"sleep", "1ms"}, 0},
+		{[]string{"sleep", "soon"}, 2},
+		{[]string{"sleep", "-1s"}, 2},
+		{[]string{"frobnicate"}, 2},
+		{nil, 2},
+	}
+	for _, tt := range tests {
+		if code, out := runProbe(t, env(nil), tt.args...); code != tt.want {
+			t.Errorf("probe %v: exit %d %q, want %d", tt.args, code, out, tt.want)
+		}
+	}
+}
+
+func TestLive(t *testing.T) {
+	dir := t.TempDir()
+	fresh := filepath.Join(dir, "live")
+	if err := (&marker.Marker{Path: fresh}).Create(); err != nil {
+		t.Fatal(err)
+	}
+	stale := filepath.Join(dir, "stale")
+	os.WriteFile(stale, nil, 0o644)
+	old := time.Now().Add(-47 * time.Second)
+	os.Chtimes(stale, old, old)
+	tests := []struct {
+		name    string
+		env     map[string]string
+		args    []string
+		want    int
+		wantOut string
+	}{
+		{"fresh", map[string]string{"LIVE_FILE": fresh}, nil, 0, ""},
+		{"flag", nil, []string{"--file", fresh}, 0, ""},
+		{"missing", map[string]string{"LIVE_FILE": filepath.Join(dir, "none")}, nil, 1, "marker missing"},
+		{"stale", map[string]string{"LIVE_FILE": stale}, nil, 1, "stale for 47s"},
+		{"existence only", map[string]string{"LIVE_FILE": stale, "LIVE_MAX_AGE": "0"}, nil, 0, ""},
+		{"bad env", map[string]string{"LIVE_FILE": fresh, "LIVE_MAX_AGE": "x"}, nil, 2, "LIVE_MAX_AGE"},
+		{"bad env overridden", map[string]string{"LIVE_FILE": fresh, "LIVE_MAX_AGE": "x"}, []string{"--max-age=1m"}, 0, ""},
+		{"stray argument", map[string]string{"LIVE_FILE": fresh}, []string{"extra"}, 2, "no arguments"},
+		{"unknown flag", nil, []string{"--nope"}, 2, "nope"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runProbe(t, env(tt.env), append([]string{"live"}, tt.args...)...)
+			if code != tt.want || !strings.Contains(out, tt.wantOut) {
+				t.Fatalf("exit %d %q; want %d %q", code, out, tt.want, tt.wantOut)
+			}
+		})
+	}
+}
+
+func TestRunExitsWithChildStatusAndRemovesMarker(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live")
+	seen := filepath.Join(dir, "seen")
+	// The child records whether the marker existed while it ran.
+	code, out := runProbe(t, env(nil), "run", "--file", live, "--",
+		"/bin/sh", "-c", "test -f "+live+" && touch "+seen+"; exit 3")
+	if code != 3 {
+		t.Fatalf("exit %d %q, want the child's 3", code, out)
+	}
+	if _, err := os.Stat(seen); err != nil {
+		t.Fatal("marker did not exist while the child ran")
+	}
+	if _, err := os.Lstat(live); err == nil {
+		t.Fatal("marker left after the child exited")
+	}
+	if code, _ := runProbe(t, env(nil), "run", "--file", live, "--", filepath.Join(dir, "nonexistent")); code != 2 {
+		t.Fatalf("missing program: exit %d, want 2", code)
+	}
+	if code, _ := runProbe(t, env(nil), "run", "--file", live); code != 2 {
+		t.Fatalf("no command: exit %d, want 2", code)
+	}
+}
+
+func TestRunning(t *testing.T) {
+	if !running(os.Getpid()) {
+		t.Fatal("this process is not running")
+	}
+	if running(1 << 30) {
+		t.Fatal("a nonexistent pid is running")
+	}
+}
