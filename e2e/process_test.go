@@ -38,34 +38,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startRedis starts a real redis-server, or skips the test where there is
-// none, except in CI, where its absence is a failure.
-func startRedis(t *testing.T) *harness.Redis {
-	t.Helper()
-	r, err := harness.StartRedis(t.TempDir())
-	if errors.Is(err, harness.ErrNoRedis) && os.Getenv("CI") == "" {
-		t.Skip(err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
-	return r
-}
+func startRedis(t *testing.T) *harness.Redis { return harness.TestRedis(t) }
 
 func start(t *testing.T, bin string, env ...string) *harness.Proc {
 	t.Helper()
-	p, err := harness.Start(bin, env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Kill()
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr())
-		}
-	})
-	return p
+	return harness.TestStart(t, bin, env)
 }
 
 func exists(path string) bool {

@@ -1,0 +1,239 @@
+// Package deploy_test checks the manifests in deploy/ against Kubernetes'
+// own API types and against the code and image they deploy.
+package deploy_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"kprobe/e2e/harness"
+	"kprobe/internal/app"
+	"kprobe/internal/dockerfile"
+	"kprobe/internal/manifest"
+)
+
+// appSpec is what the code and the image say the app's Deployment must
+// agree with.
+func appSpec(t *testing.T) manifest.App {
+	t.Helper()
+	df, err := dockerfile.Parse("../Dockerfile.distroless")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return manifest.App{
+		Container:  "app",
+		Entrypoint: df.Final().Entrypoint,
+		Live:       "live",
+		// pkg/health's and internal/app's routes; TestProbesAreServed
+		// asks the running binary.
+		Routes: []string{"/ready", "/live", "/incr", "/count"},
+		Env:    configVars(t, "REDIS_PASSWORD"),
+		// Measured on a real cluster: kube-proxy rules lag about 1s
+		// (../shared/FACTS.md).
+		Propagation:       time.Second,
+		Margin:            5 * time.Second,
+		MinLivenessPeriod: 10,
+	}
+}
+
+// configVars lists the app's environment variables from the envconfig tags
+// of its Config, but those named in except.
+func configVars(t *testing.T, except ...string) []string {
+	t.Helper()
+	var out []string
+	typ := reflect.TypeFor[app.Config]()
+	for i := range typ.NumField() {
+		if k := typ.Field(i).Tag.Get("envconfig"); k != "" && !contains(except, k) {
+			out = append(out, k)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no envconfig tags on app.Config")
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func load(t *testing.T) *manifest.Set {
+	t.Helper()
+	set, err := manifest.LoadDir(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func TestKustomizationDecodesStrictly(t *testing.T) {
+	set := load(t)
+	if len(set.Deployments) != 2 || len(set.Services) != 2 || len(set.PDBs) != 1 {
+		t.Fatalf("got %d Deployments, %d Services, %d PDBs; want 2, 2, 1", len(set.Deployments), len(set.Services), len(set.PDBs))
+	}
+	t.Run("kubectl kustomize", func(t *testing.T) {
+		if _, err := exec.LookPath("kubectl"); err != nil {
+			t.Skip("no kubectl")
+		}
+		out, err := exec.Command("kubectl", "kustomize", ".").Output()
+		if err != nil {
+			t.Fatalf("kubectl kustomize: %v", err)
+		}
+		rendered := &manifest.Set{}
+		if err := rendered.Add("kubectl kustomize", out); err != nil {
+			t.Fatal(err)
+		}
+		d := rendered.Deployment("app")
+		if d == nil || !strings.HasSuffix(d.Spec.Template.Spec.Containers[0].Image, ":dev") {
+			t.Fatalf("rendered app image is not tagged by the kustomization: %v", d)
+		}
+	})
+}
+
+func TestAppDeploymentIsConsistent(t *testing.T) {
+	set := load(t)
+	d := set.Deployment("app")
+	if d == nil {
+		t.Fatal("no app Deployment")
+	}
+	for _, err := range manifest.CheckApp(d, set, appSpec(t)) {
+		t.Error(err)
+	}
+}
+
+func TestPodDisruptionBudget(t *testing.T) {
+	set := load(t)
+	d := set.Deployment("app")
+	for _, p := range set.PDBs {
+		if p.Spec.MinAvailable == nil || p.Spec.MinAvailable.IntValue() >= int(*d.Spec.Replicas) {
+			t.Errorf("PDB %s: minAvailable %v would block every voluntary eviction of %d replicas", p.Name, p.Spec.MinAvailable, *d.Spec.Replicas)
+		}
+		for k, v := range p.Spec.Selector.MatchLabels {
+			if d.Spec.Template.Labels[k] != v {
+				t.Errorf("PDB %s does not select the app's pods", p.Name)
+			}
+		}
+	}
+}
+
+// The manifest's environment is a configuration the app accepts.
+func TestManifestEnvIsValidConfig(t *testing.T) {
+	d := load(t).Deployment("app")
+	for k, v := range manifest.Env(manifest.Container(d, "app")) {
+		t.Setenv(k, v)
+	}
+	if _, err := app.LoadConfig(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The negative controls: the articles' manifests are rejected, each with a
+// message that says what is wrong.
+func TestArticlesManifestsRejected(t *testing.T) {
+	tests := []struct {
+		file string
+		want []string
+	}{
+		{"strategy-type-typo.yaml", []string{`spec.strategy.type "RollingUpdates"`}},
+		{"max-unavailable-typo.yaml", []string{`unknown field "spec.strategy.rollingUpdate.maxUnavaliable"`}},
+		{"containers-wrong-level.yaml", []string{`unknown field "spec.containers"`, `unknown field "spec.terminationGracePeriodSeconds"`}},
+		{"prestop-kill.yaml", []string{`preStop exec ["kill" "-1" "1"] needs a program the distroless image lacks`}},
+		{"liveness-cat.yaml", []string{
+			`livenessProbe exec ["cat" "/tmp/live"] is not ["/app" "live"]`,
+			`readinessProbe path "/health" is not a route the app serves`,
+			`readinessProbe port 80 is not the app's port 8080`,
+		}},
+		{"no-grace.yaml", []string{
+			"SHUTDOWN_TIMEOUT 30s + margin 5s exceeds terminationGracePeriodSeconds 30s",
+			"DRAIN_DELAY 0s does not cover readiness periodSeconds 10 x failureThreshold 3",
+			"LIVE_FILE /tmp/live is not on a writable emptyDir",
+		}},
+	}
+	spec := appSpec(t)
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", "articles", tt.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			set := &manifest.Set{}
+			err = set.Add(tt.file, b)
+			var errs []error
+			if err != nil {
+				errs = []error{err}
+			} else {
+				errs = manifest.CheckApp(set.Deployments[0], set, spec)
+			}
+			all := errors.Join(errs...)
+			if all == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(all.Error(), w) {
+					t.Errorf("no error says %q; got:\n%v", w, all)
+				}
+			}
+		})
+	}
+}
+
+// TestProbesAreServed runs the built app with the manifest's environment
+// (addresses and paths moved to this machine) and asks it what the kubelet
+// would: every httpGet probe answers 200 and the exec probe exits 0.
+func TestProbesAreServed(t *testing.T) {
+	d := load(t).Deployment("app")
+	c := manifest.Container(d, "app")
+	spec := appSpec(t)
+	bins, err := harness.Build(t.TempDir(), "kprobe/cmd/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := harness.TestRedis(t)
+	live := filepath.Join(t.TempDir(), "live")
+	var env []string
+	for k, v := range manifest.Env(c) {
+		switch k {
+		case "ADDR":
+			v = "127.0.0.1:0"
+		case "REDIS_ADDR":
+			v = r.Addr
+		case "LIVE_FILE":
+			v = live
+		}
+		env = append(env, k+"="+v)
+	}
+	p := harness.TestStart(t, bins["app"], env)
+	path := c.ReadinessProbe.HTTPGet.Path
+	resp, err := http.Get("http://" + p.Addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("readinessProbe %s: %d, want 200", path, resp.StatusCode)
+	}
+	argv := c.LivenessProbe.Exec.Command
+	if argv[0] != spec.Entrypoint[0] {
+		t.Fatalf("liveness command %q does not run the image's binary", argv)
+	}
+	cmd := exec.CommandContext(context.Background(), bins["app"], argv[1:]...)
+	cmd.Env = []string{"LIVE_FILE=" + live, "LIVE_MAX_AGE=" + manifest.Env(c)["LIVE_MAX_AGE"]}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("liveness %q: %v %s", argv, err, out)
+	}
+}

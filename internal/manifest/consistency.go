@@ -1,0 +1,283 @@
+package manifest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// App is what the code and the image say about the app, against which its
+// Deployment is checked.
+type App struct {
+	Container  string   // the container's name
+	Entrypoint []string // the image's ENTRYPOINT
+	Live       string   // the subcommand of the exec liveness probe
+	Routes     []string // the paths the app serves
+	Env        []string // variables that must be set explicitly
+	// Margin is the time SIGKILL must leave after SHUTDOWN_TIMEOUT.
+	Margin time.Duration
+	// Propagation is how long endpoint removal takes to reach every node.
+	Propagation time.Duration
+	// MinLivenessPeriod keeps the exec probe's cost low.
+	MinLivenessPeriod int32
+}
+
+// CheckApp checks the app's Deployment d against the app, and the Services
+// of set against d. It returns every problem found, each one line.
+func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+
+	if d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		bad("strategy.type is %q, want RollingUpdate", d.Spec.Strategy.Type)
+	} else if ru := d.Spec.Strategy.RollingUpdate; ru == nil || ru.MaxUnavailable == nil || ru.MaxUnavailable.String() != "0" {
+		bad("strategy.rollingUpdate.maxUnavailable must be 0: a new pod must be ready before an old one goes")
+	}
+	c := Container(d, app.Container)
+	if c == nil {
+		bad("no container named %q", app.Container)
+		return errs
+	}
+	pod := &d.Spec.Template.Spec
+	env := Env(c)
+	for _, k := range app.Env {
+		if _, ok := env[k]; !ok {
+			bad("env %s is not set explicitly", k)
+		}
+	}
+	dur := func(k string) (time.Duration, bool) {
+		v, ok := env[k]
+		if !ok {
+			return 0, false
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			bad("env %s=%q: %v", k, v, err)
+			return 0, false
+		}
+		return d, true
+	}
+
+	// The app's port, from ADDR.
+	appPort := int32(-1)
+	if addr, ok := env["ADDR"]; ok {
+		_, p, err := net.SplitHostPort(addr)
+		n, perr := strconv.Atoi(p)
+		if err != nil || perr != nil {
+			bad("env ADDR=%q is not HOST:PORT", addr)
+		} else {
+			appPort = int32(n)
+		}
+	}
+
+	// Readiness: httpGet on a route and the port the app serves.
+	switch rp := c.ReadinessProbe; {
+	case rp == nil:
+		bad("no readinessProbe")
+	case rp.HTTPGet == nil:
+		bad("readinessProbe is not httpGet (exec costs node CPU on every run)")
+	default:
+		if !slices.Contains(app.Routes, rp.HTTPGet.Path) {
+			bad("readinessProbe path %q is not a route the app serves (%s)", rp.HTTPGet.Path, strings.Join(app.Routes, ", "))
+		}
+		if p, err := PortNumber(c, rp.HTTPGet.Port.StrVal, rp.HTTPGet.Port.IntVal); err != nil {
+			bad("readinessProbe port: %v", err)
+		} else if p != appPort {
+			bad("readinessProbe port %d is not the app's port %d (ADDR)", p, appPort)
+		}
+	}
+	for _, p := range c.Ports {
+		if p.ContainerPort != appPort {
+			bad("containerPort %d (%s) is not the app's port %d (ADDR)", p.ContainerPort, p.Name, appPort)
+		}
+	}
+
+	// Liveness: the image's binary with its live subcommand, no shell.
+	wantLive := append(slices.Clone(app.Entrypoint), app.Live)
+	switch lp := c.LivenessProbe; {
+	case lp == nil:
+		bad("no livenessProbe")
+	case lp.Exec == nil:
+		bad("livenessProbe is not exec %q", wantLive)
+	default:
+		if !slices.Equal(lp.Exec.Command, wantLive) {
+			bad("livenessProbe exec %q is not %q: the image has no shell, no cat", lp.Exec.Command, wantLive)
+		}
+		if lp.TimeoutSeconds == 0 {
+			bad("livenessProbe.timeoutSeconds is not set")
+		}
+		if lp.PeriodSeconds < app.MinLivenessPeriod {
+			bad("livenessProbe.periodSeconds %d is below %d: each exec costs node CPU", lp.PeriodSeconds, app.MinLivenessPeriod)
+		}
+	}
+
+	// Lifecycle hooks: no program but the image's own.
+	var preStop time.Duration
+	if lc := c.Lifecycle; lc != nil && lc.PreStop != nil {
+		switch {
+		case lc.PreStop.Exec != nil:
+			if cmd := lc.PreStop.Exec.Command; len(cmd) == 0 || cmd[0] != app.Entrypoint[0] {
+				bad("preStop exec %q needs a program the distroless image lacks; use the sleep action", cmd)
+			}
+		case lc.PreStop.Sleep != nil:
+			preStop = time.Duration(lc.PreStop.Sleep.Seconds) * time.Second
+		}
+	}
+
+	// Grace: the drain ends before SIGKILL; preStop time counts against it.
+	grace := 30 * time.Second
+	if pod.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+	}
+	if st, ok := dur("SHUTDOWN_TIMEOUT"); ok && preStop+st+app.Margin > grace {
+		bad("preStop %s + SHUTDOWN_TIMEOUT %s + margin %s exceeds terminationGracePeriodSeconds %s", preStop, st, app.Margin, grace)
+	}
+	// Drain delay: readiness must notice and endpoints must update.
+	if dd, ok := dur("DRAIN_DELAY"); ok && c.ReadinessProbe != nil {
+		rp := c.ReadinessProbe
+		period, failures := rp.PeriodSeconds, rp.FailureThreshold
+		if period == 0 {
+			period = 10 // the API's defaults
+		}
+		if failures == 0 {
+			failures = 3
+		}
+		need := time.Duration(period*failures)*time.Second + app.Propagation
+		if preStop+dd < need {
+			bad("DRAIN_DELAY %s does not cover readiness periodSeconds %d x failureThreshold %d + propagation %s", dd, period, failures, app.Propagation)
+		}
+	}
+
+	// The marker on a writable mounted emptyDir.
+	if lf, ok := env["LIVE_FILE"]; ok {
+		if !onWritableEmptyDir(pod, c, path.Dir(lf)) {
+			bad("LIVE_FILE %s is not on a writable emptyDir volume mount (the root filesystem is read-only)", lf)
+		}
+	}
+
+	errs = append(errs, checkSecurity(pod, c)...)
+	errs = append(errs, checkResources(c)...)
+	errs = append(errs, checkServices(d, c, set, env)...)
+	return errs
+}
+
+func onWritableEmptyDir(pod *corev1.PodSpec, c *corev1.Container, dir string) bool {
+	for _, m := range c.VolumeMounts {
+		if m.ReadOnly || (dir != m.MountPath && !strings.HasPrefix(dir, strings.TrimSuffix(m.MountPath, "/")+"/")) {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && v.EmptyDir != nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func checkSecurity(pod *corev1.PodSpec, c *corev1.Container) []error {
+	var errs []error
+	bad := func(s string) { errs = append(errs, errors.New(s)) }
+	psc, sc := pod.SecurityContext, c.SecurityContext
+	if psc == nil {
+		psc = &corev1.PodSecurityContext{}
+	}
+	if sc == nil {
+		sc = &corev1.SecurityContext{}
+	}
+	isTrue := func(b *bool) bool { return b != nil && *b }
+	if !isTrue(sc.RunAsNonRoot) && !isTrue(psc.RunAsNonRoot) {
+		bad("runAsNonRoot is not set")
+	}
+	if !isTrue(sc.ReadOnlyRootFilesystem) {
+		bad("readOnlyRootFilesystem is not set")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		bad("allowPrivilegeEscalation is not false")
+	}
+	if sc.Capabilities == nil || !slices.Contains(sc.Capabilities.Drop, "ALL") {
+		bad("capabilities do not drop ALL")
+	}
+	seccomp := sc.SeccompProfile
+	if seccomp == nil {
+		seccomp = psc.SeccompProfile
+	}
+	if seccomp == nil || seccomp.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		bad("seccompProfile is not RuntimeDefault")
+	}
+	return errs
+}
+
+func checkResources(c *corev1.Container) []error {
+	var errs []error
+	for _, r := range []corev1.ResourceName{corev1.ResourceCPU, corev1.ResourceMemory} {
+		if _, ok := c.Resources.Requests[r]; !ok {
+			errs = append(errs, fmt.Errorf("resources.requests.%s is not set", r))
+		}
+		if _, ok := c.Resources.Limits[r]; !ok {
+			errs = append(errs, fmt.Errorf("resources.limits.%s is not set", r))
+		}
+	}
+	return errs
+}
+
+// checkServices: a Service selects the app's pods on its port, and
+// REDIS_ADDR names a Service that selects some Deployment's pods.
+func checkServices(d *appsv1.Deployment, c *corev1.Container, set *Set, env map[string]string) []error {
+	var errs []error
+	podLabels := labels.Set(d.Spec.Template.Labels)
+	found := false
+	for _, s := range set.Services {
+		if len(s.Spec.Selector) == 0 || !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
+			continue
+		}
+		found = true
+		for _, p := range s.Spec.Ports {
+			if _, err := PortNumber(c, p.TargetPort.StrVal, p.TargetPort.IntVal); err != nil {
+				errs = append(errs, fmt.Errorf("service %s targetPort: %w", s.Name, err))
+			}
+		}
+	}
+	if !found {
+		errs = append(errs, fmt.Errorf("no Service selects the pods of %s (labels %v)", d.Name, podLabels))
+	}
+	if ra, ok := env["REDIS_ADDR"]; ok && ra != "" {
+		errs = append(errs, checkServiceAddr(set, "REDIS_ADDR", ra)...)
+	}
+	return errs
+}
+
+func checkServiceAddr(set *Set, key, addr string) []error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return []error{fmt.Errorf("env %s=%q is not HOST:PORT", key, addr)}
+	}
+	name, _, _ := strings.Cut(host, ".") // redis, redis.ns, redis.ns.svc...
+	s := set.Service(name)
+	if s == nil {
+		return []error{fmt.Errorf("env %s host %q is not a Service of the kustomization", key, host)}
+	}
+	var errs []error
+	if !slices.ContainsFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return strconv.Itoa(int(p.Port)) == port }) {
+		errs = append(errs, fmt.Errorf("env %s port %s is not a port of Service %s", key, port, name))
+	}
+	selected := false
+	for _, d := range set.Deployments {
+		if labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+			selected = true
+		}
+	}
+	if !selected {
+		errs = append(errs, fmt.Errorf("Service %s selects no Deployment's pods", name))
+	}
+	return errs
+}
