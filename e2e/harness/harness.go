@@ -153,7 +153,14 @@ var readyLine = regexp.MustCompile(`msg=ready addr=(\S+)`)
 // Start runs bin with env (added to a minimal environment) and args and
 // waits up to 10s for its ready line.
 func Start(bin string, env []string, args ...string) (*Proc, error) {
-	p, err := Launch(bin, env, args...)
+	return StartCmd(command(bin, env, args...))
+}
+
+// StartCmd is Start for a prepared command (a chroot, say); its Stdout and
+// Stderr are replaced.
+func StartCmd(cmd *exec.Cmd) (*Proc, error) {
+	bin := cmd.Path
+	p, err := LaunchCmd(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -175,9 +182,19 @@ func Start(bin string, env []string, args ...string) (*Proc, error) {
 
 // Launch runs bin without waiting for anything.
 func Launch(bin string, env []string, args ...string) (*Proc, error) {
-	p := &Proc{stderr: &lockedBuffer{}, done: make(chan struct{})}
-	p.Cmd = exec.Command(bin, args...)
-	p.Cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+	return LaunchCmd(command(bin, env, args...))
+}
+
+func command(bin string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
+	return cmd
+}
+
+// LaunchCmd is Launch for a prepared command; its Stdout and Stderr are
+// replaced.
+func LaunchCmd(cmd *exec.Cmd) (*Proc, error) {
+	p := &Proc{Cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.Cmd.Stdout = io.Discard
 	p.Cmd.Stderr = p.stderr
 	if err := p.Cmd.Start(); err != nil {
