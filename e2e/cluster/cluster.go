@@ -1,0 +1,493 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"kprobe/e2e/harness"
+)
+
+// Phase is where a pod is, for the timeline.
+type Phase string
+
+// The phases a pod goes through.
+const (
+	Starting    Phase = "starting"
+	Ready       Phase = "ready"
+	NotReady    Phase = "not ready"
+	Terminating Phase = "terminating"
+	Frozen      Phase = "frozen"
+	Restarting  Phase = "restarting"
+	Exited      Phase = "exited"
+)
+
+// Event is a pod entering a phase.
+type Event struct {
+	At    time.Time
+	Pod   string
+	Phase Phase
+	Note  string
+}
+
+// Config is a cluster to run.
+type Config struct {
+	Spec Spec
+	// Bin is the image's binary: the container's process and the exec
+	// probe's argv[0].
+	Bin string
+	// Args are the container's arguments.
+	Args []string
+	// Env overrides the Spec's environment.
+	Env map[string]string
+	// Dir holds the pods' emptyDir volumes.
+	Dir string
+	// Net is the first three octets of the pods' loopback addresses,
+	// e.g. "127.0.1": pods are 127.0.1.2, .3, ... and the Service is .1.
+	Net string
+	// Lag is how long an endpoint change takes to reach the Service proxy.
+	Lag time.Duration
+}
+
+// Cluster is one Deployment and its Service.
+type Cluster struct {
+	cfg   Config
+	proxy *proxy
+	start time.Time
+
+	mu       sync.Mutex
+	pods     []*Pod
+	revision int
+	nextIP   int
+	events   []Event
+}
+
+// Pod is one replica.
+type Pod struct {
+	Name     string
+	Revision int
+	Addr     string // IP:port
+	c        *Cluster
+	dir      string // the emptyDir of LIVE_FILE
+
+	ready       atomic.Bool
+	terminating atomic.Bool
+	restarts    atomic.Int32
+	proc        atomic.Pointer[harness.Proc]
+	terminate   chan struct{} // closed to delete the pod
+	gone        chan struct{} // closed when its last container exited
+	exitCodes   []int
+}
+
+// Start starts the Service proxy and Spec.Replicas pods, and waits until
+// all are ready.
+func Start(ctx context.Context, cfg Config) (*Cluster, error) {
+	c := &Cluster{cfg: cfg, start: time.Now(), nextIP: 2}
+	p, err := newProxy(cfg.Net+".1:0", cfg.Lag)
+	if err != nil {
+		return nil, err
+	}
+	c.proxy = p
+	c.revision = 1
+	for range cfg.Spec.Replicas {
+		if _, err := c.createPod(1); err != nil {
+			return nil, err
+		}
+	}
+	// Ready, and routed: the Service's view lags the endpoints.
+	err = waitUntil(ctx, 20*time.Millisecond, func() bool { return c.proxy.viewSize() == cfg.Spec.Replicas })
+	return c, err
+}
+
+// ServiceAddr is the Service's address.
+func (c *Cluster) ServiceAddr() string { return c.proxy.addr() }
+
+// Refused is how many connections the Service could not route.
+func (c *Cluster) Refused() int64 { return c.proxy.refused.Load() }
+
+// Pods returns the pods that exist now (terminating ones included).
+func (c *Cluster) Pods() []*Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*Pod, 0, len(c.pods))
+	for _, p := range c.pods {
+		select {
+		case <-p.gone:
+		default:
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// AllPods returns every pod the cluster ever had.
+func (c *Cluster) AllPods() []*Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Pod(nil), c.pods...)
+}
+
+// ConnsTo is how many connections the Service sent to pod.
+func (c *Cluster) ConnsTo(pod *Pod) int64 {
+	if n, ok := c.proxy.byTarget.Load(pod.Addr); ok {
+		return n.(*atomicInt64).Load()
+	}
+	return 0
+}
+
+// Events returns the timeline so far.
+func (c *Cluster) Events() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Event(nil), c.events...)
+}
+
+func (c *Cluster) event(p *Pod, ph Phase, note string) {
+	c.mu.Lock()
+	c.events = append(c.events, Event{At: time.Now(), Pod: p.Name, Phase: ph, Note: note})
+	c.mu.Unlock()
+}
+
+// endpointsChanged publishes the ready, non-terminating pods.
+func (c *Cluster) endpointsChanged() {
+	var eps []string
+	for _, p := range c.Pods() {
+		if p.ready.Load() && !p.terminating.Load() {
+			eps = append(eps, p.Addr)
+		}
+	}
+	sort.Strings(eps)
+	c.proxy.publish(eps)
+}
+
+func (c *Cluster) env(p *Pod) []string {
+	env := map[string]string{}
+	for k, v := range c.cfg.Spec.Env {
+		env[k] = v
+	}
+	for k, v := range c.cfg.Env {
+		env[k] = v
+	}
+	env["ADDR"] = p.Addr
+	if lf, ok := env["LIVE_FILE"]; ok {
+		env["LIVE_FILE"] = filepath.Join(p.dir, path.Base(lf))
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *Cluster) createPod(rev int) (*Pod, error) {
+	c.mu.Lock()
+	ip := c.nextIP
+	c.nextIP++
+	c.mu.Unlock()
+	if ip > 254 {
+		return nil, errors.New("out of pod addresses")
+	}
+	p := &Pod{
+		Name:      fmt.Sprintf("app-r%d-%d", rev, ip),
+		Revision:  rev,
+		Addr:      net.JoinHostPort(c.cfg.Net+"."+strconv.Itoa(ip), strconv.Itoa(c.cfg.Spec.Port)),
+		c:         c,
+		dir:       filepath.Join(c.cfg.Dir, "pod-"+strconv.Itoa(ip)),
+		terminate: make(chan struct{}),
+		gone:      make(chan struct{}),
+	}
+	if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.pods = append(c.pods, p)
+	c.mu.Unlock()
+	go p.run()
+	return p, nil
+}
+
+// run is the pod's kubelet: it starts the container, probes it, restarts it
+// when liveness fails, and terminates it when the pod is deleted.
+func (p *Pod) run() {
+	defer close(p.gone)
+	spec := p.c.cfg.Spec
+	for {
+		p.c.event(p, Starting, "")
+		proc, err := harness.Launch(p.c.cfg.Bin, p.c.env(p), p.c.cfg.Args...)
+		if err != nil {
+			p.c.event(p, Exited, err.Error())
+			return
+		}
+		p.proc.Store(proc)
+		probes, stopProbes := context.WithCancel(context.Background())
+		livenessFailed := make(chan struct{})
+		go p.readiness(probes, proc)
+		if len(spec.Liveness.Exec) > 0 {
+			go p.liveness(probes, livenessFailed)
+		}
+		select {
+		case <-p.terminate:
+			// Endpoint removal (by the caller) runs concurrently with
+			// preStop and SIGTERM.
+			p.c.event(p, Terminating, "")
+			grace := spec.Grace
+			if d := spec.PreStopSleep; d > 0 {
+				select {
+				case <-time.After(d):
+				case <-proc.Done():
+				}
+				grace -= d
+			}
+			code := p.stop(proc, grace)
+			stopProbes()
+			p.setReady(false)
+			p.exitCodes = append(p.exitCodes, code)
+			p.c.event(p, Exited, "exit "+strconv.Itoa(code))
+			return
+		case <-livenessFailed:
+			p.restarts.Add(1)
+			p.c.event(p, Restarting, "liveness probe failed")
+			grace := spec.Grace
+			if spec.Liveness.Grace > 0 {
+				grace = spec.Liveness.Grace
+			}
+			p.exitCodes = append(p.exitCodes, p.stop(proc, grace))
+			stopProbes()
+			p.setReady(false)
+		case <-proc.Done():
+			stopProbes()
+			p.setReady(false)
+			code, _ := proc.Wait(0)
+			p.exitCodes = append(p.exitCodes, code)
+			p.restarts.Add(1)
+			p.c.event(p, Restarting, "container exited "+strconv.Itoa(code))
+		}
+	}
+}
+
+// stop sends SIGTERM, and SIGKILL after grace; it returns the exit status
+// (-1 for a signal).
+func (p *Pod) stop(proc *harness.Proc, grace time.Duration) int {
+	proc.Signal(syscall.SIGTERM)
+	select {
+	case <-proc.Done():
+	case <-time.After(grace):
+		proc.Cmd.Process.Signal(syscall.SIGKILL)
+		<-proc.Done()
+	}
+	code, _ := proc.Wait(0)
+	return code
+}
+
+func (p *Pod) setReady(r bool) {
+	if p.ready.Swap(r) != r {
+		ph := NotReady
+		if r {
+			ph = Ready
+		}
+		if !p.terminating.Load() || !r {
+			p.c.event(p, ph, "")
+		}
+		p.c.endpointsChanged()
+	}
+}
+
+// readiness runs the httpGet readiness probe with its thresholds.
+func (p *Pod) readiness(ctx context.Context, proc *harness.Proc) {
+	pr := p.c.cfg.Spec.Readiness
+	client := &http.Client{Timeout: pr.Timeout, Transport: &http.Transport{DisableKeepAlives: true}}
+	url := "http://" + p.Addr + pr.HTTPPath
+	ok, fail := 0, 0
+	tick(ctx, pr.InitialDelay, pr.Period, func() {
+		resp, err := client.Get(url)
+		good := err == nil && resp.StatusCode >= 200 && resp.StatusCode < 400
+		if err == nil {
+			resp.Body.Close()
+		}
+		if good {
+			ok, fail = ok+1, 0
+			if ok >= pr.Success {
+				p.setReady(true)
+			}
+		} else {
+			ok, fail = 0, fail+1
+			if fail >= pr.Failure {
+				p.setReady(false)
+			}
+		}
+	})
+}
+
+// liveness runs the exec liveness probe; failureThreshold failures in a
+// row close failed. It stops once the pod is terminating: the kubelet
+// does not act on liveness then.
+func (p *Pod) liveness(ctx context.Context, failed chan<- struct{}) {
+	pr := p.c.cfg.Spec.Liveness
+	fails := 0
+	env := p.c.env(p)
+	tick(ctx, pr.InitialDelay, pr.Period, func() {
+		if p.terminating.Load() || fails >= pr.Failure {
+			return
+		}
+		ectx, cancel := context.WithTimeout(ctx, pr.Timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ectx, p.c.cfg.Bin, pr.Exec[1:]...)
+		cmd.Env = env
+		if err := cmd.Run(); err != nil && ctx.Err() == nil {
+			fails++
+			if fails == pr.Failure {
+				close(failed)
+			}
+			return
+		}
+		fails = 0
+	})
+}
+
+func tick(ctx context.Context, initial, period time.Duration, f func()) {
+	select {
+	case <-time.After(initial):
+	case <-ctx.Done():
+		return
+	}
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		f()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Delete terminates the pod as the API server and kubelet do: it is marked
+// terminating (leaving the endpoints, after the lag) while its preStop
+// hook and SIGTERM run.
+func (p *Pod) Delete() {
+	if p.terminating.Swap(true) {
+		return
+	}
+	p.c.endpointsChanged()
+	close(p.terminate)
+}
+
+// Freeze stops the pod's container (SIGSTOP), as a wedged process.
+func (p *Pod) Freeze() {
+	if proc := p.proc.Load(); proc != nil {
+		proc.Signal(syscall.SIGSTOP)
+		p.c.event(p, Frozen, "SIGSTOP")
+	}
+}
+
+// Restarts is how many times the pod's container was restarted.
+func (p *Pod) Restarts() int { return int(p.restarts.Load()) }
+
+// RollingUpdate replaces every pod by a pod of a new revision, as the
+// Deployment controller does: it creates new pods while the total stays
+// within replicas+maxSurge, and deletes old ones while the available pods
+// stay at least replicas-maxUnavailable. It returns once every old pod has
+// been deleted and every new one is ready (old ones may still be draining).
+func (c *Cluster) RollingUpdate(ctx context.Context) error {
+	c.mu.Lock()
+	c.revision++
+	rev := c.revision
+	c.mu.Unlock()
+	s := c.cfg.Spec
+	return waitUntil(ctx, 10*time.Millisecond, func() bool {
+		var old, cur []*Pod
+		available := 0
+		for _, p := range c.Pods() {
+			if p.terminating.Load() {
+				continue
+			}
+			if p.Revision == rev {
+				cur = append(cur, p)
+			} else {
+				old = append(old, p)
+			}
+			if p.ready.Load() {
+				available++
+			}
+		}
+		if len(cur) < s.Replicas && len(old)+len(cur) < s.Replicas+s.MaxSurge {
+			c.createPod(rev)
+			return false
+		}
+		// Old pods that are not ready go first; they cost no
+		// availability.
+		sort.Slice(old, func(i, j int) bool { return !old[i].ready.Load() && old[j].ready.Load() })
+		for _, p := range old {
+			if !p.ready.Load() {
+				p.Delete()
+				continue
+			}
+			if available-1 >= s.Replicas-s.MaxUnavailable {
+				p.Delete()
+				available--
+			}
+		}
+		ready := 0
+		for _, p := range cur {
+			if p.ready.Load() {
+				ready++
+			}
+		}
+		return len(old) == 0 && ready == s.Replicas
+	})
+}
+
+// Shutdown deletes every pod and waits until all have exited.
+func (c *Cluster) Shutdown(ctx context.Context) error {
+	for _, p := range c.Pods() {
+		p.Delete()
+	}
+	err := waitUntil(ctx, 20*time.Millisecond, func() bool { return len(c.Pods()) == 0 })
+	c.proxy.close()
+	return err
+}
+
+// ExitCodes returns every container exit status, by pod.
+func (c *Cluster) ExitCodes() map[string][]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string][]int{}
+	for _, p := range c.pods {
+		select {
+		case <-p.gone:
+			out[p.Name] = p.exitCodes
+		default:
+		}
+	}
+	return out
+}
+
+// Started is when the cluster started, the timeline's origin.
+func (c *Cluster) Started() time.Time { return c.start }
+
+type atomicInt64 = atomic.Int64
+
+func waitUntil(ctx context.Context, every time.Duration, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+	return nil
+}

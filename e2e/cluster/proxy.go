@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"io"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// proxy is a Service address with kube-proxy's iptables behaviour: each new
+// connection goes to a random endpoint of its current view, and stays there
+// (existing connections are never moved). Its view is what the endpoint
+// controller published a propagation lag ago.
+type proxy struct {
+	ln  net.Listener
+	lag time.Duration
+
+	mu      sync.Mutex
+	view    []string // endpoint addresses
+	applied uint64   // sequence of the view in place
+	next    uint64   // sequence of the last published view
+
+	conns    sync.WaitGroup
+	refused  atomic.Int64 // connections with no endpoint, or whose dial failed
+	byTarget sync.Map     // addr -> *atomic.Int64: connections sent there
+}
+
+func newProxy(addr string, lag time.Duration) (*proxy, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	p := &proxy{ln: ln, lag: lag}
+	go p.serve()
+	return p, nil
+}
+
+func (p *proxy) addr() string { return p.ln.Addr().String() }
+
+// publish hands the proxy a new endpoint set; it takes effect after the
+// lag. Views are applied in publication order.
+func (p *proxy) publish(endpoints []string) {
+	p.mu.Lock()
+	p.next++
+	seq := p.next
+	p.mu.Unlock()
+	apply := func() {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if seq > p.applied {
+			p.view, p.applied = endpoints, seq
+		}
+	}
+	if p.lag <= 0 {
+		apply()
+		return
+	}
+	time.AfterFunc(p.lag, apply)
+}
+
+func (p *proxy) viewSize() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.view)
+}
+
+func (p *proxy) pick() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.view) == 0 {
+		return ""
+	}
+	return p.view[rand.IntN(len(p.view))]
+}
+
+func (p *proxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.conns.Add(1)
+		go func() {
+			defer p.conns.Done()
+			p.handle(c.(*net.TCPConn))
+		}()
+	}
+}
+
+func (p *proxy) handle(client *net.TCPConn) {
+	target := p.pick()
+	var backend net.Conn
+	var err error
+	if target != "" {
+		backend, err = net.DialTimeout("tcp", target, time.Second)
+	}
+	if target == "" || err != nil {
+		// iptables DNATs the SYN to a dead or missing endpoint: the
+		// client sees its connection refused or reset.
+		p.refused.Add(1)
+		client.SetLinger(0)
+		client.Close()
+		return
+	}
+	n, _ := p.byTarget.LoadOrStore(target, new(atomic.Int64))
+	n.(*atomic.Int64).Add(1)
+	b := backend.(*net.TCPConn)
+	done := make(chan struct{}, 2)
+	pipe := func(dst, src *net.TCPConn) {
+		io.Copy(dst, src)
+		dst.CloseWrite() // pass the FIN on
+		done <- struct{}{}
+	}
+	go pipe(b, client)
+	go pipe(client, b)
+	<-done
+	<-done
+	client.Close()
+	b.Close()
+}
+
+func (p *proxy) close() {
+	p.ln.Close()
+}

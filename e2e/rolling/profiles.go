@@ -1,0 +1,46 @@
+package rolling
+
+import (
+	"time"
+
+	"kprobe/e2e/cluster"
+)
+
+// HeavyRate is the heavy profile's rate: what this 2-core machine sustains
+// with the harness (load tool, proxy, 3-4 pods, Redis) not the bottleneck.
+const HeavyRate = 500
+
+// Profiles returns the profiles and their negative controls. short is the
+// CI version: the same shapes, shorter.
+func Profiles(short bool) []Profile {
+	scale := func(long, brief time.Duration) time.Duration {
+		if short {
+			return brief
+		}
+		return long
+	}
+	lag := time.Second // kube-proxy's lag measured on a real cluster
+	articles := Profile{Name: "articles", Server: "app", Rate: 25, Duration: scale(40*time.Second, 12*time.Second),
+		UpdateAt: scale(10*time.Second, 3*time.Second), Updates: 1, Lag: lag}
+	heavy := Profile{Name: "heavy", Server: "app", Replicas: 3, Rate: HeavyRate, Duration: scale(30*time.Second, 12*time.Second),
+		UpdateAt: 2 * time.Second, Updates: 2, Lag: lag}
+	wedgeLiveness := &cluster.Probe{Period: time.Second, Timeout: time.Second, Failure: 2, InitialDelay: time.Second, Grace: 2 * time.Second}
+	wedge := Profile{Name: "wedge", Server: "app", Rate: 50, Duration: scale(30*time.Second, 15*time.Second),
+		FreezeAt: 3 * time.Second, Lag: lag, Env: map[string]string{"LIVE_MAX_AGE": "3s"}, Liveness: wedgeLiveness}
+
+	with := func(p Profile, name, server string, env map[string]string) Profile {
+		p.Name, p.Server, p.Env, p.Control = name, server, env, true
+		return p
+	}
+	wedgeControl := with(wedge, "control: wedge, LIVE_MAX_AGE=0", "app", map[string]string{"LIVE_MAX_AGE": "0"})
+	return []Profile{
+		articles,
+		heavy,
+		wedge,
+		with(articles, "control: hard shutdown", "badserver", map[string]string{"MODE": "hard"}),
+		with(heavy, "control: DRAIN_DELAY=0", "app", map[string]string{"DRAIN_DELAY": "0"}),
+		with(articles, "control: no wait for work", "badserver", map[string]string{"MODE": "nowait"}),
+		with(heavy, "control: plain Shutdown", "badserver", map[string]string{"MODE": "plainshutdown"}),
+		wedgeControl,
+	}
+}

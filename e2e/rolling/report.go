@@ -1,0 +1,132 @@
+package rolling
+
+import (
+	"fmt"
+	"html"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"kprobe/e2e/cluster"
+)
+
+// Table writes the rows as a markdown table.
+func Table(w io.Writer, rows []Row) {
+	fmt.Fprintln(w, "| profile | rate/s | sent | 2xx | errors | counter | lost | p50 | p99 | rollout | restarts | verdict |")
+	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+	for _, r := range rows {
+		rollout := "-"
+		if r.Rollout > 0 {
+			rollout = r.Rollout.Round(100 * time.Millisecond).String()
+		}
+		verdict := r.Verdict()
+		if r.Control {
+			verdict += " (control: must lose)"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s |\n",
+			r.Profile, r.Rate, r.Sent, r.OK, r.Errors, r.Counter, r.Lost,
+			r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), rollout, r.Restarts, verdict)
+	}
+	for _, r := range rows {
+		if len(r.ErrorKinds) == 0 && r.FrozenConns == 0 {
+			continue
+		}
+		var kinds []string
+		for k, n := range r.ErrorKinds {
+			kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+		}
+		sort.Strings(kinds)
+		line := fmt.Sprintf("- %s: errors: %s", r.Profile, strings.Join(kinds, ", "))
+		if r.FrozenConns > 0 {
+			line += fmt.Sprintf("; the frozen pod was sent %d connections", r.FrozenConns)
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+var phaseColor = map[cluster.Phase]string{
+	cluster.Starting:    "#c9d6e8",
+	cluster.Ready:       "#4caf50",
+	cluster.NotReady:    "#ffb74d",
+	cluster.Terminating: "#7e57c2",
+	cluster.Frozen:      "#90a4ae",
+	cluster.Restarting:  "#e53935",
+}
+
+// Report writes a self-contained HTML page: for each run, a timeline of
+// each pod's phases and the requests per second, errors in red.
+func Report(w io.Writer, results []*Result) {
+	fmt.Fprint(w, `<!doctype html><html><head><meta charset="utf-8"><title>rollout</title>
+<style>body{font:14px sans-serif;margin:2em}svg{background:#fff;border:1px solid #ddd}text{font:11px sans-serif}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>
+<h1>Rolling updates under load</h1><p>Each pod's phases over time (starting, <span style="color:#4caf50">ready</span>,
+<span style="color:#ffb74d">not ready</span>, <span style="color:#7e57c2">terminating (draining)</span>,
+<span style="color:#90a4ae">frozen</span>, <span style="color:#e53935">restarted</span>), then requests per second:
+answered 2xx in blue, failed in red.</p>`)
+	for _, r := range results {
+		fmt.Fprintf(w, "<h2>%s</h2>\n", html.EscapeString(r.Row.Profile))
+		fmt.Fprintf(w, "<p>%d sent, %d 2xx, %d errors, counter %d, lost %d: <b>%s</b></p>\n",
+			r.Row.Sent, r.Row.OK, r.Row.Errors, r.Row.Counter, r.Row.Lost, r.Row.Verdict())
+		timeline(w, r)
+	}
+	fmt.Fprintln(w, "</body></html>")
+}
+
+func timeline(w io.Writer, r *Result) {
+	byPod := map[string][]cluster.Event{}
+	var order []string
+	end := r.Start
+	for _, e := range r.Events {
+		if _, ok := byPod[e.Pod]; !ok {
+			order = append(order, e.Pod)
+		}
+		byPod[e.Pod] = append(byPod[e.Pod], e)
+		if e.At.After(end) {
+			end = e.At
+		}
+	}
+	secs := max(end.Sub(r.Start).Seconds(), float64(len(r.Seconds)))
+	const left, width, rowH, chartH = 110, 900, 18, 120
+	x := func(t time.Time) float64 { return left + t.Sub(r.Start).Seconds()/secs*width }
+	height := len(order)*rowH + chartH + 50
+	fmt.Fprintf(w, `<svg width="%d" height="%d" xmlns="http://www.w3.org/2000/svg">`+"\n", left+width+20, height)
+	for i, pod := range order {
+		y := 10 + i*rowH
+		fmt.Fprintf(w, `<text x="4" y="%d">%s</text>`+"\n", y+12, html.EscapeString(pod))
+		evs := byPod[pod]
+		for j, e := range evs {
+			if e.Phase == cluster.Exited {
+				continue
+			}
+			stop := end
+			if j+1 < len(evs) {
+				stop = evs[j+1].At
+			}
+			fmt.Fprintf(w, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s %s</title></rect>`+"\n",
+				x(e.At), y, max(x(stop)-x(e.At), 0.5), rowH-4, phaseColor[e.Phase], html.EscapeString(pod), e.Phase, html.EscapeString(e.Note))
+		}
+	}
+	base := 10 + len(order)*rowH + chartH
+	peak := 1
+	for _, s := range r.Seconds {
+		peak = max(peak, s.OK+s.Errors)
+	}
+	bw := width / secs
+	for i, s := range r.Seconds {
+		okH := float64(s.OK) / float64(peak) * chartH
+		errH := float64(s.Errors) / float64(peak) * chartH
+		bx := left + float64(i)*bw
+		fmt.Fprintf(w, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#64b5f6"><title>%ds: %d ok</title></rect>`+"\n", bx, float64(base)-okH, max(bw-1, 0.5), okH, i, s.OK)
+		if s.Errors > 0 {
+			errH = max(errH, 3)
+			fmt.Fprintf(w, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#e53935"><title>%ds: %d errors</title></rect>`+"\n", bx, float64(base)-okH-errH, max(bw-1, 0.5), errH, i, s.Errors)
+		}
+	}
+	fmt.Fprintf(w, `<text x="4" y="%d">req/s (max %d)</text>`+"\n", base-chartH+10, peak)
+	for s := 0; s <= int(secs); s += max(1, int(secs)/10) {
+		fmt.Fprintf(w, `<text x="%.1f" y="%d">%ds</text>`+"\n", left+float64(s)/secs*width, base+16, s)
+	}
+	fmt.Fprintln(w, "</svg>")
+}
+

@@ -1,0 +1,252 @@
+// Package rolling sends load through rolling updates of a simulated
+// cluster (package cluster) and checks that nothing is lost: requests sent
+// = 2xx received = the Redis counter, and no transport errors.
+package rolling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"kprobe/e2e/cluster"
+	"kprobe/e2e/harness"
+	"kprobe/internal/manifest"
+)
+
+// Profile is one run: a server, a load and what happens to the pods.
+type Profile struct {
+	Name     string
+	Server   string            // "app" or "badserver"
+	Env      map[string]string // overrides of the manifest's env
+	Replicas int               // 0: the manifest's
+	Rate     int               // requests per second
+	Duration time.Duration     // of the load
+	UpdateAt time.Duration     // when the first rolling update starts
+	Updates  int               // back-to-back rolling updates
+	Lag      time.Duration     // endpoint propagation
+	// FreezeAt, when set, SIGSTOPs one pod then (the wedge profile).
+	FreezeAt time.Duration
+	// Liveness, when set, replaces the manifest's liveness timings.
+	Liveness *cluster.Probe
+	// Control marks a negative control: it must show loss.
+	Control bool
+}
+
+// Row is a run's outcome.
+type Row struct {
+	Profile     string
+	Rate        int
+	Sent        int
+	OK          int // 2xx
+	Errors      int // transport errors and non-2xx
+	Counter     int64
+	Lost        int64 // 2xx whose increment never landed
+	P50, P99    time.Duration
+	Rollout     time.Duration // from the first update's start to the last's end
+	Restarts    int
+	Refused     int64 // connections the Service could not route
+	ErrorKinds  map[string]int
+	Control     bool
+	FrozenConns int64 // connections routed to the frozen pod
+}
+
+// Loss reports whether the run lost anything.
+func (r Row) Loss() bool { return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent }
+
+// Verdict is "ok" when a profile lost nothing and a control lost
+// something, else "FAIL".
+func (r Row) Verdict() string {
+	if r.Loss() == r.Control {
+		return "ok"
+	}
+	return "FAIL"
+}
+
+// Env is what runs share: the built binaries, the manifest's spec and a
+// folder for the pods.
+type Env struct {
+	Bins map[string]string // "app", "badserver"
+	Spec cluster.Spec
+	Dir  string
+	Log  io.Writer
+}
+
+// Setup builds the binaries and reads the app's Deployment from deployDir.
+func Setup(dir, deployDir string) (*Env, error) {
+	bins, err := harness.Build(dir, "kprobe/cmd/app", "kprobe/e2e/badserver")
+	if err != nil {
+		return nil, err
+	}
+	set, err := manifest.LoadDir(deployDir)
+	if err != nil {
+		return nil, err
+	}
+	d := set.Deployment("app")
+	if d == nil {
+		return nil, errors.New("no app Deployment in " + deployDir)
+	}
+	spec, err := cluster.SpecFromDeployment(d, "app")
+	if err != nil {
+		return nil, err
+	}
+	return &Env{Bins: bins, Spec: spec, Dir: dir, Log: io.Discard}, nil
+}
+
+// Result is a run's row and its timeline.
+type Result struct {
+	Row     Row
+	Start   time.Time
+	Events  []cluster.Event
+	Seconds []Second
+}
+
+// Second is the load in one second of the run.
+type Second struct{ OK, Errors int }
+
+// Run runs profile p.
+func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
+	redisDir := filepath.Join(e.Dir, "redis-"+p.Name)
+	if err := os.MkdirAll(redisDir, 0o755); err != nil {
+		return nil, err
+	}
+	redis, err := harness.StartRedis(redisDir)
+	if err != nil {
+		return nil, err
+	}
+	defer redis.Close()
+
+	spec := e.Spec
+	if p.Replicas > 0 {
+		spec.Replicas = p.Replicas
+	}
+	if p.Liveness != nil {
+		spec.Liveness.Period, spec.Liveness.Timeout = p.Liveness.Period, p.Liveness.Timeout
+		spec.Liveness.Failure, spec.Liveness.InitialDelay = p.Liveness.Failure, p.Liveness.InitialDelay
+		spec.Liveness.Grace = p.Liveness.Grace
+	}
+	env := map[string]string{"REDIS_ADDR": redis.Addr}
+	for k, v := range p.Env {
+		env[k] = v
+	}
+	podDir := filepath.Join(e.Dir, "pods-"+p.Name)
+	c, err := cluster.Start(ctx, cluster.Config{
+		Spec: spec,
+		Bin:  e.Bins[p.Server],
+		Env:  env,
+		Dir:  podDir,
+		Net:  fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250)),
+		Lag:  p.Lag,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: start: %w", p.Name, err)
+	}
+	defer c.Shutdown(context.Background())
+
+	target := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: "http://" + c.ServiceAddr() + "/incr"})
+	attacker := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second), vegeta.Workers(uint64(max(10, p.Rate/50))))
+	start := time.Now()
+	results := attacker.Attack(target, vegeta.ConstantPacer{Freq: p.Rate, Per: time.Second}, p.Duration, p.Name)
+
+	var wg sync.WaitGroup
+	var rollout time.Duration
+	var rollErr error
+	var frozen *cluster.Pod
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if p.FreezeAt > 0 {
+			sleepCtx(ctx, p.FreezeAt)
+			pods := c.Pods()
+			frozen = pods[rand.IntN(len(pods))]
+			frozen.Freeze()
+		}
+		if p.Updates == 0 {
+			return
+		}
+		sleepCtx(ctx, p.UpdateAt-time.Since(start))
+		t0 := time.Now()
+		for range p.Updates {
+			if rollErr = c.RollingUpdate(ctx); rollErr != nil {
+				return
+			}
+		}
+		rollout = time.Since(t0)
+	}()
+
+	row := Row{Profile: p.Name, Rate: p.Rate, ErrorKinds: map[string]int{}, Control: p.Control}
+	var latencies []time.Duration
+	seconds := make([]Second, int(p.Duration/time.Second)+2)
+	for r := range results {
+		row.Sent++
+		latencies = append(latencies, r.Latency)
+		i := min(int(r.Timestamp.Sub(start)/time.Second), len(seconds)-1)
+		if r.Code >= 200 && r.Code < 300 && r.Error == "" {
+			row.OK++
+			seconds[i].OK++
+			continue
+		}
+		row.Errors++
+		seconds[i].Errors++
+		row.ErrorKinds[errorKind(r)]++
+	}
+	wg.Wait()
+	if rollErr != nil {
+		return nil, fmt.Errorf("%s: rolling update: %w", p.Name, rollErr)
+	}
+	// Every pod drains; then every increment that will land has landed.
+	sctx, cancel := context.WithTimeout(ctx, spec.Grace+10*time.Second)
+	defer cancel()
+	if err := c.Shutdown(sctx); err != nil {
+		return nil, fmt.Errorf("%s: shutdown: %w", p.Name, err)
+	}
+	if row.Counter, err = redis.Count(ctx); err != nil {
+		return nil, err
+	}
+	row.Lost = int64(row.OK) - row.Counter
+	slices.Sort(latencies)
+	if n := len(latencies); n > 0 {
+		row.P50, row.P99 = latencies[n/2], latencies[n*99/100]
+	}
+	row.Rollout = rollout
+	row.Refused = c.Refused()
+	for _, pod := range c.AllPods() {
+		row.Restarts += pod.Restarts()
+	}
+	if frozen != nil {
+		row.FrozenConns = c.ConnsTo(frozen)
+	}
+	return &Result{Row: row, Start: c.Started(), Events: c.Events(), Seconds: seconds}, nil
+}
+
+func errorKind(r *vegeta.Result) string {
+	if r.Error == "" {
+		return fmt.Sprintf("status %d", r.Code)
+	}
+	for _, k := range []string{"connection reset by peer", "EOF", "connection refused", "timeout", "Client.Timeout"} {
+		if strings.Contains(r.Error, k) {
+			return k
+		}
+	}
+	return r.Error
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}
