@@ -129,4 +129,3 @@ func timeline(w io.Writer, r *Result) {
 	}
 	fmt.Fprintln(w, "</svg>")
 }
-
