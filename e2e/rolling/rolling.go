@@ -30,11 +30,15 @@ type Profile struct {
 	Server   string            // "app" or "badserver"
 	Env      map[string]string // overrides of the manifest's env
 	Replicas int               // 0: the manifest's
-	Rate     int               // requests per second
-	Duration time.Duration     // of the load
-	UpdateAt time.Duration     // when the first rolling update starts
-	Updates  int               // back-to-back rolling updates
-	Lag      time.Duration     // endpoint propagation
+	Rate     int               // requests per second, over all clients
+	// Clients is how many independent clients (each its own connection
+	// pool, like the pods of a calling service) share the rate. Default
+	// DefaultClients.
+	Clients  int
+	Duration time.Duration // of the load
+	UpdateAt time.Duration // when the first rolling update starts
+	Updates  int           // back-to-back rolling updates
+	Lag      time.Duration // endpoint propagation
 	// FreezeAt, when set, SIGSTOPs one pod then (the wedge profile).
 	FreezeAt time.Duration
 	// Liveness, when set, replaces the manifest's liveness timings.
@@ -153,10 +157,8 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	}
 	defer c.Shutdown(context.Background())
 
-	target := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: "http://" + c.ServiceAddr() + "/incr"})
-	attacker := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second), vegeta.Workers(uint64(max(10, p.Rate/50))))
 	start := time.Now()
-	results := attacker.Attack(target, vegeta.ConstantPacer{Freq: p.Rate, Per: time.Second}, p.Duration, p.Name)
+	results := attack("http://"+c.ServiceAddr()+"/incr", p)
 
 	var wg sync.WaitGroup
 	var rollout time.Duration
@@ -227,6 +229,41 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		row.FrozenConns = c.ConnsTo(frozen)
 	}
 	return &Result{Row: row, Start: c.Started(), Events: c.Events(), Seconds: seconds}, nil
+}
+
+// DefaultClients is the number of clients that share a profile's rate.
+const DefaultClients = 20
+
+// attack runs the profile's clients, each a vegeta attacker with its own
+// keep-alive pool, and merges their results.
+func attack(url string, p Profile) <-chan *vegeta.Result {
+	n := p.Clients
+	if n <= 0 {
+		n = DefaultClients
+	}
+	n = min(n, p.Rate)
+	target := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: url})
+	out := make(chan *vegeta.Result, 1024)
+	var wg sync.WaitGroup
+	for i := range n {
+		rate := p.Rate / n
+		if i < p.Rate%n {
+			rate++
+		}
+		a := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second), vegeta.Workers(2))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range a.Attack(target, vegeta.ConstantPacer{Freq: rate, Per: time.Second}, p.Duration, p.Name) {
+				out <- r
+			}
+		}()
+	}
+	go func() {
+		wg.Wait()
+		close(out)
+	}()
+	return out
 }
 
 func errorKind(r *vegeta.Result) string {

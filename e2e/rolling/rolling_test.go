@@ -1,0 +1,63 @@
+package rolling
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"kprobe/e2e/harness"
+)
+
+// inCI are the profiles the default test run proves, in their short
+// shapes: the app loses nothing, and each deterministic control loses. The
+// plain-Shutdown race and the wedge run in `make rollout`.
+var inCI = []string{"articles", "heavy", "control: hard shutdown", "control: DRAIN_DELAY=0", "control: no wait for work"}
+
+func TestRollout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rollout runs take a minute or two")
+	}
+	if _, err := exec.LookPath("redis-server"); err != nil && os.Getenv("CI") == "" {
+		t.Skip(harness.ErrNoRedis)
+	}
+	env, err := Setup(t.TempDir(), "../../deploy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []Row
+	for _, p := range Profiles(true) {
+		if !contains(inCI, p.Name) {
+			continue
+		}
+		t.Run(p.Name, func(t *testing.T) {
+			res, err := Run(context.Background(), env, p)
+			if errors.Is(err, harness.ErrNoRedis) {
+				t.Skip(err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows = append(rows, res.Row)
+			if res.Row.Verdict() != "ok" {
+				var b strings.Builder
+				Table(&b, []Row{res.Row})
+				t.Errorf("verdict FAIL (control=%v):\n%s", p.Control, b.String())
+			}
+		})
+	}
+	var b strings.Builder
+	Table(&b, rows)
+	t.Logf("\n%s", b.String())
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
