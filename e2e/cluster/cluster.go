@@ -298,7 +298,7 @@ func (p *Pod) setReady(r bool) {
 		if r {
 			ph = Ready
 		}
-		if !p.terminating.Load() || !r {
+		if !p.terminating.Load() { // a terminating pod stays "terminating" until it exits
 			p.c.event(p, ph, "")
 		}
 		p.c.endpointsChanged()

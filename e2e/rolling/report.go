@@ -86,7 +86,8 @@ func timeline(w io.Writer, r *Result) {
 			end = e.At
 		}
 	}
-	secs := max(end.Sub(r.Start).Seconds(), float64(len(r.Seconds)))
+	offset := r.Load.Sub(r.Start).Seconds()
+	secs := max(end.Sub(r.Start).Seconds(), offset+float64(len(r.Seconds)))
 	const left, width, rowH, chartH = 110, 900, 18, 120
 	x := func(t time.Time) float64 { return left + t.Sub(r.Start).Seconds()/secs*width }
 	height := len(order)*rowH + chartH + 50
@@ -116,11 +117,11 @@ func timeline(w io.Writer, r *Result) {
 	for i, s := range r.Seconds {
 		okH := float64(s.OK) / float64(peak) * chartH
 		errH := float64(s.Errors) / float64(peak) * chartH
-		bx := left + float64(i)*bw
-		fmt.Fprintf(w, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#64b5f6"><title>%ds: %d ok</title></rect>`+"\n", bx, float64(base)-okH, max(bw-1, 0.5), okH, i, s.OK)
+		bx := left + (offset+float64(i))*bw
+		fmt.Fprintf(w, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#64b5f6"><title>load %ds: %d ok</title></rect>`+"\n", bx, float64(base)-okH, max(bw-1, 0.5), okH, i, s.OK)
 		if s.Errors > 0 {
 			errH = max(errH, 3)
-			fmt.Fprintf(w, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#e53935"><title>%ds: %d errors</title></rect>`+"\n", bx, float64(base)-okH-errH, max(bw-1, 0.5), errH, i, s.Errors)
+			fmt.Fprintf(w, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#e53935"><title>load %ds: %d errors</title></rect>`+"\n", bx, float64(base)-okH-errH, max(bw-1, 0.5), errH, i, s.Errors)
 		}
 	}
 	fmt.Fprintf(w, `<text x="4" y="%d">req/s (max %d)</text>`+"\n", base-chartH+10, peak)

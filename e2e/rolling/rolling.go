@@ -110,7 +110,8 @@ func Setup(dir, deployDir string) (*Env, error) {
 // Result is a run's row and its timeline.
 type Result struct {
 	Row     Row
-	Start   time.Time
+	Start   time.Time // the cluster's start: the timeline's origin
+	Load    time.Time // the load's start: Seconds[0] begins here
 	Events  []cluster.Event
 	Seconds []Second
 }
@@ -228,7 +229,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	if frozen != nil {
 		row.FrozenConns = c.ConnsTo(frozen)
 	}
-	return &Result{Row: row, Start: c.Started(), Events: c.Events(), Seconds: seconds}, nil
+	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Seconds: seconds}, nil
 }
 
 // DefaultClients is the number of clients that share a profile's rate.
