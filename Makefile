@@ -4,7 +4,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN     := bin
 LDFLAGS := -s -w
 
-.PHONY: test deps vet run build clean
+.PHONY: test deps vet run build clean rollout
 
 test: deps vet
 	$(GO) test -race -count=1 ./...
@@ -22,6 +22,11 @@ vet:
 
 run:
 	$(GO) run ./cmd/app
+
+# Every rollout profile and negative control at full length (about 6 minutes),
+# with the timeline picture. `make test` runs the short shapes.
+rollout: deps
+	$(GO) run ./e2e/rollout -report rollout.html
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/ ./cmd/app ./cmd/probe

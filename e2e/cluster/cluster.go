@@ -147,6 +147,12 @@ func (c *Cluster) ConnsTo(pod *Pod) int64 {
 	return 0
 }
 
+// OKsBetween counts the 2xx responses pod sent through the Service in
+// [from, to].
+func (c *Cluster) OKsBetween(pod *Pod, from, to time.Time) int {
+	return c.proxy.oksBetween(pod.Addr, from, to)
+}
+
 // Events returns the timeline so far.
 func (c *Cluster) Events() []Event {
 	c.mu.Lock()

@@ -25,6 +25,9 @@ type proxy struct {
 	conns    sync.WaitGroup
 	refused  atomic.Int64 // connections with no endpoint, or whose dial failed
 	byTarget sync.Map     // addr -> *atomic.Int64: connections sent there
+
+	respMu sync.Mutex
+	oks    map[string][]time.Time // addr -> when each 2xx response began
 }
 
 func newProxy(addr string, lag time.Duration) (*proxy, error) {
@@ -32,7 +35,7 @@ func newProxy(addr string, lag time.Duration) (*proxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &proxy{ln: ln, lag: lag}
+	p := &proxy{ln: ln, lag: lag, oks: map[string][]time.Time{}}
 	go p.serve()
 	return p, nil
 }
@@ -108,13 +111,13 @@ func (p *proxy) handle(client *net.TCPConn) {
 	n.(*atomic.Int64).Add(1)
 	b := backend.(*net.TCPConn)
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src *net.TCPConn) {
+	pipe := func(dst *net.TCPConn, src io.Reader) {
 		io.Copy(dst, src)
 		dst.CloseWrite() // pass the FIN on
 		done <- struct{}{}
 	}
 	go pipe(b, client)
-	go pipe(client, b)
+	go pipe(client, &okCounter{conn: b, p: p, target: target})
 	<-done
 	<-done
 	client.Close()
@@ -123,4 +126,36 @@ func (p *proxy) handle(client *net.TCPConn) {
 
 func (p *proxy) close() {
 	p.ln.Close()
+}
+
+// okCounter reads a backend's responses and notes when each 2xx begins
+// (a response whose first bytes are "HTTP/1.1 2"). HTTP/1.1 responses on a
+// connection are sequential, so a status line begins a read.
+type okCounter struct {
+	conn   *net.TCPConn // not embedded: io.Copy would use its WriteTo and skip Read
+	p      *proxy
+	target string
+}
+
+func (o *okCounter) Read(b []byte) (int, error) {
+	n, err := o.conn.Read(b)
+	if n >= 10 && string(b[:10]) == "HTTP/1.1 2" {
+		o.p.respMu.Lock()
+		o.p.oks[o.target] = append(o.p.oks[o.target], time.Now())
+		o.p.respMu.Unlock()
+	}
+	return n, err
+}
+
+// oksBetween counts the 2xx responses target began in [from, to].
+func (p *proxy) oksBetween(target string, from, to time.Time) int {
+	p.respMu.Lock()
+	defer p.respMu.Unlock()
+	n := 0
+	for _, t := range p.oks[target] {
+		if !t.Before(from) && !t.After(to) {
+			n++
+		}
+	}
+	return n
 }

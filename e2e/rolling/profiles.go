@@ -28,11 +28,13 @@ func Profiles(short bool) []Profile {
 	wedge := Profile{Name: "wedge", Server: "app", Rate: 50, Duration: scale(30*time.Second, 15*time.Second),
 		FreezeAt: 3 * time.Second, Lag: lag, Env: map[string]string{"LIVE_MAX_AGE": "3s"}, Liveness: wedgeLiveness}
 
+	wedge.Expect = FrozenOnly
 	with := func(p Profile, name, server string, env map[string]string) Profile {
-		p.Name, p.Server, p.Env, p.Control = name, server, env, true
+		p.Name, p.Server, p.Env, p.Expect = name, server, env, Loss
 		return p
 	}
 	wedgeControl := with(wedge, "control: wedge, LIVE_MAX_AGE=0", "app", map[string]string{"LIVE_MAX_AGE": "0"})
+	wedgeControl.Expect = NeverRestarted
 	return []Profile{
 		articles,
 		heavy,

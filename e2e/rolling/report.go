@@ -21,15 +21,20 @@ func Table(w io.Writer, rows []Row) {
 			rollout = r.Rollout.Round(100 * time.Millisecond).String()
 		}
 		verdict := r.Verdict()
-		if r.Control {
+		switch r.Expect {
+		case Loss:
 			verdict += " (control: must lose)"
+		case NeverRestarted:
+			verdict += " (control: never restarted)"
+		case FrozenOnly:
+			verdict += " (only the frozen pod's)"
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s |\n",
 			r.Profile, r.Rate, r.Sent, r.OK, r.Errors, r.Counter, r.Lost,
 			r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), rollout, r.Restarts, verdict)
 	}
 	for _, r := range rows {
-		if len(r.ErrorKinds) == 0 && r.FrozenConns == 0 {
+		if len(r.ErrorKinds) == 0 && r.Expect != FrozenOnly && r.Expect != NeverRestarted {
 			continue
 		}
 		var kinds []string
@@ -38,8 +43,8 @@ func Table(w io.Writer, rows []Row) {
 		}
 		sort.Strings(kinds)
 		line := fmt.Sprintf("- %s: errors: %s", r.Profile, strings.Join(kinds, ", "))
-		if r.FrozenConns > 0 {
-			line += fmt.Sprintf("; the frozen pod was sent %d connections", r.FrozenConns)
+		if r.Expect == FrozenOnly || r.Expect == NeverRestarted {
+			line += fmt.Sprintf("; the frozen pod was sent %d connections and answered %d requests within WORK_DELAY before it froze", r.FrozenConns, r.FrozenAtRisk)
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -43,9 +43,25 @@ type Profile struct {
 	FreezeAt time.Duration
 	// Liveness, when set, replaces the manifest's liveness timings.
 	Liveness *cluster.Probe
-	// Control marks a negative control: it must show loss.
-	Control bool
+	// Expect is what the run must show.
+	Expect Expect
 }
+
+// Expect is a profile's verdict rule.
+type Expect int
+
+const (
+	// NoLoss: sent = 2xx = counter, no errors.
+	NoLoss Expect = iota
+	// Loss: a negative control; it must lose requests or increments.
+	Loss
+	// FrozenOnly: the frozen pod is restarted, and nothing is lost but
+	// what it had accepted.
+	FrozenOnly
+	// NeverRestarted: a negative control; the frozen pod is never
+	// restarted.
+	NeverRestarted
+)
 
 // Row is a run's outcome.
 type Row struct {
@@ -61,21 +77,38 @@ type Row struct {
 	Restarts    int
 	Refused     int64 // connections the Service could not route
 	ErrorKinds  map[string]int
-	Control     bool
-	FrozenConns int64 // connections routed to the frozen pod
+	Expect      Expect
+	// For a frozen pod: the connections the Service sent it (each can
+	// fail at most one request), and the 2xx it answered within
+	// WORK_DELAY before it froze (increments that may never land).
+	FrozenConns  int64
+	FrozenAtRisk int
 }
 
-// Loss reports whether the run lost anything.
-func (r Row) Loss() bool { return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent }
+// Lossy reports whether the run lost anything.
+func (r Row) Lossy() bool { return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent }
 
-// Verdict is "ok" when a profile lost nothing and a control lost
-// something, else "FAIL".
+// Verdict is "ok" when the run showed what its profile expects, else "FAIL".
 func (r Row) Verdict() string {
-	if r.Loss() == r.Control {
+	var ok bool
+	switch r.Expect {
+	case NoLoss:
+		ok = !r.Lossy()
+	case Loss:
+		ok = r.Lossy()
+	case FrozenOnly:
+		ok = r.Restarts >= 1 && int64(r.Errors) <= r.FrozenConns && r.Lost >= 0 && r.Lost <= int64(r.FrozenAtRisk)
+	case NeverRestarted:
+		ok = r.Restarts == 0
+	}
+	if ok {
 		return "ok"
 	}
 	return "FAIL"
 }
+
+// Control reports whether the row is a negative control's.
+func (r Row) Control() bool { return r.Expect == Loss || r.Expect == NeverRestarted }
 
 // Env is what runs share: the built binaries, the manifest's spec and a
 // folder for the pods.
@@ -165,6 +198,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	var rollout time.Duration
 	var rollErr error
 	var frozen *cluster.Pod
+	var frozenAt time.Time
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -172,6 +206,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 			sleepCtx(ctx, p.FreezeAt)
 			pods := c.Pods()
 			frozen = pods[rand.IntN(len(pods))]
+			frozenAt = time.Now()
 			frozen.Freeze()
 		}
 		if p.Updates == 0 {
@@ -187,7 +222,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		rollout = time.Since(t0)
 	}()
 
-	row := Row{Profile: p.Name, Rate: p.Rate, ErrorKinds: map[string]int{}, Control: p.Control}
+	row := Row{Profile: p.Name, Rate: p.Rate, ErrorKinds: map[string]int{}, Expect: p.Expect}
 	var latencies []time.Duration
 	seconds := make([]Second, int(p.Duration/time.Second)+2)
 	for r := range results {
@@ -228,6 +263,11 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	}
 	if frozen != nil {
 		row.FrozenConns = c.ConnsTo(frozen)
+		work, err := time.ParseDuration(env["WORK_DELAY"])
+		if err != nil {
+			work, _ = time.ParseDuration(spec.Env["WORK_DELAY"])
+		}
+		row.FrozenAtRisk = c.OKsBetween(frozen, frozenAt.Add(-work), frozenAt)
 	}
 	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Seconds: seconds}, nil
 }

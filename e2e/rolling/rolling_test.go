@@ -44,7 +44,7 @@ func TestRollout(t *testing.T) {
 			if res.Row.Verdict() != "ok" {
 				var b strings.Builder
 				Table(&b, []Row{res.Row})
-				t.Errorf("verdict FAIL (control=%v):\n%s", p.Control, b.String())
+				t.Errorf("verdict FAIL:\n%s", b.String())
 			}
 		})
 	}
