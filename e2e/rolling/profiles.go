@@ -33,6 +33,14 @@ func Profiles(short bool) []Profile {
 		p.Name, p.Server, p.Env, p.Expect = name, server, env, Loss
 		return p
 	}
+	// The keep-alive race alone: no drain delay and no endpoint lag, so no
+	// request is routed to a pod that stopped accepting; what can still fail
+	// is a request written on a keep-alive connection the server closes.
+	// With a drain delay longer than IDLE_CLOSE both drains close the same
+	// (long idle) connections; without one, http.Server.Shutdown closes
+	// connections that clients are using.
+	keepalive := heavy
+	keepalive.Name, keepalive.Lag, keepalive.Env = "keepalive", 0, map[string]string{"DRAIN_DELAY": "0"}
 	wedgeControl := with(wedge, "control: wedge, LIVE_MAX_AGE=0", "app", map[string]string{"LIVE_MAX_AGE": "0"})
 	wedgeControl.Expect = NeverRestarted
 	return []Profile{
@@ -43,6 +51,8 @@ func Profiles(short bool) []Profile {
 		with(heavy, "control: DRAIN_DELAY=0", "app", map[string]string{"DRAIN_DELAY": "0"}),
 		with(articles, "control: no wait for work", "badserver", map[string]string{"MODE": "nowait"}),
 		with(heavy, "control: plain Shutdown", "badserver", map[string]string{"MODE": "plainshutdown"}),
+		keepalive,
+		with(keepalive, "control: keepalive, plain Shutdown", "badserver", map[string]string{"MODE": "plainshutdown", "DRAIN_DELAY": "0"}),
 		wedgeControl,
 	}
 }
