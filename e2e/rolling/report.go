@@ -28,6 +28,8 @@ func Table(w io.Writer, rows []Row) {
 			verdict += " (control: never restarted)"
 		case FrozenOnly:
 			verdict += " (only the frozen pod's)"
+		case SometimesLoss:
+			verdict += " (race control: must lose in some runs)"
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s |\n",
 			r.Profile, r.Rate, r.Sent, r.OK, r.Errors, r.Counter, r.Lost,

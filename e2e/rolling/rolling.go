@@ -61,6 +61,11 @@ const (
 	// NeverRestarted: a negative control; the frozen pod is never
 	// restarted.
 	NeverRestarted
+	// SometimesLoss: a control of a probabilistic race; it must lose in
+	// at least one of its runs (see Judge).
+	SometimesLoss
+	// Compare: shown for comparison, no verdict.
+	Compare
 )
 
 // Row is a run's outcome.
@@ -100,6 +105,13 @@ func (r Row) Verdict() string {
 		ok = r.Restarts >= 1 && int64(r.Errors) <= r.FrozenConns && r.Lost >= 0 && r.Lost <= int64(r.FrozenAtRisk)
 	case NeverRestarted:
 		ok = r.Restarts == 0
+	case SometimesLoss:
+		if r.Lossy() {
+			return "lost"
+		}
+		return "none"
+	case Compare:
+		return "-"
 	}
 	if ok {
 		return "ok"
@@ -107,8 +119,28 @@ func (r Row) Verdict() string {
 	return "FAIL"
 }
 
-// Control reports whether the row is a negative control's.
-func (r Row) Control() bool { return r.Expect == Loss || r.Expect == NeverRestarted }
+// Judge returns the profiles whose runs failed their verdict: a row that
+// says FAIL, or a SometimesLoss profile none of whose runs lost.
+func Judge(rows []Row) []string {
+	var failed []string
+	lost := map[string]bool{}
+	seen := map[string]bool{}
+	for _, r := range rows {
+		if r.Verdict() == "FAIL" {
+			failed = append(failed, r.Profile)
+		}
+		if r.Expect == SometimesLoss {
+			seen[r.Profile] = true
+			lost[r.Profile] = lost[r.Profile] || r.Lossy()
+		}
+	}
+	for p := range seen {
+		if !lost[p] {
+			failed = append(failed, p+" (no run lost)")
+		}
+	}
+	return failed
+}
 
 // Env is what runs share: the built binaries, the manifest's spec and a
 // folder for the pods.

@@ -65,7 +65,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var rows []rolling.Row
 	var results []*rolling.Result
-	failed := 0
 	for _, p := range profiles {
 		if *rate > 0 {
 			p.Rate = *rate
@@ -80,9 +79,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				p.Name, i+1, res.Row.Sent, res.Row.OK, res.Row.Errors, res.Row.Lost, res.Row.Verdict(), time.Since(t0).Round(time.Second))
 			rows = append(rows, res.Row)
 			results = append(results, res)
-			if res.Row.Verdict() != "ok" {
-				failed++
-			}
 		}
 	}
 	rolling.Table(stdout, rows)
@@ -96,8 +92,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d runs failed their verdict", failed)
+	if failed := rolling.Judge(rows); len(failed) > 0 {
+		return fmt.Errorf("failed their verdict: %s", strings.Join(failed, ", "))
 	}
 	return nil
 }
