@@ -70,7 +70,7 @@ table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-
 <h1>Rolling updates under load</h1><p>Each pod's phases over time (starting, <span style="color:#4caf50">ready</span>,
 <span style="color:#ffb74d">not ready</span>, <span style="color:#7e57c2">terminating (draining)</span>,
 <span style="color:#90a4ae">frozen</span>, <span style="color:#e53935">restarted</span>), then requests per second:
-answered 2xx in blue, failed in red.</p>`)
+answered 2xx in blue, failed in red, each in the second it was sent.</p>`)
 	for _, r := range results {
 		fmt.Fprintf(w, "<h2>%s</h2>\n", html.EscapeString(r.Row.Profile))
 		fmt.Fprintf(w, "<p>%d sent, %d 2xx, %d errors, counter %d, lost %d: <b>%s</b></p>\n",
