@@ -4,7 +4,7 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN     := bin
 LDFLAGS := -s -w
 
-.PHONY: test deps vet run build clean rollout
+.PHONY: test deps vet run build clean rollout bench
 
 test: deps vet
 	$(GO) test -race -count=1 ./...
@@ -27,6 +27,11 @@ run:
 # with the timeline picture. `make test` runs the short shapes.
 rollout: deps
 	$(GO) run ./e2e/rollout -report rollout.html
+
+# Probe cost, binary sizes, request overhead, drain timings, heartbeat cost and
+# the rollout harness's highest zero-loss rate; writes BENCHMARKS.md (a few minutes).
+bench: deps
+	$(GO) run ./e2e/bench -out BENCHMARKS.md
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/ ./cmd/app ./cmd/probe

@@ -70,19 +70,19 @@ const (
 
 // Row is a run's outcome.
 type Row struct {
-	Profile     string
-	Rate        int
-	Sent        int
-	OK          int // 2xx
-	Errors      int // transport errors and non-2xx
-	Counter     int64
-	Lost        int64 // 2xx whose increment never landed
-	P50, P99    time.Duration
-	Rollout     time.Duration // from the first update's start to the last's end
-	Restarts    int
-	Refused     int64 // connections the Service could not route
-	ErrorKinds  map[string]int
-	Expect      Expect
+	Profile    string
+	Rate       int
+	Sent       int
+	OK         int // 2xx
+	Errors     int // transport errors and non-2xx
+	Counter    int64
+	Lost       int64 // 2xx whose increment never landed
+	P50, P99   time.Duration
+	Rollout    time.Duration // from the first update's start to the last's end
+	Restarts   int
+	Refused    int64 // connections the Service could not route
+	ErrorKinds map[string]int
+	Expect     Expect
 	// For a frozen pod: the connections the Service sent it (each can
 	// fail at most one request), and the 2xx it answered within
 	// WORK_DELAY before it froze (increments that may never land).

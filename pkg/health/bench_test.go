@@ -1,0 +1,107 @@
+package health
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// discard is a ResponseWriter that allocates nothing, so that the
+// in-process benchmarks measure the handlers alone.
+type discard struct{ h http.Header }
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discard) WriteHeader(int)             {}
+
+var trivial = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+
+func benchServer(b *testing.B) *Server {
+	b.Helper()
+	s := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, trivial)
+	s.setState(Ready)
+	return s
+}
+
+// BenchmarkHandler is the request path in process: the trivial handler
+// bare, and behind the Server's handler (draining check, probe routes,
+// HTTP/2 marking).
+func BenchmarkHandler(b *testing.B) {
+	s := benchServer(b)
+	for _, bc := range []struct {
+		name string
+		h    http.Handler
+		path string
+	}{
+		{"bare", trivial, "/work"},
+		{"wrapped", s.http.Handler, "/work"},
+		{"ready", s.http.Handler, "/ready"},
+		{"live", s.http.Handler, "/live"},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			req := httptest.NewRequest("GET", bc.path, nil)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				w := &discard{h: http.Header{}}
+				for pb.Next() {
+					bc.h.ServeHTTP(w, req)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkHTTP is the request path over real HTTP on loopback with
+// keep-alive: a plain http.Server against pkg/health's, whose connection
+// tracking (ConnState) runs on every request too.
+func BenchmarkHTTP(b *testing.B) {
+	for _, name := range []string{"bare", "wrapped"} {
+		b.Run(name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			sigs := make(chan os.Signal, 2)
+			done := make(chan error, 1)
+			if name == "bare" {
+				srv := &http.Server{Handler: trivial}
+				go srv.Serve(ln)
+				defer srv.Close()
+			} else {
+				s := New(Config{
+					DrainDelay: -1, IdleClose: time.Millisecond, SignalSource: sigs,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				}, trivial)
+				go func() { done <- s.Serve(context.Background(), ln) }()
+				for s.State() != Ready {
+					time.Sleep(time.Millisecond)
+				}
+				defer func() { sigs <- syscall.SIGTERM; <-done }()
+			}
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			url := "http://" + ln.Addr().String() + "/work"
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}
