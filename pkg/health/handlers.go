@@ -12,6 +12,8 @@ import (
 // carries Connection: close, which ends an HTTP/1 connection after the
 // response and makes an HTTP/2 one send GOAWAY.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	if r.ProtoMajor == 2 {
 		s.conns.markH2(r.Context())
 	}

@@ -79,6 +79,11 @@ type Config struct {
 	// after the drain.
 	Marker       *probe.Marker
 	MarkerMaxAge time.Duration
+	// Healthy, when set, is asked before each heartbeat: while it returns
+	// false the marker is not refreshed, goes stale, and the liveness
+	// probe fails. Make it check what a wedge would stop (a worker loop's
+	// progress, a lock that must stay free); it must not block.
+	Healthy func() bool
 
 	// Signals start the drain. Default SIGTERM and SIGINT. Add SIGHUP, say,
 	// for a preStop hook that sends it.
@@ -132,10 +137,14 @@ type Server struct {
 	conns   *conns
 	tasks   *tasks
 
-	state    atomic.Int32
-	draining atomic.Bool
+	state        atomic.Int32
+	draining     atomic.Bool
+	drainingDone chan struct{} // closed when the drain begins
 	// requests begun after the signal, for the drain's log
 	drained atomic.Int64
+	// handlers running, hijacked ones included: Shutdown does not wait
+	// for those, the drain does
+	inflight atomic.Int64
 
 	mu     sync.Mutex
 	checks []check
@@ -196,6 +205,8 @@ func New(cfg Config, h http.Handler) *Server {
 		http:    hs,
 		conns:   newConns(cfg.Clock),
 		tasks:   newTasks(cfg.Logger),
+
+		drainingDone: make(chan struct{}),
 	}
 	userState := hs.ConnState
 	hs.ConnState = func(c net.Conn, st http.ConnState) {
@@ -253,6 +264,11 @@ func (s *Server) OnStop(fn func(ctx context.Context) error) {
 // the signal. Go returns ErrStopped, and does not run f, once the drain has
 // stopped waiting for work. A panic in f is recovered and logged.
 func (s *Server) Go(f func(ctx context.Context)) error { return s.tasks.goTask(f) }
+
+// Draining returns a channel that is closed when the drain begins: a
+// streaming response or a hijacked connection (a websocket) should finish
+// then, as the drain closes such connections only at the deadline.
+func (s *Server) Draining() <-chan struct{} { return s.drainingDone }
 
 // State returns the server's current state.
 func (s *Server) State() State { return State(s.state.Load()) }
@@ -323,6 +339,7 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	t0 := s.clock.Now()
 	s.draining.Store(true)
 	s.setState(Draining)
+	close(s.drainingDone)
 	active, idle, h2, _ := s.conns.counts()
 	running, _ := s.tasks.counts()
 	s.log.Info("signal received: not ready, draining", "signal", cause,
@@ -376,6 +393,16 @@ func (s *Server) drain(t0 time.Time, l net.Listener) error {
 	// runs RegisterOnShutdown hooks and waits for HTTP/2 streams.
 	if err := s.http.Shutdown(ctx); err != nil {
 		return s.expire(t0, "http shutdown")
+	}
+	if n := s.inflight.Load(); n > 0 {
+		s.log.Info("waiting for long-lived handlers (hijacked connections)", "handlers", n, "elapsed", s.since(t0))
+	}
+	for s.inflight.Load() > 0 {
+		select {
+		case <-s.clock.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return s.expire(t0, "long-lived handlers")
+		}
 	}
 	s.log.Info("requests drained", "elapsed", s.since(t0), "requests_after_signal", s.drained.Load())
 
@@ -478,7 +505,7 @@ func (s *Server) startMarker() error {
 	s.heartbeatStop, s.heartbeatDone = stop, make(chan struct{})
 	go func() {
 		defer close(s.heartbeatDone)
-		m.Heartbeat(ctx, interval, nil, func(err error) { s.log.Error("marker heartbeat failed", "error", err) })
+		m.Heartbeat(ctx, interval, s.cfg.Healthy, func(err error) { s.log.Error("marker heartbeat failed", "error", err) })
 	}()
 	return nil
 }

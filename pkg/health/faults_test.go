@@ -1,0 +1,202 @@
+package health
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"kprobe/pkg/probe"
+)
+
+// A streaming response is told to finish by Draining, and the drain
+// then ends cleanly.
+func TestStreamingResponseFinishesWhenTold(t *testing.T) {
+	var h *harness
+	h = newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for {
+			io.WriteString(w, "tick\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-h.srv.Draining():
+				io.WriteString(w, "bye\n")
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}), func(c *Config) { c.DrainDelay = -1 }).start()
+	resp, err := noKeepAlive.Get(h.url + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	if line, _ := br.ReadString('\n'); line != "tick\n" {
+		t.Fatalf("first line %q", line)
+	}
+	h.sigs <- syscall.SIGTERM
+	body, _ := io.ReadAll(br)
+	if !strings.HasSuffix(string(body), "bye\n") {
+		t.Fatalf("stream did not end with bye: %q", body)
+	}
+	if err := h.wait(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+func hijacker(h **harness, cooperative bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, rw, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+		rw.Flush()
+		if cooperative {
+			<-(*h).srv.Draining()
+			rw.WriteString("goodbye\n")
+			rw.Flush()
+			return
+		}
+		io.Copy(io.Discard, c) // until the connection is closed under it
+	})
+}
+
+func dialHijacked(t *testing.T, url string) *bufio.Reader {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: test\r\nConnection: Upgrade\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	return r
+}
+
+// A hijacked connection (a websocket) whose handler finishes when told is
+// waited for, and the drain ends cleanly.
+func TestHijackedConnectionFinishesWhenTold(t *testing.T) {
+	var h *harness
+	h = newHarness(t, hijacker(&h, true), func(c *Config) { c.DrainDelay = -1 }).start()
+	r := dialHijacked(t, h.url)
+	h.sigs <- syscall.SIGTERM
+	if line, _ := r.ReadString('\n'); line != "goodbye\n" {
+		t.Fatalf("got %q, want goodbye", line)
+	}
+	if err := h.wait(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+// One that ignores the drain holds it until the deadline, where it is
+// closed; the drain reports the timeout.
+func TestHijackedConnectionClosedAtDeadline(t *testing.T) {
+	var h *harness
+	h = newHarness(t, hijacker(&h, false), func(c *Config) { c.DrainDelay = -1 }).start()
+	r := dialHijacked(t, h.url)
+	h.sigs <- syscall.SIGTERM
+	waitFor(t, "deadline armed", func() bool { return h.clock.Waiters() >= 1 })
+	if h.returned() {
+		t.Fatal("the drain did not wait for the hijacked connection's handler")
+	}
+	h.clock.Advance(testTimeout)
+	err := h.wait()
+	if !errors.Is(err, ErrShutdownTimeout) || !strings.Contains(err.Error(), "long-lived handlers") {
+		t.Fatalf("Serve = %v, want a timeout in the long-lived handlers phase", err)
+	}
+	if _, err := r.ReadByte(); err == nil {
+		t.Fatal("hijacked connection still open after the deadline")
+	}
+}
+
+// A client that never reads its (large) response does not hold the drain
+// past the deadline.
+func TestClientThatNeverReadsIsCutAtDeadline(t *testing.T) {
+	big := strings.Repeat("x", 1<<20)
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for range 64 {
+			if _, err := io.WriteString(w, big); err != nil {
+				return
+			}
+		}
+	}), func(c *Config) { c.DrainDelay = -1 }).start()
+	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
+	waitFor(t, "handler running", func() bool { return h.srv.inflight.Load() == 1 })
+	h.sigs <- syscall.SIGTERM
+	waitFor(t, "deadline armed", func() bool { return h.clock.Waiters() >= 1 })
+	h.clock.Advance(testTimeout)
+	if err := h.wait(); !errors.Is(err, ErrShutdownTimeout) {
+		t.Fatalf("Serve = %v, want ErrShutdownTimeout", err)
+	}
+}
+
+// HTTP/2 without TLS (h2c) drains as HTTP/1.1 does: served during the
+// delay, then GOAWAY, and a clean end.
+func TestHTTP2Drains(t *testing.T) {
+	h := newHarness(t, nil)
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	h.srv.http.Protocols = &p
+	h.start()
+	var cp http.Protocols
+	cp.SetUnencryptedHTTP2(true)
+	client := &http.Client{Transport: &http.Transport{Protocols: &cp, TLSClientConfig: &tls.Config{}}, Timeout: 5 * time.Second}
+	get := func() *http.Response {
+		t.Helper()
+		resp, err := client.Get(h.url + "/work")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	if resp := get(); resp.ProtoMajor != 2 {
+		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
+	}
+	waitFor(t, "connection marked HTTP/2", func() bool { _, _, h2, _ := h.srv.conns.counts(); return h2 == 1 })
+	h.signal()
+	if resp := get(); resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("during the delay: %d %s", resp.StatusCode, resp.Proto)
+	}
+	h.clock.Advance(testDrainDelay)
+	if err := h.wait(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+// While Healthy says no, the heartbeat stops and the marker goes stale.
+func TestUnhealthyStopsTheHeartbeat(t *testing.T) {
+	healthy := make(chan bool, 1)
+	healthy <- true
+	h := newHarness(t, nil, func(c *Config) {
+		c.MarkerMaxAge = 30 * time.Millisecond
+		c.Healthy = func() bool { v := <-healthy; healthy <- v; return v }
+	}).start()
+	fresh := func() bool { return probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()) == nil }
+	waitFor(t, "fresh marker", fresh)
+	<-healthy
+	healthy <- false
+	waitFor(t, "stale marker", func() bool { return errors.Is(probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()), probe.ErrStale) })
+	<-healthy
+	healthy <- true
+	waitFor(t, "fresh again", fresh)
+}
