@@ -195,7 +195,9 @@ func TestUnhealthyStopsTheHeartbeat(t *testing.T) {
 	waitFor(t, "fresh marker", fresh)
 	<-healthy
 	healthy <- false
-	waitFor(t, "stale marker", func() bool { return errors.Is(probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()), probe.ErrStale) })
+	waitFor(t, "stale marker", func() bool {
+		return errors.Is(probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()), probe.ErrStale)
+	})
 	<-healthy
 	healthy <- true
 	waitFor(t, "fresh again", fresh)
