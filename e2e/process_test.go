@@ -28,6 +28,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	os.Chmod(dir, 0o755) // tests run the binaries as other users too
 	bins, err = harness.Build(dir, "kprobe/cmd/app", "kprobe/cmd/probe", "kprobe/e2e/badserver")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"kprobe/e2e/harness"
+)
+
+// Redis goes away while increments are pending and comes back before the
+// deadline: every increment lands and the drain ends cleanly.
+func TestRedisComesBackBeforeDeadline(t *testing.T) {
+	r := startRedis(t)
+	live := filepath.Join(t.TempDir(), "live")
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "REDIS_ADDR="+r.Addr, "LIVE_FILE="+live,
+		"DRAIN_DELAY=100ms", "WORK_DELAY=300ms", "SHUTDOWN_TIMEOUT=10s", "IDLE_CLOSE=100ms")
+	const n = 5
+	for range n {
+		resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("POST: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	}
+	r.Stop()
+	p.Signal(syscall.SIGTERM)
+	// The increments fail and retry while Redis is away.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(p.Stderr(), "increment failed, retrying") {
+		if time.Now().After(deadline) {
+			t.Fatal("no retry logged while Redis was away")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := r.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	code, err := p.Wait(15 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d %v, want 0", code, err)
+	}
+	if got, _ := r.Count(context.Background()); got != n {
+		t.Fatalf("counter %d, want %d: increments lost while Redis was away", got, n)
+	}
+}
+
+// Ten SIGTERMs, spaced so the kernel does not merge them: exit 1 at the
+// second, marker removed.
+func TestSignalStorm(t *testing.T) {
+	live := filepath.Join(t.TempDir(), "live")
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=5s")
+	for range 10 {
+		p.Signal(syscall.SIGTERM)
+		time.Sleep(15 * time.Millisecond) // standard signals are not queued
+	}
+	code, err := p.Wait(5 * time.Second)
+	if err != nil || code != 1 {
+		t.Fatalf("exit %d %v, want 1", code, err)
+	}
+	if !strings.Contains(p.Stderr(), "second signal") {
+		t.Fatalf("no second-signal exit in the log:\n%s", p.Stderr())
+	}
+	if exists(live) {
+		t.Fatal("marker left")
+	}
+}
+
+// SIGKILL in the middle of the drain leaves the marker (an emptyDir
+// survives a container restart): it reads stale, not live, until the next
+// start replaces it.
+func TestSIGKILLMidDrainLeavesStaleMarker(t *testing.T) {
+	live := filepath.Join(t.TempDir(), "live")
+	env := []string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + live, "LIVE_MAX_AGE=300ms", "DRAIN_DELAY=5s"}
+	p := start(t, bins["app"], env...)
+	p.Signal(syscall.SIGTERM)
+	waitReady503(t, "http://"+p.Addr)
+	p.Signal(syscall.SIGKILL)
+	p.Wait(5 * time.Second)
+	if !exists(live) {
+		t.Fatal("SIGKILL cannot remove the marker; the test is wrong")
+	}
+	liveCheck := func() (int, string) {
+		cmd := exec.Command(bins["app"], "live")
+		cmd.Env = []string{"LIVE_FILE=" + live, "LIVE_MAX_AGE=300ms"}
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, out := liveCheck()
+		if code == 1 && strings.Contains(out, "stale") {
+			break
+		}
+		if code == 0 && time.Now().After(deadline) {
+			t.Fatalf("a dead process's marker still reads live: %q", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start(t, bins["app"], env...)
+	if code, out := liveCheck(); code != 0 {
+		t.Fatalf("after the restart: exit %d %q, want live", code, out)
+	}
+}
+
+// A Slowloris client (headers trickled a byte a second) does not hold the
+// drain: the connection never carried a request and is closed after the
+// quiet period.
+func TestSlowlorisDoesNotHoldTheDrain(t *testing.T) {
+	live := filepath.Join(t.TempDir(), "live")
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=200ms", "IDLE_CLOSE=300ms", "SHUTDOWN_TIMEOUT=10s")
+	c, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for _, b := range []byte("GET /count HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaa\r\n") {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Second):
+			}
+			c.Write([]byte{b})
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // let the first byte's wait begin; not a condition
+	t0 := time.Now()
+	p.Signal(syscall.SIGTERM)
+	code, err := p.Wait(8 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d %v, want 0", code, err)
+	}
+	if took := time.Since(t0); took > 3*time.Second {
+		t.Fatalf("the drain took %s with a Slowloris client", took)
+	}
+}
+
+// Thousands of keep-alive connections when SIGTERM arrives: every request
+// sent during the drain delay is answered, none hangs.
+func TestLoadDuringDrain(t *testing.T) {
+	const conns = 2000
+	live := filepath.Join(t.TempDir(), "live")
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=3s", "IDLE_CLOSE=500ms", "SHUTDOWN_TIMEOUT=20s")
+	clients := make([]*conn, conns)
+	for i := range clients {
+		clients[i] = dial(t, p.Addr)
+		if resp := clients[i].get(t, "/count"); resp.StatusCode != 200 {
+			t.Fatalf("before: %d", resp.StatusCode)
+		}
+	}
+	p.Signal(syscall.SIGTERM)
+	waitReady503(t, "http://"+p.Addr)
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.c.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := io.WriteString(c.c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				errs <- err
+				return
+			}
+			resp, err := http.ReadResponse(c.r, nil)
+			if err != nil {
+				errs <- err
+				return
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 || !resp.Close {
+				errs <- fmt.Errorf("status %d close=%v", resp.StatusCode, resp.Close)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	failed := 0
+	for err := range errs {
+		if failed == 0 {
+			t.Errorf("first failure: %v", err)
+		}
+		failed++
+	}
+	if failed > 0 {
+		t.Fatalf("%d of %d requests during the drain failed", failed, conns)
+	}
+	if code, err := p.Wait(20 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d %v", code, err)
+	}
+}
+
+// Requests the service does not take get the right 4xx, and the probe
+// endpoints never read the body.
+func TestBadRequests(t *testing.T) {
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"))
+	url := "http://" + p.Addr
+	huge := strings.Repeat("x", 2<<20)
+	tests := []struct {
+		method, path string
+		header       string
+		body         string
+		want         int
+	}{
+		{"DELETE", "/incr", "", "", 405},
+		{"PUT", "/ready", "", "", 405},
+		{"POST", "/live", "", "", 405},
+		{"PATCH", "/count", "", "", 405},
+		{"GET", "/nope", "", "", 404},
+		{"GET", "/ready", huge, "", 431},
+		{"GET", "/ready", "", huge, 200},
+		{"GET", "/live", "", huge, 200},
+		{"POST", "/incr", "", huge, 200},
+	}
+	for _, tt := range tests {
+		req, _ := http.NewRequest(tt.method, url+tt.path, strings.NewReader(tt.body))
+		if tt.header != "" {
+			req.Header.Set("X-Huge", tt.header)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.method, tt.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("%s %s: %d, want %d", tt.method, tt.path, resp.StatusCode, tt.want)
+		}
+	}
+}
+
+// The Redis password never appears in the logs, even when Redis fails.
+func TestRedisPasswordNotLogged(t *testing.T) {
+	port, _ := harness.FreePort("127.0.0.1")
+	const secret = "s3cr3t-Pa55word"
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
+		fmt.Sprintf("REDIS_ADDR=127.0.0.1:%d", port), "REDIS_PASSWORD="+secret,
+		"DRAIN_DELAY=100ms", "WORK_DELAY=0s", "SHUTDOWN_TIMEOUT=1s", "IDLE_CLOSE=100ms")
+	resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + p.Addr + "/ready?verbose")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	p.Signal(syscall.SIGTERM)
+	p.Wait(10 * time.Second)
+	if strings.Contains(p.Stderr(), secret) || strings.Contains(string(body), secret) {
+		t.Fatal("the Redis password was disclosed")
+	}
+	if !strings.Contains(p.Stderr(), "increment failed") {
+		t.Fatal("the failure path did not run; the test proves nothing")
+	}
+}
+
+// LIVE_FILE in a folder the user cannot write, or on a full file system:
+// one line naming LIVE_FILE, exit 2, no listener.
+func TestMarkerFolderNotWritable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to drop to another uid and to mount a tmpfs")
+	}
+	t.Run("read-only folder", func(t *testing.T) {
+		dir := t.TempDir()
+		os.Chmod(dir, 0o755) // root's; uid 65532 cannot write it
+		os.Chmod(filepath.Dir(dir), 0o755)
+		cmd := exec.Command(bins["app"])
+		cmd.Env = []string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + filepath.Join(dir, "live")}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65532, Gid: 65532}}
+		assertConfigExit(t, cmd)
+	})
+	t.Run("full file system", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=4k"); err != nil {
+			t.Skipf("no tmpfs here: %v", err)
+		}
+		defer syscall.Unmount(dir, 0)
+		f, _ := os.Create(filepath.Join(dir, "fill"))
+		if _, err := f.Write(make([]byte, 64<<10)); err == nil {
+			t.Fatal("a 4 KiB tmpfs took 64 KiB")
+		}
+		f.Close()
+		cmd := exec.Command(bins["app"])
+		cmd.Env = []string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + filepath.Join(dir, "live")}
+		assertConfigExit(t, cmd)
+	})
+}
+
+func assertConfigExit(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	out, _ := cmd.CombinedOutput()
+	lines := harness.Lines(string(out))
+	if code := cmd.ProcessState.ExitCode(); code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "LIVE_FILE") {
+		t.Fatalf("exit %d, output %q; want 2 and one line naming LIVE_FILE", code, lines)
+	}
+}
