@@ -41,7 +41,7 @@ func (s *service) handleIncr(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte("ok\n"))
+	_, _ = w.Write([]byte("ok\n")) // a client that hung up: nothing to do
 }
 
 func (s *service) handleCount(w http.ResponseWriter, r *http.Request) {
@@ -57,7 +57,7 @@ func (s *service) handleCount(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Write([]byte(strconv.FormatInt(n, 10) + "\n"))
+	_, _ = w.Write([]byte(strconv.FormatInt(n, 10) + "\n")) // a client that hung up: nothing to do
 }
 
 // incr does the simulated work, then increments the counter, retrying with

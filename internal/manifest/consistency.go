@@ -72,10 +72,10 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 	if addr, ok := env["ADDR"]; ok {
 		_, p, err := net.SplitHostPort(addr)
 		n, perr := strconv.Atoi(p)
-		if err != nil || perr != nil {
+		if err != nil || perr != nil || n < 0 || n > 65535 {
 			bad("env ADDR=%q is not HOST:PORT", addr)
 		} else {
-			appPort = int32(n)
+			appPort = int32(n) // #nosec G109 G115 -- bounded to 0-65535 above
 		}
 	}
 

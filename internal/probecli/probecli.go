@@ -164,7 +164,9 @@ func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer conn.Close()
 	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
+	if err := conn.SetDeadline(deadline); err != nil {
+		return err
+	}
 	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
 		"\r\nUser-Agent: kprobe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
@@ -276,15 +278,15 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 	}
 	childStderr, flush, err := fileFor(stderr)
 	if err != nil {
-		m.Remove()
+		_ = m.Remove() // the error below is the one to report
 		return fail(err)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.Command(argv[0], argv[1:]...) // #nosec G204 -- running the user's command is what `probe run` is for
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, childStderr
 	err = cmd.Start()
 	defer flush()
 	if err != nil {
-		m.Remove()
+		_ = m.Remove() // the error below is the one to report
 		return fail(fmt.Errorf("%w: %v", marker.ErrUsage, err))
 	}
 	child := cmd.Process.Pid
@@ -305,7 +307,7 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 	for {
 		select {
 		case sig := <-sigs:
-			syscall.Kill(child, sig.(syscall.Signal))
+			_ = syscall.Kill(child, sig.(syscall.Signal)) // ESRCH: it exited; the reaper reports it
 		case ws := <-exited:
 			stopBeat()
 			<-beating
@@ -380,12 +382,12 @@ func fileFor(w io.Writer) (f *os.File, flush func(), err error) {
 	}
 	copied := make(chan struct{})
 	go func() {
-		io.Copy(w, r)
-		r.Close()
+		_, _ = io.Copy(w, r) // ends when the child closes its end
+		_ = r.Close()
 		close(copied)
 	}()
 	return pw, func() {
-		pw.Close()
+		_ = pw.Close() // the parent's copy; the child has its own
 		select {
 		case <-copied:
 		case <-time.After(time.Second): // a grandchild still holds it

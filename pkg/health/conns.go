@@ -112,7 +112,7 @@ func (cs *conns) closeQuiet(quiet time.Duration) (remaining int, next time.Time)
 	}
 	cs.mu.Unlock()
 	for _, c := range due {
-		c.Close()
+		_ = c.Close() // ending it is the point; an error says it was already gone
 	}
 	return remaining, next
 }
@@ -143,7 +143,7 @@ func (cs *conns) closeHijacked() int {
 	}
 	cs.mu.Unlock()
 	for _, c := range list {
-		c.Close()
+		_ = c.Close() // as above
 	}
 	return len(list)
 }

@@ -48,7 +48,7 @@ func writeText(w http.ResponseWriter, code int, body string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	w.Write([]byte(body))
+	_, _ = w.Write([]byte(body)) // a prober that hung up: nothing to do
 }
 
 // serveLive answers 200 while the process can serve at all. It depends on

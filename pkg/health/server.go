@@ -333,7 +333,7 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 		cause = sig.String()
 	case err := <-serveErr:
 		s.setState(Stopped)
-		l.Close()
+		_ = l.Close() // the serve error is the one to report
 		return errors.Join(fmt.Errorf("serve: %w", err), s.stopMarker())
 	}
 	t0 := s.clock.Now()
@@ -381,7 +381,7 @@ func (s *Server) drain(t0 time.Time, l net.Listener) error {
 	}
 	s.log.Info("drain delay over", "elapsed", s.since(t0), "requests_during_delay", s.drained.Load())
 
-	l.Close()
+	_ = l.Close() // closeOnceListener: Shutdown closes it again without error
 	s.log.Info("listener closed", "elapsed", s.since(t0))
 
 	if !s.closeConns(ctx) {
@@ -455,7 +455,7 @@ func (s *Server) closeConns(ctx context.Context) bool {
 // expire ends a drain that ran out of time.
 func (s *Server) expire(t0 time.Time, phase string) error {
 	active, idle, h2, _ := s.conns.counts()
-	s.http.Close()
+	_ = s.http.Close() // the deadline passed; what is left is cut either way
 	hijacked := s.conns.closeHijacked()
 	abandoned := s.tasks.abandon()
 	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.since(t0),
