@@ -299,7 +299,9 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		if err != nil {
 			work, _ = time.ParseDuration(spec.Env["WORK_DELAY"])
 		}
-		row.FrozenAtRisk = c.OKsBetween(frozen, frozenAt.Add(-work), frozenAt)
+		// Responses read after the freeze were written before it (a
+		// stopped process writes nothing): count them too.
+		row.FrozenAtRisk = c.OKsBetween(frozen, frozenAt.Add(-work), time.Now())
 	}
 	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Seconds: seconds}, nil
 }

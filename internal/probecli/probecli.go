@@ -65,6 +65,7 @@ func Main(ctx context.Context, args []string, env Env, stdout, stderr io.Writer)
 		err = fmt.Errorf("%w: unknown command %q (try: live, http, tcp, sleep, run)", marker.ErrUsage, args[0])
 	}
 	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
 		return 0
 	}
 	if err != nil {
@@ -73,9 +74,11 @@ func Main(ctx context.Context, args []string, env Env, stdout, stderr io.Writer)
 	return marker.ExitCode(err)
 }
 
-func flagSet(name string, stderr io.Writer) *flag.FlagSet {
+// flagSet makes a flag set that reports a bad flag as one error line (the
+// caller prints it) rather than the flag package's usage dump.
+func flagSet(name string, _ io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard)
 	return fs
 }
 
@@ -258,11 +261,12 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 	}
 	fs := flagSet("run", stderr)
 	path, maxAge, err := liveFlags(fs, args, -1, "", env)
-	if err != nil && !errors.Is(err, flag.ErrHelp) {
-		return fail(err)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stderr, usage)
+		return 0
 	}
 	if err != nil {
-		return 0
+		return fail(err)
 	}
 	argv := fs.Args()
 	if len(argv) == 0 {

@@ -1,0 +1,91 @@
+package app
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"kprobe/pkg/probe"
+)
+
+var durationVars = []string{"LIVE_MAX_AGE", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "IDLE_CLOSE", "WORK_DELAY"}
+
+// setEnv sets the app's variables for one case, and unsets the others.
+func setEnv(t *testing.T, vars map[string]string) {
+	t.Helper()
+	for _, k := range append([]string{"ADDR", "REDIS_ADDR", "REDIS_PASSWORD", "LIVE_FILE"}, durationVars...) {
+		t.Setenv(k, "") // registers the restore
+		if v, ok := vars[k]; ok {
+			t.Setenv(k, v)
+		} else {
+			unsetenv(t, k)
+		}
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string // "" for valid
+	}{
+		{"defaults", nil, ""},
+		{"explicit defaults", map[string]string{"DRAIN_DELAY": "5s", "SHUTDOWN_TIMEOUT": "25s", "WORK_DELAY": "5s"}, ""},
+		{"no drain delay", map[string]string{"DRAIN_DELAY": "0"}, ""},
+		{"ipv6 address", map[string]string{"ADDR": "[::1]:8080"}, ""},
+		{"empty ADDR", map[string]string{"ADDR": ""}, "ADDR"},
+		{"port out of range", map[string]string{"ADDR": ":65536"}, "ADDR"},
+		{"empty LIVE_FILE", map[string]string{"LIVE_FILE": ""}, "LIVE_FILE"},
+		{"work cannot finish", map[string]string{"WORK_DELAY": "21s"}, "WORK_DELAY"},
+		{"idle close beyond the deadline", map[string]string{"IDLE_CLOSE": "20s"}, "IDLE_CLOSE"},
+		{"zero idle close", map[string]string{"IDLE_CLOSE": "0"}, "IDLE_CLOSE"},
+	}
+	// Every duration variable: empty, negative, huge, no unit, wrong type.
+	for _, k := range durationVars {
+		for _, v := range []string{"", "-1s", "9999999999h", "5", "abc", "1.5.3s", "5 s"} {
+			tests = append(tests, struct {
+				name string
+				env  map[string]string
+				want string
+			}{k + "=" + v, map[string]string{k: v}, k})
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			setEnv(t, tt.env)
+			_, err := LoadConfig()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("LoadConfig = %v, want one usage line naming %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzConfig: whatever the environment, LoadConfig either accepts a
+// configuration that can drain (the invariants below) or says why in one
+// line matching probe.ErrUsage.
+func FuzzConfig(f *testing.F) {
+	f.Add(":8080", "5s", "25s", "1s", "5s", "30s")
+	f.Add("", "", "", "", "", "")
+	f.Add(":1", "24s", "25s", "999ms", "0", "0")
+	f.Fuzz(func(t *testing.T, addr, drain, timeout, idle, work, maxAge string) {
+		setEnv(t, map[string]string{"ADDR": addr, "DRAIN_DELAY": drain, "SHUTDOWN_TIMEOUT": timeout,
+			"IDLE_CLOSE": idle, "WORK_DELAY": work, "LIVE_MAX_AGE": maxAge})
+		c, err := LoadConfig()
+		if err != nil {
+			if !errors.Is(err, probe.ErrUsage) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("error %q: not one usage line", err)
+			}
+			return
+		}
+		if c.DrainDelay < 0 || c.DrainDelay+c.IdleClose >= c.ShutdownTimeout || c.DrainDelay+c.WorkDelay >= c.ShutdownTimeout || c.LiveMaxAge < 0 {
+			t.Fatalf("accepted a configuration that cannot drain: %+v", c)
+		}
+	})
+}
