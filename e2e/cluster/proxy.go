@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -81,8 +82,15 @@ func (p *proxy) pick() string {
 func (p *proxy) serve() {
 	for {
 		c, err := p.ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// EMFILE and friends under a connection storm: back off
+			// and go on, as net/http does; giving up would wedge the
+			// Service with a full backlog.
+			time.Sleep(5 * time.Millisecond)
+			continue
 		}
 		p.conns.Add(1)
 		go func() {
