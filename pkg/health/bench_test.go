@@ -71,7 +71,9 @@ func BenchmarkHTTP(b *testing.B) {
 			sigs := make(chan os.Signal, 2)
 			done := make(chan error, 1)
 			if name == "bare" {
-				srv := &http.Server{Handler: trivial}
+				// The same timeouts as New's defaults: only the
+				// tracking differs.
+				srv := &http.Server{Handler: trivial, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 				go srv.Serve(ln)
 				defer srv.Close()
 			} else {
