@@ -50,7 +50,9 @@ func TestStreamingResponseFinishesWhenTold(t *testing.T) {
 	}
 }
 
-func hijacker(h **harness, cooperative bool) http.Handler {
+// hijacker serves a hijacked connection. A cooperative one says goodbye
+// when the drain begins and returns once release is closed.
+func hijacker(h **harness, cooperative bool, release <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, rw, err := w.(http.Hijacker).Hijack()
 		if err != nil {
@@ -63,6 +65,7 @@ func hijacker(h **harness, cooperative bool) http.Handler {
 			<-(*h).srv.Draining()
 			rw.WriteString("goodbye\n")
 			rw.Flush()
+			<-release
 			return
 		}
 		io.Copy(io.Discard, c) // until the connection is closed under it
@@ -89,12 +92,24 @@ func dialHijacked(t *testing.T, url string) *bufio.Reader {
 // waited for, and the drain ends cleanly.
 func TestHijackedConnectionFinishesWhenTold(t *testing.T) {
 	var h *harness
-	h = newHarness(t, hijacker(&h, true), func(c *Config) { c.DrainDelay = -1 }).start()
+	release := make(chan struct{})
+	h = newHarness(t, hijacker(&h, true, release), func(c *Config) { c.DrainDelay = -1 }).start()
 	r := dialHijacked(t, h.url)
 	h.sigs <- syscall.SIGTERM
 	if line, _ := r.ReadString('\n'); line != "goodbye\n" {
 		t.Fatalf("got %q, want goodbye", line)
 	}
+	// The drain is parked on the handler: its deadline and its poll
+	// timer wait on the fake clock, and it has not returned.
+	waitFor(t, "drain waiting for the handler", func() bool { return h.clock.Waiters() >= 2 })
+	if h.returned() {
+		t.Fatal("the drain ended while a hijacked connection's handler still ran")
+	}
+	close(release)
+	waitFor(t, "drain ended", func() bool {
+		h.clock.Advance(5 * time.Millisecond)
+		return h.returned()
+	})
 	if err := h.wait(); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
@@ -104,7 +119,7 @@ func TestHijackedConnectionFinishesWhenTold(t *testing.T) {
 // closed; the drain reports the timeout.
 func TestHijackedConnectionClosedAtDeadline(t *testing.T) {
 	var h *harness
-	h = newHarness(t, hijacker(&h, false), func(c *Config) { c.DrainDelay = -1 }).start()
+	h = newHarness(t, hijacker(&h, false, nil), func(c *Config) { c.DrainDelay = -1 }).start()
 	r := dialHijacked(t, h.url)
 	h.sigs <- syscall.SIGTERM
 	waitFor(t, "deadline armed", func() bool { return h.clock.Waiters() >= 1 })
