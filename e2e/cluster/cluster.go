@@ -142,7 +142,7 @@ func (c *Cluster) AllPods() []*Pod {
 // ConnsTo is how many connections the Service sent to pod.
 func (c *Cluster) ConnsTo(pod *Pod) int64 {
 	if n, ok := c.proxy.byTarget.Load(pod.Addr); ok {
-		return n.(*atomicInt64).Load()
+		return n.(*atomic.Int64).Load()
 	}
 	return 0
 }
@@ -484,8 +484,6 @@ func (c *Cluster) ExitCodes() map[string][]int {
 
 // Started is when the cluster started, the timeline's origin.
 func (c *Cluster) Started() time.Time { return c.start }
-
-type atomicInt64 = atomic.Int64
 
 func waitUntil(ctx context.Context, every time.Duration, cond func() bool) error {
 	for !cond() {
