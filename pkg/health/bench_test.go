@@ -61,8 +61,16 @@ func BenchmarkHandler(b *testing.B) {
 // BenchmarkHTTP is the request path over real HTTP on loopback with
 // keep-alive: a plain http.Server against pkg/health's, whose connection
 // tracking (ConnState) runs on every request too.
+//
+// Whichever runs second in a process tends to be slower (a warmer heap,
+// the first server's leftovers); HEALTH_BENCH_REVERSE=1 swaps the order,
+// and `make bench` alternates it.
 func BenchmarkHTTP(b *testing.B) {
-	for _, name := range []string{"bare", "wrapped"} {
+	order := []string{"bare", "wrapped"}
+	if os.Getenv("HEALTH_BENCH_REVERSE") != "" {
+		order = []string{"wrapped", "bare"}
+	}
+	for _, name := range order {
 		b.Run(name, func(b *testing.B) {
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
