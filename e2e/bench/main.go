@@ -499,7 +499,13 @@ func rolloutRate(ctx context.Context, dir string, logf func(string, ...any)) ([]
 		achieved := float64(r.Sent) / p.Duration.Seconds()
 		logf("  %d req/s: sent %d (%.0f/s), errors %d, lost %d, p99 %s", rate, r.Sent, achieved, r.Errors, r.Lost, r.P99)
 		if r.Lossy() {
-			stopped = fmt.Sprintf("%d req/s lost %d requests and %d increments", rate, r.Errors, r.Lost)
+			var kinds []string
+			for k, n := range r.ErrorKinds {
+				kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+			}
+			slices.Sort(kinds)
+			stopped = fmt.Sprintf("%d req/s lost %d requests (%s) and %d increments, p99 %s",
+				rate, r.Errors, strings.Join(kinds, ", "), r.Lost, r.P99.Round(time.Millisecond))
 			break
 		}
 		if achieved < 0.95*float64(rate) {
