@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -307,4 +308,87 @@ func assertConfigExit(t *testing.T, cmd *exec.Cmd) {
 	if code := cmd.ProcessState.ExitCode(); code != 2 || len(lines) != 1 || !strings.Contains(lines[0], "LIVE_FILE") {
 		t.Fatalf("exit %d, output %q; want 2 and one line naming LIVE_FILE", code, lines)
 	}
+}
+
+// A stopped process (SIGSTOP) stops its heartbeat: `live` fails within
+// LIVE_MAX_AGE and passes again once it runs. Both for the app and for a
+// child under `probe run`.
+func TestStoppedProcessGoesStale(t *testing.T) {
+	const maxAge = 300 * time.Millisecond
+	live := func(t *testing.T, marker string) (int, string) {
+		t.Helper()
+		cmd := exec.Command(bins["probe"], "live", "--file", marker, "--max-age", maxAge.String())
+		out, _ := cmd.CombinedOutput()
+		return cmd.ProcessState.ExitCode(), string(out)
+	}
+	check := func(t *testing.T, marker string, stopped int) {
+		t.Helper()
+		waitLive := func(want int, within time.Duration) time.Duration {
+			t.Helper()
+			t0 := time.Now()
+			for {
+				code, out := live(t, marker)
+				if code == want {
+					return time.Since(t0)
+				}
+				if time.Since(t0) > within {
+					t.Fatalf("live = %d %q after %s, want %d", code, out, within, want)
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		waitLive(0, 5*time.Second)
+		syscall.Kill(stopped, syscall.SIGSTOP)
+		took := waitLive(1, 5*time.Second)
+		t.Logf("stale %s after SIGSTOP (LIVE_MAX_AGE %s)", took.Round(time.Millisecond), maxAge)
+		// The marker is stale at most maxAge after the last beat, which
+		// came before the stop; the margin is the probe's own exec time
+		// on a loaded machine.
+		if took > maxAge+300*time.Millisecond {
+			t.Fatalf("live kept passing for %s after SIGSTOP, over LIVE_MAX_AGE %s", took, maxAge)
+		}
+		syscall.Kill(stopped, syscall.SIGCONT)
+		waitLive(0, 5*time.Second)
+	}
+	t.Run("app", func(t *testing.T) {
+		marker := filepath.Join(t.TempDir(), "live")
+		p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+marker, "LIVE_MAX_AGE="+maxAge.String())
+		check(t, marker, p.Cmd.Process.Pid)
+	})
+	t.Run("probe run", func(t *testing.T) {
+		dir := t.TempDir()
+		marker := filepath.Join(dir, "wrapper-live")
+		p, err := harness.Start(bins["probe"], []string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + filepath.Join(dir, "app-live"),
+			"LIVE_MAX_AGE=" + maxAge.String(), "DRAIN_DELAY=100ms", "IDLE_CLOSE=100ms"}, "run", "--file", marker, "--max-age", maxAge.String(), "--", bins["app"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Kill)
+		check(t, marker, childOf(t, p.Cmd.Process.Pid))
+		p.Signal(syscall.SIGTERM)
+		if code, err := p.Wait(10 * time.Second); err != nil || code != 0 {
+			t.Fatalf("exit %d %v", code, err)
+		}
+	})
+}
+
+// childOf finds the process whose parent is pid, from /proc/*/stat.
+func childOf(t *testing.T, pid int) int {
+	t.Helper()
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces; cut after ')'.
+		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+		fields := strings.Fields(rest)
+		if len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			child, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			return child
+		}
+	}
+	t.Fatalf("no child of %d", pid)
+	return 0
 }
