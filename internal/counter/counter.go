@@ -22,10 +22,17 @@ type Counter interface {
 // else.
 type Memory struct{ n atomic.Int64 }
 
-func (m *Memory) Incr(context.Context) error         { m.n.Add(1); return nil }
+// Incr adds one.
+func (m *Memory) Incr(context.Context) error { m.n.Add(1); return nil }
+
+// Get returns the count.
 func (m *Memory) Get(context.Context) (int64, error) { return m.n.Load(), nil }
-func (m *Memory) Ping(context.Context) error         { return nil }
-func (m *Memory) Close() error                       { return nil }
+
+// Ping always succeeds: there is nothing to reach.
+func (m *Memory) Ping(context.Context) error { return nil }
+
+// Close does nothing.
+func (m *Memory) Close() error { return nil }
 
 // Key is the Redis key of the count.
 const Key = "counter"
@@ -46,8 +53,10 @@ func NewRedis(addr, password string) *Redis {
 	})}
 }
 
+// Incr runs INCR on Key, once.
 func (r *Redis) Incr(ctx context.Context) error { return r.c.Incr(ctx, Key).Err() }
 
+// Get reads Key; a missing key counts 0.
 func (r *Redis) Get(ctx context.Context) (int64, error) {
 	n, err := r.c.Get(ctx, Key).Int64()
 	if err == redis.Nil {
@@ -56,5 +65,8 @@ func (r *Redis) Get(ctx context.Context) (int64, error) {
 	return n, err
 }
 
+// Ping checks the server answers (the readiness check).
 func (r *Redis) Ping(ctx context.Context) error { return r.c.Ping(ctx).Err() }
-func (r *Redis) Close() error                   { return r.c.Close() }
+
+// Close closes the client.
+func (r *Redis) Close() error { return r.c.Close() }

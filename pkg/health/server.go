@@ -112,6 +112,7 @@ const (
 	Stopped
 )
 
+// String returns the state's name, as /ready reports it.
 func (s State) String() string {
 	switch s {
 	case Starting:
