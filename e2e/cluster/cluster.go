@@ -88,7 +88,6 @@ type Pod struct {
 	proc        atomic.Pointer[harness.Proc]
 	terminate   chan struct{} // closed to delete the pod
 	gone        chan struct{} // closed when its last container exited
-	exitCodes   []int
 }
 
 // Start starts the Service proxy and Spec.Replicas pods, and waits until
@@ -260,7 +259,6 @@ func (p *Pod) run() {
 			code := p.stop(proc, grace)
 			stopProbes()
 			p.setReady(false)
-			p.exitCodes = append(p.exitCodes, code)
 			p.c.event(p, Exited, "exit "+strconv.Itoa(code))
 			return
 		case <-livenessFailed:
@@ -270,14 +268,13 @@ func (p *Pod) run() {
 			if spec.Liveness.Grace > 0 {
 				grace = spec.Liveness.Grace
 			}
-			p.exitCodes = append(p.exitCodes, p.stop(proc, grace))
+			p.stop(proc, grace)
 			stopProbes()
 			p.setReady(false)
 		case <-proc.Done():
 			stopProbes()
 			p.setReady(false)
 			code, _ := proc.Wait(0)
-			p.exitCodes = append(p.exitCodes, code)
 			p.restarts.Add(1)
 			p.c.event(p, Restarting, "container exited "+strconv.Itoa(code))
 		}
@@ -465,21 +462,6 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 	err := waitUntil(ctx, 20*time.Millisecond, func() bool { return len(c.Pods()) == 0 })
 	c.proxy.close()
 	return err
-}
-
-// ExitCodes returns every container exit status, by pod.
-func (c *Cluster) ExitCodes() map[string][]int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := map[string][]int{}
-	for _, p := range c.pods {
-		select {
-		case <-p.gone:
-			out[p.Name] = p.exitCodes
-		default:
-		}
-	}
-	return out
 }
 
 // Started is when the cluster started, the timeline's origin.

@@ -36,7 +36,7 @@ func Table(w io.Writer, rows []Row) {
 			r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), rollout, r.Restarts, verdict)
 	}
 	for _, r := range rows {
-		if len(r.ErrorKinds) == 0 && r.Expect != FrozenOnly && r.Expect != NeverRestarted {
+		if len(r.ErrorKinds) == 0 && r.Refused == 0 && r.Expect != FrozenOnly && r.Expect != NeverRestarted {
 			continue
 		}
 		var kinds []string
@@ -45,6 +45,9 @@ func Table(w io.Writer, rows []Row) {
 		}
 		sort.Strings(kinds)
 		line := fmt.Sprintf("- %s: errors: %s", r.Profile, strings.Join(kinds, ", "))
+		if r.Refused > 0 {
+			line += fmt.Sprintf("; the Service refused %d connections (no endpoint, or a closed listener)", r.Refused)
+		}
 		if r.Expect == FrozenOnly || r.Expect == NeverRestarted {
 			line += fmt.Sprintf("; the frozen pod was sent %d connections and answered %d requests within WORK_DELAY before it froze", r.FrozenConns, r.FrozenAtRisk)
 		}

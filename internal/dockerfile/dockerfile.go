@@ -17,7 +17,6 @@ type Stage struct {
 	Base        string
 	User        string
 	Entrypoint  []string // exec form only; nil for the shell form
-	EntryShell  bool     // ENTRYPOINT in shell form
 	Healthcheck []string // HEALTHCHECK CMD, exec form
 	Runs        []string // RUN lines, flags included
 	Copies      []string // COPY lines, flags included
@@ -83,8 +82,6 @@ func Parse(path string) (*File, error) {
 			case "entrypoint":
 				if n.Attributes["json"] {
 					cur.Entrypoint = words
-				} else {
-					cur.EntryShell = true
 				}
 			case "healthcheck":
 				if len(words) > 0 && strings.EqualFold(words[0], "CMD") && n.Attributes["json"] {
