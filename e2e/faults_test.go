@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"kprobe/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/harness"
 )
 
 // Redis goes away while increments are pending and comes back before the

@@ -17,8 +17,8 @@ import (
 
 	"golang.org/x/mod/modfile"
 
-	"kprobe/e2e/harness"
-	"kprobe/internal/dockerfile"
+	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/internal/dockerfile"
 )
 
 // No Docker engine runs here: the image is proven by parsing its
@@ -35,8 +35,8 @@ func TestDockerfile(t *testing.T) {
 	if build == nil {
 		t.Fatal("no build stage")
 	}
-	t.Run("pinned builder matches go.mod", func(t *testing.T) {
-		b, err := os.ReadFile("../go.mod")
+	t.Run("pinned builder matches the app module's go line", func(t *testing.T) {
+		b, err := os.ReadFile("../cmd/app/go.mod")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func TestDockerfile(t *testing.T) {
 		}
 		want := "golang:" + mf.Go.Version + "-"
 		if !strings.HasPrefix(build.Base, want) {
-			t.Fatalf("builder %q, want %s* (go.mod's go %s)", build.Base, want, mf.Go.Version)
+			t.Fatalf("builder %q, want %s* (cmd/app/go.mod's go %s)", build.Base, want, mf.Go.Version)
 		}
 	})
 	t.Run("static stripped build with a module cache", func(t *testing.T) {
@@ -138,7 +138,7 @@ func TestBinariesAreStatic(t *testing.T) {
 		t.Skip("no gcc for the cgo control")
 	}
 	dyn := filepath.Join(t.TempDir(), "probe-cgo")
-	cmd := exec.Command("go", "build", "-o", dyn, "kprobe/cmd/probe")
+	cmd := exec.Command("go", "build", "-o", dyn, "github.com/drainwell/drainwell/cmd/probe")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cgo build: %v %s", err, out)

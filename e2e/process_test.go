@@ -17,19 +17,19 @@ import (
 	"testing"
 	"time"
 
-	"kprobe/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/harness"
 )
 
 var bins map[string]string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "kprobe-e2e")
+	dir, err := os.MkdirTemp("", "drainwell-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	os.Chmod(dir, 0o755) // tests run the binaries as other users too
-	bins, err = harness.Build(dir, "kprobe/cmd/app", "kprobe/cmd/probe", "kprobe/e2e/badserver")
+	bins, err = harness.Build(dir, "github.com/drainwell/drainwell/cmd/app", "github.com/drainwell/drainwell/cmd/probe", "github.com/drainwell/drainwell/e2e/badserver")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -6,9 +6,9 @@ import (
 	"context"
 	"os"
 
-	"kprobe/internal/app"
+	"github.com/drainwell/drainwell/cmd/app/service"
 )
 
 func main() {
-	os.Exit(app.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(service.Main(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }

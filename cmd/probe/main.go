@@ -6,7 +6,7 @@ import (
 	"context"
 	"os"
 
-	"kprobe/internal/probecli"
+	"github.com/drainwell/drainwell/internal/probecli"
 )
 
 func main() {

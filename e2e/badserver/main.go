@@ -30,8 +30,8 @@ import (
 	"syscall"
 	"time"
 
-	"kprobe/internal/counter"
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/cmd/app/counter"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 func main() {

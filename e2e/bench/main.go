@@ -41,9 +41,9 @@ import (
 	"syscall"
 	"time"
 
-	"kprobe/e2e/harness"
-	"kprobe/e2e/rolling"
-	"kprobe/internal/marker"
+	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/rolling"
+	"github.com/drainwell/drainwell/internal/marker"
 )
 
 func main() {
@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(dir)
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 
-	bins, err := harness.Build(dir, "kprobe/cmd/app", "kprobe/cmd/probe")
+	bins, err := harness.Build(dir, "github.com/drainwell/drainwell/cmd/app", "github.com/drainwell/drainwell/cmd/probe")
 	if err != nil {
 		return err
 	}

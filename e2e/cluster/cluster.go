@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"kprobe/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/harness"
 )
 
 // Phase is where a pod is, for the timeline.

@@ -24,7 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Build builds the main packages (import paths such as "kprobe/cmd/app")
+// Build builds the main packages (import paths such as "github.com/drainwell/drainwell/cmd/app")
 // into dir as static, stripped binaries, as the image does, and returns
 // their paths by base name.
 func Build(dir string, pkgs ...string) (map[string]string, error) {

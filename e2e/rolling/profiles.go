@@ -3,7 +3,7 @@ package rolling
 import (
 	"time"
 
-	"kprobe/e2e/cluster"
+	"github.com/drainwell/drainwell/e2e/cluster"
 )
 
 // HeavyRate is the heavy profile's rate: what this 2-core machine sustains

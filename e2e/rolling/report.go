@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"kprobe/e2e/cluster"
+	"github.com/drainwell/drainwell/e2e/cluster"
 )
 
 // Table writes the rows as a markdown table.

@@ -19,9 +19,9 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"kprobe/e2e/cluster"
-	"kprobe/e2e/harness"
-	"kprobe/internal/manifest"
+	"github.com/drainwell/drainwell/e2e/cluster"
+	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/internal/manifest"
 )
 
 // Profile is one run: a server, a load and what happens to the pods.
@@ -153,7 +153,7 @@ type Env struct {
 
 // Setup builds the binaries and reads the app's Deployment from deployDir.
 func Setup(dir, deployDir string) (*Env, error) {
-	bins, err := harness.Build(dir, "kprobe/cmd/app", "kprobe/e2e/badserver")
+	bins, err := harness.Build(dir, "github.com/drainwell/drainwell/cmd/app", "github.com/drainwell/drainwell/e2e/badserver")
 	if err != nil {
 		return nil, err
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"kprobe/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/harness"
 )
 
 // inCI are the profiles the default test run proves, in their short

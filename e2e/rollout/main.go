@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"kprobe/e2e/rolling"
+	"github.com/drainwell/drainwell/e2e/rolling"
 )
 
 func main() {

@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"kprobe/internal/marker"
+	"github.com/drainwell/drainwell/internal/marker"
 )
 
 const usage = `usage: probe COMMAND [flags] [args]
@@ -171,7 +171,7 @@ func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	req := "GET " + u.RequestURI() + " HTTP/1.1\r\nHost: " + u.Host +
-		"\r\nUser-Agent: kprobe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
+		"\r\nUser-Agent: drainwell-probe\r\nAccept: */*\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		return err
 	}

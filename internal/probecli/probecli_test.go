@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"kprobe/internal/marker"
+	"github.com/drainwell/drainwell/internal/marker"
 )
 
 func env(vars map[string]string) Env {

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"time"
 
-	"kprobe/pkg/health"
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/pkg/health"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // A service wires its handler, readiness checks, background work and

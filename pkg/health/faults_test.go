@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // A streaming response is told to finish by Draining, and the drain

@@ -35,7 +35,7 @@ import (
 	"syscall"
 	"time"
 
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // Errors returned by Run and Serve.

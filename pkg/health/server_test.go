@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"kprobe/internal/fakeclock"
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/internal/fakeclock"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // harness runs a Server on 127.0.0.1:0 with a fake clock, a signal channel

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // A service adds the live command to its root in one line; its liveness

@@ -9,7 +9,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/spf13/cobra"
 
-	"kprobe/internal/marker"
+	"github.com/drainwell/drainwell/internal/marker"
 )
 
 // LiveConfig is what the live check reads: LIVE_FILE and LIVE_MAX_AGE.

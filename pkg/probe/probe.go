@@ -12,7 +12,7 @@ package probe
 import (
 	"time"
 
-	"kprobe/internal/marker"
+	"github.com/drainwell/drainwell/internal/marker"
 )
 
 // Marker is the liveness marker file of one process; set its Path.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"kprobe/internal/marker"
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/internal/marker"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // runLive runs the live command as a service embeds it and returns its exit

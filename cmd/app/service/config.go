@@ -1,4 +1,4 @@
-package app
+package service
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // Config is the example service's environment.

@@ -1,11 +1,11 @@
-package app
+package service
 
 import (
 	"errors"
 	"strings"
 	"testing"
 
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 var durationVars = []string{"LIVE_MAX_AGE", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "IDLE_CLOSE", "WORK_DELAY"}

@@ -1,6 +1,6 @@
-// Package app is the example service: a counter behind POST /incr, built on
+// Package service is the example service: a counter behind POST /incr, built on
 // pkg/health for its drain and pkg/probe for its liveness marker.
-package app
+package service
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"kprobe/internal/counter"
-	"kprobe/pkg/health"
-	"kprobe/pkg/probe"
+	"github.com/drainwell/drainwell/cmd/app/counter"
+	"github.com/drainwell/drainwell/pkg/health"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // Main runs the app command with args and returns the process's exit

@@ -15,17 +15,17 @@ import (
 	"testing"
 	"time"
 
-	"kprobe/e2e/harness"
-	"kprobe/internal/app"
-	"kprobe/internal/dockerfile"
-	"kprobe/internal/manifest"
+	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/cmd/app/service"
+	"github.com/drainwell/drainwell/e2e/internal/dockerfile"
+	"github.com/drainwell/drainwell/e2e/internal/manifest"
 )
 
 // appSpec is what the code and the image say the app's Deployment must
 // agree with.
 func appSpec(t *testing.T) manifest.App {
 	t.Helper()
-	df, err := dockerfile.Parse("../Dockerfile.distroless")
+	df, err := dockerfile.Parse("../../Dockerfile.distroless")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func appSpec(t *testing.T) manifest.App {
 		Container:  "app",
 		Entrypoint: df.Final().Entrypoint,
 		Live:       "live",
-		// pkg/health's and internal/app's routes; TestProbesAreServed
+		// pkg/health's and cmd/app/service's routes; TestProbesAreServed
 		// asks the running binary.
 		Routes: []string{"/ready", "/live", "/incr", "/count"},
 		Env:    configVars(t, "REDIS_PASSWORD"),
@@ -50,14 +50,14 @@ func appSpec(t *testing.T) manifest.App {
 func configVars(t *testing.T, except ...string) []string {
 	t.Helper()
 	var out []string
-	typ := reflect.TypeFor[app.Config]()
+	typ := reflect.TypeFor[service.Config]()
 	for i := range typ.NumField() {
 		if k := typ.Field(i).Tag.Get("envconfig"); k != "" && !contains(except, k) {
 			out = append(out, k)
 		}
 	}
 	if len(out) == 0 {
-		t.Fatal("no envconfig tags on app.Config")
+		t.Fatal("no envconfig tags on service.Config")
 	}
 	return out
 }
@@ -73,7 +73,7 @@ func contains(list []string, s string) bool {
 
 func load(t *testing.T) *manifest.Set {
 	t.Helper()
-	set, err := manifest.LoadDir(".")
+	set, err := manifest.LoadDir("../../deploy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestKustomizationDecodesStrictly(t *testing.T) {
 		if _, err := exec.LookPath("kubectl"); err != nil {
 			t.Skip("no kubectl")
 		}
-		out, err := exec.Command("kubectl", "kustomize", ".").Output()
+		out, err := exec.Command("kubectl", "kustomize", "../../deploy").Output()
 		if err != nil {
 			t.Fatalf("kubectl kustomize: %v", err)
 		}
@@ -136,7 +136,7 @@ func TestManifestEnvIsValidConfig(t *testing.T) {
 	for k, v := range manifest.Env(manifest.Container(d, "app")) {
 		t.Setenv(k, v)
 	}
-	if _, err := app.LoadConfig(); err != nil {
+	if _, err := service.LoadConfig(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -198,7 +198,7 @@ func TestProbesAreServed(t *testing.T) {
 	d := load(t).Deployment("app")
 	c := manifest.Container(d, "app")
 	spec := appSpec(t)
-	bins, err := harness.Build(t.TempDir(), "kprobe/cmd/app")
+	bins, err := harness.Build(t.TempDir(), "github.com/drainwell/drainwell/cmd/app")
 	if err != nil {
 		t.Fatal(err)
 	}

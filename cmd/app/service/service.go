@@ -1,4 +1,4 @@
-package app
+package service
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"kprobe/internal/counter"
+	"github.com/drainwell/drainwell/cmd/app/counter"
 )
 
 // service is the articles' guinea pig: POST /incr answers at once and
