@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/drainwell/drainwell/e2e/harness"
 	"github.com/drainwell/drainwell/cmd/app/service"
+	"github.com/drainwell/drainwell/e2e/harness"
 	"github.com/drainwell/drainwell/e2e/internal/dockerfile"
 	"github.com/drainwell/drainwell/e2e/internal/manifest"
 )
