@@ -14,10 +14,36 @@ PKGS := ./... ./cmd/app/... ./e2e/...
 GO_OLDEST := go$(shell awk '/^go /{print $$2}' go.mod)
 GO_NEWEST := go1.27.4
 
-.PHONY: test deps vet lint toolchains run build clean rollout bench
+# The exported API, recorded with golang.org/x/exp's apidiff: the module's
+# public packages, and internal/marker, whose types pkg/probe exports by
+# alias (apidiff -m does not look through an alias into an internal package).
+MODULE  := github.com/drainwell/drainwell
+APIDIFF := golang.org/x/exp/cmd/apidiff@v0.0.0-20261014143641-f0251eb4aa3e
+API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(MODULE)/internal/marker
 
-test: deps vet lint toolchains
+.PHONY: test deps vet lint toolchains apicheck api run build clean rollout bench
+
+test: deps vet lint apicheck toolchains
 	$(GO) test -race -count=1 $(PKGS)
+
+# Fails on any change to the exported API until `make api` rewrites the
+# record (and CHANGELOG.md says what changed).
+apicheck:
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; fail=0; \
+	for r in $(API_RECORDS); do \
+	  file=$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; \
+	  GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$tmp/now.api $$path || exit 1; \
+	  diff=$$(GOWORK=off $(GO) run $(APIDIFF) $$flag $$file $$tmp/now.api 2>/dev/null); \
+	  if [ -n "$$diff" ]; then echo "$$path: the exported API differs from $$file:"; echo "$$diff"; fail=1; fi; \
+	done; \
+	if [ $$fail = 1 ]; then echo "if on purpose: make api, and say what changed in CHANGELOG.md"; exit 1; fi; \
+	echo "exported API matches api/"
+
+api:
+	@for r in $(API_RECORDS); do \
+	  file=$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; \
+	  GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$file $$path || exit 1; echo "wrote $$file"; \
+	done
 
 toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...

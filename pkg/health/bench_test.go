@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -76,7 +75,6 @@ func BenchmarkHTTP(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			sigs := make(chan os.Signal, 2)
 			done := make(chan error, 1)
 			if name == "bare" {
 				// The same timeouts as New's defaults: only the
@@ -86,14 +84,15 @@ func BenchmarkHTTP(b *testing.B) {
 				defer srv.Close()
 			} else {
 				s := New(Config{
-					DrainDelay: -1, IdleClose: time.Millisecond, SignalSource: sigs,
+					DrainDelay: -1, IdleClose: time.Millisecond,
 					Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 				}, trivial)
-				go func() { done <- s.Serve(context.Background(), ln) }()
+				ctx, stop := context.WithCancel(context.Background())
+				go func() { done <- s.Serve(ctx, ln) }()
 				for s.State() != Ready {
 					time.Sleep(time.Millisecond)
 				}
-				defer func() { sigs <- syscall.SIGTERM; <-done }()
+				defer func() { stop(); <-done }()
 			}
 			tr := &http.Transport{MaxIdleConnsPerHost: 64}
 			defer tr.CloseIdleConnections()

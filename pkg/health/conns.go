@@ -16,7 +16,7 @@ import (
 // connection at once, and a client that picked one of them from its pool
 // while the FIN was in flight loses its request.
 type conns struct {
-	clock Clock
+	clock clock
 	mu    sync.Mutex
 	http1 map[net.Conn]*connInfo // not hijacked; HTTP/2 ones are marked
 	// hijacked connections belong to their handler; the drain closes
@@ -34,7 +34,7 @@ type connInfo struct {
 
 type connKey struct{}
 
-func newConns(clock Clock) *conns {
+func newConns(clock clock) *conns {
 	return &conns{
 		clock:    clock,
 		http1:    make(map[net.Conn]*connInfo),

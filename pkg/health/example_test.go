@@ -17,12 +17,11 @@ import (
 
 // A service wires its handler, readiness checks, background work and
 // cleanup into a Server; Run does the rest. In production the Config is
-// just the marker and the durations; the signal channel and the listener
-// here only let the example stop itself.
+// just the marker and the durations, and SIGTERM starts the drain; here
+// cancelling Run's context does, so that the example stops itself.
 func Example() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
-	sigs := make(chan os.Signal, 1)
 
 	var srv *health.Server
 	mux := http.NewServeMux()
@@ -42,15 +41,15 @@ func Example() {
 		IdleClose:       10 * time.Millisecond, // default 1s
 		Marker:          &probe.Marker{Path: filepath.Join(dir, "live")},
 		MarkerMaxAge:    30 * time.Second,
-		SignalSource:    sigs, // omit it: SIGTERM and SIGINT
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, mux)
 	srv.AddCheck("database", func(ctx context.Context) error { return nil })
 	srv.OnStop(func(ctx context.Context) error { fmt.Println("database closed"); return nil })
 
 	ln, _ := net.Listen("tcp", "127.0.0.1:0") // or srv.Run(ctx) on Config.Addr
+	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- srv.Serve(context.Background(), ln) }()
+	go func() { done <- srv.Serve(ctx, ln) }()
 	for srv.State() != health.Ready {
 		time.Sleep(time.Millisecond)
 	}
@@ -58,7 +57,7 @@ func Example() {
 	fmt.Println("ready:", resp.StatusCode)
 	resp.Body.Close()
 
-	sigs <- os.Interrupt // kubelet sends SIGTERM
+	stop() // as SIGTERM from the kubelet does
 	fmt.Println("drained:", <-done)
 	// Output:
 	// ready: 200

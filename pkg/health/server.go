@@ -86,10 +86,9 @@ type Config struct {
 	Healthy func() bool
 
 	// Signals start the drain. Default SIGTERM and SIGINT. Add SIGHUP, say,
-	// for a preStop hook that sends it.
+	// for a preStop hook that sends it. (A test ends Run by cancelling its
+	// context, which starts the drain as the first signal does.)
 	Signals []os.Signal
-	// SignalSource, when set, replaces the process's signals (tests).
-	SignalSource <-chan os.Signal
 
 	// HTTP, when set, is the http.Server to use, for its timeouts and
 	// TLS settings. Its Handler and ConnContext are replaced and its
@@ -98,7 +97,6 @@ type Config struct {
 	HTTP *http.Server
 
 	Logger *slog.Logger // default slog.Default()
-	Clock  Clock        // default the real clock
 }
 
 // State is where a Server is in its life.
@@ -132,7 +130,8 @@ func (s State) String() string {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	clock   Clock
+	clock   clock
+	signals <-chan os.Signal // nil: the process's Config.Signals
 	handler http.Handler
 	http    *http.Server
 	conns   *conns
@@ -167,6 +166,12 @@ type check struct {
 
 // New returns a Server that sends every request but /ready and /live to h.
 func New(cfg Config, h http.Handler) *Server {
+	return newServer(cfg, h, realClock{}, nil)
+}
+
+// newServer is New with the drain's time source and, when sigs is not nil,
+// its signals: the drain's own tests drive both.
+func newServer(cfg Config, h http.Handler, clk clock, sigs <-chan os.Signal) *Server {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
@@ -191,9 +196,6 @@ func New(cfg Config, h http.Handler) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
-	}
 	hs := cfg.HTTP
 	if hs == nil {
 		hs = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
@@ -201,10 +203,11 @@ func New(cfg Config, h http.Handler) *Server {
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		clock:   cfg.Clock,
+		clock:   clk,
+		signals: sigs,
 		handler: h,
 		http:    hs,
-		conns:   newConns(cfg.Clock),
+		conns:   newConns(clk),
 		tasks:   newTasks(cfg.Logger),
 
 		drainingDone: make(chan struct{}),
@@ -301,7 +304,7 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	if err := s.cfg.Validate(); err != nil {
 		return err
 	}
-	sigs := s.cfg.SignalSource
+	sigs := s.signals
 	if sigs == nil {
 		ch := make(chan os.Signal, 2)
 		signal.Notify(ch, s.cfg.Signals...)

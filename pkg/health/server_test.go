@@ -58,14 +58,12 @@ func newHarness(t *testing.T, h http.Handler, mutate ...func(*Config)) *harness 
 		ShutdownTimeout: testTimeout,
 		IdleClose:       testIdleClose,
 		Marker:          hs.marker,
-		SignalSource:    hs.sigs,
-		Clock:           clock,
 		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	hs.srv = New(cfg, h)
+	hs.srv = newServer(cfg, h, clock, hs.sigs)
 	return hs
 }
 

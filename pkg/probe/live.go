@@ -31,7 +31,7 @@ func LoadLiveConfig() (LiveConfig, error) {
 func liveEnv() (LiveConfig, error) {
 	var c LiveConfig
 	if err := envconfig.Process("", &c); err != nil {
-		return c, EnvError(err)
+		return c, envError(err)
 	}
 	return c, nil
 }
@@ -39,9 +39,9 @@ func liveEnv() (LiveConfig, error) {
 // Validate reports a configuration that cannot work, naming the variable.
 func (c LiveConfig) Validate() error { return marker.Validate(c.File, c.MaxAge) }
 
-// EnvError turns an envconfig error into a one-line error that names the
+// envError turns an envconfig error into a one-line error that names the
 // variable and its value and matches ErrUsage.
-func EnvError(err error) error {
+func envError(err error) error {
 	var pe *envconfig.ParseError
 	if errors.As(err, &pe) {
 		return fmt.Errorf("%w: %s=%q: %v", ErrUsage, pe.KeyName, pe.Value, pe.Err)

@@ -1,6 +1,7 @@
 package service
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -29,9 +30,18 @@ type Config struct {
 func LoadConfig() (Config, error) {
 	var c Config
 	if err := envconfig.Process("", &c); err != nil {
-		return c, probe.EnvError(err)
+		return c, envError(err)
 	}
 	return c, c.Validate()
+}
+
+// envError turns an envconfig error into one line that names the variable
+// and its value and matches probe.ErrUsage.
+func envError(err error) error {
+	if pe, ok := errors.AsType[*envconfig.ParseError](err); ok {
+		return fmt.Errorf("%w: %s=%q: %v", probe.ErrUsage, pe.KeyName, pe.Value, pe.Err)
+	}
+	return fmt.Errorf("%w: %v", probe.ErrUsage, err)
 }
 
 // Validate checks what the drain needs to be safe.
