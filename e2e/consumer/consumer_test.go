@@ -1,0 +1,196 @@
+// Package consumer_test imports the library as a new user's service module
+// does: from outside the repository, with the oldest supported Go and older
+// Kubernetes modules pinned, and with the README's embedding example as its
+// main.go.
+package consumer_test
+
+import (
+	"bytes"
+	"errors"
+	"go/format"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/modfile"
+)
+
+const (
+	libPath = "github.com/drainwell/drainwell"
+	// readmeMarker precedes the README's code block that is compiled here.
+	readmeMarker = "<!-- compiled by e2e/consumer: main.go -->"
+)
+
+// The consumer's own pins: a service on client-go v0.33 has these.
+var pins = map[string]string{
+	"k8s.io/api":          "v0.33.0",
+	"k8s.io/apimachinery": "v0.33.0",
+}
+
+// k8sUse keeps the pins in the consumer's build, as a service that uses
+// client-go's types has them; go mod tidy would drop an unused requirement.
+const k8sUse = `package main
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+var _ = corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
+`
+
+func TestConsumerModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("downloads modules")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(root, "go.mod")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mainGo := readmeBlock(t, filepath.Join(root, "README.md"))
+	if formatted, err := format.Source([]byte(mainGo)); err != nil || string(formatted) != mainGo {
+		t.Fatalf("the README's embedding example is not gofmt-formatted (%v):\n%s", err, formatted)
+	}
+
+	tests := []struct {
+		name string
+		// libGoMod replaces the library's go.mod in a copy of it; empty
+		// uses the checkout itself.
+		libGoMod    string
+		wantChanged bool
+	}{
+		{name: "the library as it is"},
+		{name: "control: the go.mod before the split", libGoMod: "testdata/old-go.mod", wantChanged: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			libDir := root
+			if tt.libGoMod != "" {
+				libDir = copyLibrary(t, root, mustRead(t, tt.libGoMod))
+			}
+			dir := t.TempDir()
+			goMod := "module example.com/shop\n\ngo " + lib.Go.Version + "\n\nrequire (\n" +
+				"\t" + libPath + " v0.0.0\n" +
+				"\tk8s.io/api " + pins["k8s.io/api"] + "\n" +
+				"\tk8s.io/apimachinery " + pins["k8s.io/apimachinery"] + "\n)\n\n" +
+				"replace " + libPath + " => " + libDir + "\n"
+			write(t, filepath.Join(dir, "go.mod"), goMod)
+			write(t, filepath.Join(dir, "main.go"), mainGo)
+			write(t, filepath.Join(dir, "k8s.go"), k8sUse)
+
+			goCmd(t, dir, "mod", "tidy")
+			after, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(dir, "go.mod")), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var changes []string
+			if after.Go.Version != lib.Go.Version {
+				changes = append(changes, "go "+lib.Go.Version+" -> "+after.Go.Version)
+			}
+			if after.Toolchain != nil {
+				changes = append(changes, "toolchain "+after.Toolchain.Name+" added")
+			}
+			for _, r := range after.Require {
+				if want, ok := pins[r.Mod.Path]; ok && r.Mod.Version != want {
+					changes = append(changes, r.Mod.Path+" "+want+" -> "+r.Mod.Version)
+				}
+			}
+			switch {
+			case tt.wantChanged && len(changes) == 0:
+				t.Fatalf("go mod tidy left the consumer's go.mod alone; the control must move it:\n%s", mustRead(t, filepath.Join(dir, "go.mod")))
+			case tt.wantChanged:
+				t.Logf("control: go mod tidy moved the consumer: %s", strings.Join(changes, "; "))
+				return
+			case len(changes) > 0:
+				t.Fatalf("importing the library moved the consumer's go.mod: %s", strings.Join(changes, "; "))
+			}
+			goCmd(t, dir, "vet", ".")
+			bin := filepath.Join(dir, "shop")
+			goCmd(t, dir, "build", "-o", bin, ".")
+			// The embedded live command answers: no marker yet, exit 1.
+			out, err := exec.Command(bin, "live", "--file", filepath.Join(dir, "live")).CombinedOutput()
+			var ee *exec.ExitError
+			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "missing") {
+				t.Fatalf("shop live without a marker: %v %s, want exit 1 and \"missing\"", err, out)
+			}
+		})
+	}
+}
+
+// readmeBlock returns the Go code block that follows readmeMarker.
+func readmeBlock(t *testing.T, path string) string {
+	t.Helper()
+	s := string(mustRead(t, path))
+	i := strings.Index(s, readmeMarker)
+	if i < 0 {
+		t.Fatalf("%s has no %q", path, readmeMarker)
+	}
+	s = s[i+len(readmeMarker):]
+	start := strings.Index(s, "```go\n")
+	end := strings.Index(s, "\n```\n")
+	if start < 0 || end < start {
+		t.Fatalf("no ```go block after %q in %s", readmeMarker, path)
+	}
+	return s[start+len("```go\n"):end+1]
+}
+
+// copyLibrary copies the library's Go packages to a new folder with goMod
+// as its go.mod.
+func copyLibrary(t *testing.T, root string, goMod []byte) string {
+	t.Helper()
+	dst := t.TempDir()
+	for _, sub := range []string{"pkg", "internal"} {
+		err := filepath.WalkDir(filepath.Join(root, sub), func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(p, ".go") {
+				return err
+			}
+			rel, _ := filepath.Rel(root, p)
+			if err := os.MkdirAll(filepath.Join(dst, filepath.Dir(rel)), 0o755); err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dst, rel), mustRead(t, p), 0o644)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, filepath.Join(dst, "go.mod"), string(goMod))
+	return dst
+}
+
+func goCmd(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("go", args...)
+	cmd.Dir = dir
+	// Outside the workspace, with the Go in use: a go line the consumer
+	// did not ask for must show up in its go.mod, not in a download.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out.String())
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func write(t *testing.T, path, s string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
