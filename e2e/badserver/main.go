@@ -11,6 +11,8 @@
 //     work they started.
 //   - plainshutdown: readiness, drain delay with Connection: close, then
 //     http.Server.Shutdown, which closes idle keep-alive connections at once.
+//   - incrretry: drains well, and retries a plain Redis INCR until it gets
+//     a reply: an INCR whose reply was lost is counted twice.
 //
 // If a test that passes on the app also passes on one of these, the test is
 // broken.
@@ -29,6 +31,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/drainwell/drainwell/cmd/app/counter"
 	"github.com/drainwell/drainwell/pkg/probe"
@@ -60,9 +64,14 @@ func run() error {
 	workDelay := duration("WORK_DELAY", 5*time.Second)
 	drainDelay := duration("DRAIN_DELAY", 5*time.Second)
 	var c counter.Counter = &counter.Memory{}
+	var rc *redis.Client
 	if a := os.Getenv("REDIS_ADDR"); a != "" {
 		c = counter.NewRedis(a, "")
+		// The same client settings as the app's counter.
+		rc = redis.NewClient(&redis.Options{Addr: a, MaxRetries: -1,
+			DialTimeout: time.Second, ReadTimeout: time.Second, WriteTimeout: time.Second})
 	}
+	var seq atomic.Int64
 	m := &probe.Marker{Path: os.Getenv("LIVE_FILE")}
 	if m.Path != "" {
 		if err := m.Create(); err != nil {
@@ -78,7 +87,14 @@ func run() error {
 		go func() {
 			defer work.Done()
 			time.Sleep(workDelay)
-			if err := c.Incr(context.Background()); err != nil {
+			if mode == "incrretry" && rc != nil {
+				for rc.Incr(context.Background(), counter.Key).Err() != nil {
+					time.Sleep(50 * time.Millisecond)
+				}
+				return
+			}
+			id := strconv.FormatInt(seq.Add(1), 10) + "-" + strconv.Itoa(os.Getpid())
+			if err := c.Incr(context.Background(), id); err != nil {
 				log.Error("incr", "error", err)
 			}
 		}()

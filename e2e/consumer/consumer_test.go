@@ -138,7 +138,7 @@ func readmeBlock(t *testing.T, path string) string {
 	if start < 0 || end < start {
 		t.Fatalf("no ```go block after %q in %s", readmeMarker, path)
 	}
-	return s[start+len("```go\n"):end+1]
+	return s[start+len("```go\n") : end+1]
 }
 
 // copyLibrary copies the library's Go packages to a new folder with goMod

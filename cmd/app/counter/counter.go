@@ -1,9 +1,15 @@
 // Package counter holds the example service's counter: in memory, or in
 // Redis as the articles' "guinea pig" keeps it.
+//
+// Each increment carries the ID of the request that asked for it, and is
+// applied at most once per ID, so a caller may retry an increment whose
+// reply was lost (the write happened, the caller never heard) without
+// counting it twice.
 package counter
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -12,7 +18,10 @@ import (
 
 // Counter is a shared count.
 type Counter interface {
-	Incr(ctx context.Context) error
+	// Incr adds one for the request id, unless an increment for id was
+	// applied already: then it does nothing and returns nil. A caller
+	// retries it until it returns nil.
+	Incr(ctx context.Context, id string) error
 	Get(ctx context.Context) (int64, error)
 	Ping(ctx context.Context) error
 	Close() error
@@ -22,8 +31,9 @@ type Counter interface {
 // else.
 type Memory struct{ n atomic.Int64 }
 
-// Incr adds one.
-func (m *Memory) Incr(context.Context) error { m.n.Add(1); return nil }
+// Incr adds one. It cannot fail, so it is never retried: each call is a
+// new request's.
+func (m *Memory) Incr(context.Context, string) error { m.n.Add(1); return nil }
 
 // Get returns the count.
 func (m *Memory) Get(context.Context) (int64, error) { return m.n.Load(), nil }
@@ -36,6 +46,30 @@ func (m *Memory) Close() error { return nil }
 
 // Key is the Redis key of the count.
 const Key = "counter"
+
+// IDPrefix prefixes the Redis key that records an applied request ID.
+const IDPrefix = "counter:applied:"
+
+// IDTTL is how long Redis remembers an applied request ID. A retry after
+// that could count twice, so a caller stops retrying an increment before
+// (RetryLimit). At 2000 increments a second it keeps 600,000 keys of about
+// 100 bytes each.
+const IDTTL = 5 * time.Minute
+
+// RetryLimit is how long after its request an increment may still be
+// retried: IDTTL less a margin for an attempt in flight.
+const RetryLimit = IDTTL - 30*time.Second
+
+// incrOnce records the request ID and increments the count in one atomic
+// step: a retried script finds its ID and leaves the count alone. It
+// returns 1 when it incremented, 0 for a repeat.
+var incrOnce = redis.NewScript(`
+if redis.call("SET", KEYS[2], "1", "NX", "PX", ARGV[1]) then
+	redis.call("INCR", KEYS[1])
+	return 1
+end
+return 0
+`)
 
 // Redis is a Counter kept in Redis under Key.
 type Redis struct{ c *redis.Client }
@@ -53,8 +87,14 @@ func NewRedis(addr, password string) *Redis {
 	})}
 }
 
-// Incr runs INCR on Key, once.
-func (r *Redis) Incr(ctx context.Context) error { return r.c.Incr(ctx, Key).Err() }
+// Incr increments Key for request id, once: the ID's record (kept for
+// IDTTL) and the increment happen in one Lua script, atomically.
+func (r *Redis) Incr(ctx context.Context, id string) error {
+	if id == "" {
+		return errors.New("increment without a request ID")
+	}
+	return incrOnce.Run(ctx, r.c, []string{Key, IDPrefix + id}, IDTTL.Milliseconds()).Err()
+}
 
 // Get reads Key; a missing key counts 0.
 func (r *Redis) Get(ctx context.Context) (int64, error) {

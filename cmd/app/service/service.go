@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -36,7 +37,10 @@ func (s *service) handleIncr(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if err := s.run(s.incr); err != nil {
+	// The request's ID goes with its increment: a retry after a lost
+	// reply is then not counted twice.
+	id, accepted := rand.Text(), time.Now()
+	if err := s.run(func(ctx context.Context) { s.incr(ctx, id, accepted) }); err != nil {
 		http.Error(w, "shutting down", http.StatusServiceUnavailable)
 		return
 	}
@@ -60,17 +64,21 @@ func (s *service) handleCount(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte(strconv.FormatInt(n, 10) + "\n")) // a client that hung up: nothing to do
 }
 
-// incr does the simulated work, then increments the counter, retrying with
-// backoff until ctx (the shutdown deadline) ends. It never drops an
-// increment silently.
-func (s *service) incr(ctx context.Context) {
+// incr does the simulated work, then increments the counter for request
+// id, retrying with backoff until it is applied, ctx (the shutdown
+// deadline) ends, or counter.RetryLimit has passed since the request was
+// accepted (after which Redis may have forgotten the ID). It never drops
+// an increment silently, and never applies one twice.
+func (s *service) incr(ctx context.Context, id string, accepted time.Time) {
+	ctx, cancel := context.WithDeadline(ctx, accepted.Add(counter.RetryLimit))
+	defer cancel()
 	if !sleep(ctx, s.workDelay) {
 		s.abandon(ctx, 0, nil)
 		return
 	}
 	backoff := 50 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := s.counter.Incr(ctx)
+		err := s.counter.Incr(ctx, id)
 		if err == nil {
 			if attempt > 1 {
 				s.log.Info("increment landed after retries", "attempts", attempt)
@@ -92,7 +100,7 @@ func (s *service) incr(ctx context.Context) {
 
 func (s *service) abandon(ctx context.Context, attempts int, err error) {
 	n := s.abandoned.Add(1)
-	s.log.Error("increment abandoned at the shutdown deadline", "attempts", attempts,
+	s.log.Error("increment abandoned at the shutdown deadline or the retry limit", "attempts", attempts,
 		"error", errors.Join(err, ctx.Err()), "abandoned_total", n)
 }
 
