@@ -120,5 +120,8 @@ func probe(p *corev1.Probe) Probe {
 	if p.Exec != nil {
 		out.Exec = p.Exec.Command
 	}
+	if g := p.TerminationGracePeriodSeconds; g != nil {
+		out.Grace = time.Duration(*g) * time.Second
+	}
 	return out
 }

@@ -40,6 +40,9 @@ func appSpec(t *testing.T) manifest.App {
 		// Measured on a real cluster: kube-proxy rules lag about 1s
 		// (../shared/FACTS.md).
 		Propagation:       time.Second,
+		// Freeze to kill within a minute, restart included (issue: a
+		// wedged pod back within a minute).
+		MaxWedge: 50 * time.Second,
 		Margin:            5 * time.Second,
 		MinLivenessPeriod: 10,
 	}
@@ -161,6 +164,10 @@ func TestArticlesManifestsRejected(t *testing.T) {
 			"SHUTDOWN_TIMEOUT 30s + margin 5s exceeds terminationGracePeriodSeconds 30s",
 			"DRAIN_DELAY 0s does not cover readiness periodSeconds 10 x failureThreshold 3",
 			"LIVE_FILE /tmp/live is not on a writable emptyDir",
+		}},
+		{"wedge-old-values.yaml", []string{
+			"livenessProbe.terminationGracePeriodSeconds is not set",
+			"a frozen process is killed up to 1m50s after it froze (LIVE_MAX_AGE 30s + periodSeconds 15 x failureThreshold 3 + grace 35s), over 50s",
 		}},
 	}
 	spec := appSpec(t)

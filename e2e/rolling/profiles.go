@@ -24,9 +24,20 @@ func Profiles(short bool) []Profile {
 		UpdateAt: scale(10*time.Second, 3*time.Second), Updates: 1, Lag: lag}
 	heavy := Profile{Name: "heavy", Server: "app", Replicas: 3, Rate: HeavyRate, Duration: scale(30*time.Second, 12*time.Second),
 		UpdateAt: 2 * time.Second, Updates: 2, Lag: lag}
-	wedgeLiveness := &cluster.Probe{Period: time.Second, Timeout: time.Second, Failure: 2, InitialDelay: time.Second, Grace: 2 * time.Second}
-	wedge := Profile{Name: "wedge", Server: "app", Rate: 50, Duration: scale(30*time.Second, 15*time.Second),
-		FreezeAt: 3 * time.Second, Lag: lag, Env: map[string]string{"LIVE_MAX_AGE": "3s"}, Liveness: wedgeLiveness}
+	// The manifest's liveness timings: the frozen pod must run again
+	// within MaxFreezeToRestart (LIVE_MAX_AGE 20s + 2 x 10s + 10s grace).
+	wedge := Profile{Name: "wedge", Server: "app", Rate: 50, Duration: 70 * time.Second,
+		FreezeAt: 3 * time.Second, Lag: lag}
+	// The manifest as it was: LIVE_MAX_AGE 30s, every 15s x 3, and the
+	// pod's 35s grace for the kill (FACTS.md: 105s on a real cluster).
+	oldWedge := wedge
+	oldWedge.Name, oldWedge.Duration, oldWedge.Expect = "control: wedge, old liveness values", 125*time.Second, SlowRestart
+	oldWedge.Env = map[string]string{"LIVE_MAX_AGE": "30s"}
+	oldWedge.Liveness = &cluster.Probe{Period: 15 * time.Second, Timeout: 2 * time.Second, Failure: 3, InitialDelay: 5 * time.Second}
+	// Redis replies dropped after the write, delayed past the client's
+	// read timeout, and connections reset, during two rolling updates.
+	redisFaults := heavy
+	redisFaults.Name, redisFaults.Rate, redisFaults.RedisFaults = "redis faults", 200, 20
 
 	wedge.Expect = FrozenOnly
 	with := func(p Profile, name, server string, env map[string]string) Profile {
@@ -49,6 +60,7 @@ func Profiles(short bool) []Profile {
 	plainCompare.Expect = Compare
 	wedgeControl := with(wedge, "control: wedge, LIVE_MAX_AGE=0", "app", map[string]string{"LIVE_MAX_AGE": "0"})
 	wedgeControl.Expect = NeverRestarted
+	redisFaultsControl := with(redisFaults, "control: redis faults, plain INCR retried", "badserver", map[string]string{"MODE": "incrretry"})
 	return []Profile{
 		articles,
 		heavy,
@@ -60,5 +72,8 @@ func Profiles(short bool) []Profile {
 		keepalive,
 		keepaliveControl,
 		wedgeControl,
+		oldWedge,
+		redisFaults,
+		redisFaultsControl,
 	}
 }

@@ -28,6 +28,8 @@ func Table(w io.Writer, rows []Row) {
 			verdict += " (control: never restarted)"
 		case FrozenOnly:
 			verdict += " (only the frozen pod's)"
+		case SlowRestart:
+			verdict += " (control: restarted late)"
 		case SometimesLoss:
 			verdict += " (race control: must lose in some runs)"
 		}
@@ -36,7 +38,8 @@ func Table(w io.Writer, rows []Row) {
 			r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), rollout, r.Restarts, verdict)
 	}
 	for _, r := range rows {
-		if len(r.ErrorKinds) == 0 && r.Refused == 0 && r.Expect != FrozenOnly && r.Expect != NeverRestarted {
+		frozen := r.Expect == FrozenOnly || r.Expect == NeverRestarted || r.Expect == SlowRestart
+		if len(r.ErrorKinds) == 0 && r.Refused == 0 && !frozen && r.RedisFaults == 0 {
 			continue
 		}
 		var kinds []string
@@ -48,8 +51,16 @@ func Table(w io.Writer, rows []Row) {
 		if r.Refused > 0 {
 			line += fmt.Sprintf("; the Service refused %d connections (no endpoint, or a closed listener)", r.Refused)
 		}
-		if r.Expect == FrozenOnly || r.Expect == NeverRestarted {
+		if frozen {
 			line += fmt.Sprintf("; the frozen pod was sent %d connections and answered %d requests within WORK_DELAY before it froze", r.FrozenConns, r.FrozenAtRisk)
+			if r.FreezeToRestart > 0 {
+				line += fmt.Sprintf("; it ran again %s after the freeze", r.FreezeToRestart.Round(100*time.Millisecond))
+			} else {
+				line += "; it did not run again within the run"
+			}
+		}
+		if r.RedisFaults > 0 {
+			line += fmt.Sprintf("; %d Redis faults injected (replies dropped or delayed, connections reset)", r.RedisFaults)
 		}
 		fmt.Fprintln(w, line)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/drainwell/drainwell/e2e/cluster"
 	"github.com/drainwell/drainwell/e2e/harness"
 	"github.com/drainwell/drainwell/e2e/internal/manifest"
+	"github.com/drainwell/drainwell/e2e/redisfault"
 )
 
 // Profile is one run: a server, a load and what happens to the pods.
@@ -43,6 +44,10 @@ type Profile struct {
 	FreezeAt time.Duration
 	// Liveness, when set, replaces the manifest's liveness timings.
 	Liveness *cluster.Probe
+	// RedisFaults, when set, puts a redisfault.Proxy between the pods and
+	// Redis that faults every RedisFaults-th write (reply dropped after
+	// the write, reply delayed past the client's timeout, reset before).
+	RedisFaults int
 	// Expect is what the run must show.
 	Expect Expect
 }
@@ -61,6 +66,9 @@ const (
 	// NeverRestarted: a negative control; the frozen pod is never
 	// restarted.
 	NeverRestarted
+	// SlowRestart: a negative control; the frozen pod is restarted later
+	// than MaxFreezeToRestart after it froze, or not within the run.
+	SlowRestart
 	// SometimesLoss: a control of a probabilistic race; it must lose in
 	// at least one of its runs (see Judge).
 	SometimesLoss
@@ -88,7 +96,15 @@ type Row struct {
 	// WORK_DELAY before it froze (increments that may never land).
 	FrozenConns  int64
 	FrozenAtRisk int
+	// FreezeToRestart is how long after the freeze the frozen pod's
+	// container started again; 0 if it did not within the run.
+	FreezeToRestart time.Duration
+	// RedisFaults counts the faults injected between the pods and Redis.
+	RedisFaults int64
 }
+
+// MaxFreezeToRestart is how soon a frozen pod must run again.
+const MaxFreezeToRestart = time.Minute
 
 // Lossy reports whether the run lost anything.
 func (r Row) Lossy() bool { return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent }
@@ -102,9 +118,12 @@ func (r Row) Verdict() string {
 	case Loss:
 		ok = r.Lossy()
 	case FrozenOnly:
-		ok = r.Restarts >= 1 && int64(r.Errors) <= r.FrozenConns && r.Lost >= 0 && r.Lost <= int64(r.FrozenAtRisk)
+		ok = r.Restarts >= 1 && int64(r.Errors) <= r.FrozenConns && r.Lost >= 0 && r.Lost <= int64(r.FrozenAtRisk) &&
+			r.FreezeToRestart > 0 && r.FreezeToRestart <= MaxFreezeToRestart
 	case NeverRestarted:
 		ok = r.Restarts == 0
+	case SlowRestart:
+		ok = r.FreezeToRestart == 0 || r.FreezeToRestart > MaxFreezeToRestart
 	case SometimesLoss:
 		if r.Lossy() {
 			return "lost"
@@ -206,6 +225,15 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		spec.Liveness.Grace = p.Liveness.Grace
 	}
 	env := map[string]string{"REDIS_ADDR": redis.Addr}
+	var faults *redisfault.Proxy
+	if p.RedisFaults > 0 {
+		faults = &redisfault.Proxy{Target: redis.Addr, Every: p.RedisFaults, Delay: 1500 * time.Millisecond}
+		if err := faults.Start(); err != nil {
+			return nil, err
+		}
+		defer faults.Close()
+		env["REDIS_ADDR"] = faults.Addr()
+	}
 	for k, v := range p.Env {
 		env[k] = v
 	}
@@ -302,8 +330,32 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		// Responses read after the freeze were written before it (a
 		// stopped process writes nothing): count them too.
 		row.FrozenAtRisk = c.OKsBetween(frozen, frozenAt.Add(-work), time.Now())
+		row.FreezeToRestart = restartedAfter(c.Events(), frozen.Name, frozenAt)
+	}
+	if faults != nil {
+		for _, n := range faults.Injected() {
+			row.RedisFaults += n
+		}
 	}
 	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Seconds: seconds}, nil
+}
+
+// restartedAfter returns how long after t the pod's container started again
+// after a liveness restart, or 0 if it did not.
+func restartedAfter(events []cluster.Event, pod string, t time.Time) time.Duration {
+	restarting := false
+	for _, e := range events {
+		if e.Pod != pod || e.At.Before(t) {
+			continue
+		}
+		switch {
+		case e.Phase == cluster.Restarting:
+			restarting = true
+		case restarting && e.Phase == cluster.Starting:
+			return e.At.Sub(t)
+		}
+	}
+	return 0
 }
 
 // DefaultClients is the number of clients that share a profile's rate.

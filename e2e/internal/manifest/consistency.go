@@ -29,6 +29,10 @@ type App struct {
 	Propagation time.Duration
 	// MinLivenessPeriod keeps the exec probe's cost low.
 	MinLivenessPeriod int32
+	// MaxWedge bounds the time from a process freezing to the kubelet
+	// killing it: LIVE_MAX_AGE (the marker goes stale) + liveness
+	// periodSeconds x failureThreshold + the grace of the liveness kill.
+	MaxWedge time.Duration
 }
 
 // CheckApp checks the app's Deployment d against the app, and the Services
@@ -119,6 +123,7 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 			bad("livenessProbe.periodSeconds %d is below %d: each exec costs node CPU", lp.PeriodSeconds, app.MinLivenessPeriod)
 		}
 	}
+	errs = append(errs, checkWedge(pod, c, env, app.MaxWedge)...)
 
 	// Lifecycle hooks: no program but the image's own.
 	var preStop time.Duration
@@ -167,6 +172,53 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 	errs = append(errs, checkSecurity(pod, c)...)
 	errs = append(errs, checkResources(c)...)
 	errs = append(errs, checkServices(d, c, set, env)...)
+	return errs
+}
+
+// checkWedge bounds how long a frozen process keeps its pod: its marker
+// goes stale after LIVE_MAX_AGE, the liveness probe fails failureThreshold
+// times a period apart, then the kill waits the probe-level grace (a frozen
+// process never acts on SIGTERM, so the pod's drain grace would be wasted).
+func checkWedge(pod *corev1.PodSpec, c *corev1.Container, env map[string]string, limit time.Duration) []error {
+	lp := c.LivenessProbe
+	if lp == nil || limit == 0 {
+		return nil
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	maxAge, err := time.ParseDuration(env["LIVE_MAX_AGE"])
+	if err != nil || maxAge <= 0 {
+		bad("LIVE_MAX_AGE %q: a marker that never goes stale never restarts a wedged process", env["LIVE_MAX_AGE"])
+		return errs
+	}
+	period, failures := lp.PeriodSeconds, lp.FailureThreshold
+	if period == 0 {
+		period = 10 // the API's defaults
+	}
+	if failures == 0 {
+		failures = 3
+	}
+	podGrace := int64(30)
+	if pod.TerminationGracePeriodSeconds != nil {
+		podGrace = *pod.TerminationGracePeriodSeconds
+	}
+	killGrace := podGrace
+	switch g := lp.TerminationGracePeriodSeconds; {
+	case g == nil:
+		bad("livenessProbe.terminationGracePeriodSeconds is not set: a liveness kill waits the pod's %ds for a process that cannot drain", podGrace)
+	case *g >= podGrace:
+		bad("livenessProbe.terminationGracePeriodSeconds %d is not below the pod's %d", *g, podGrace)
+	default:
+		killGrace = *g
+	}
+	if hb := maxAge / 3; time.Duration(period)*time.Second < hb {
+		bad("livenessProbe.periodSeconds %d is below the heartbeat interval %s (LIVE_MAX_AGE / 3)", period, hb)
+	}
+	wedge := maxAge + time.Duration(period*failures)*time.Second + time.Duration(killGrace)*time.Second
+	if wedge > limit {
+		bad("a frozen process is killed up to %s after it froze (LIVE_MAX_AGE %s + periodSeconds %d x failureThreshold %d + grace %ds), over %s",
+			wedge, maxAge, period, failures, killGrace, limit)
+	}
 	return errs
 }
 
