@@ -39,10 +39,10 @@ func appSpec(t *testing.T) manifest.App {
 		Env:    configVars(t, "REDIS_PASSWORD"),
 		// Measured on a real cluster: kube-proxy rules lag about 1s
 		// (../shared/FACTS.md).
-		Propagation:       time.Second,
+		Propagation: time.Second,
 		// Freeze to kill within a minute, restart included (issue: a
 		// wedged pod back within a minute).
-		MaxWedge: 50 * time.Second,
+		MaxWedge:          50 * time.Second,
 		Margin:            5 * time.Second,
 		MinLivenessPeriod: 10,
 	}
