@@ -77,6 +77,11 @@ func run() error {
 		if err := m.Create(); err != nil {
 			return err
 		}
+		// Kept fresh as the app keeps it: a stale marker is not the flaw
+		// any mode shows, and liveness restarts would blur each control.
+		if every := probe.HeartbeatInterval(duration("LIVE_MAX_AGE", probe.DefaultMaxAge)); every > 0 {
+			go m.Heartbeat(context.Background(), every, nil, func(error) {})
+		}
 	}
 
 	var ready, draining atomic.Bool
