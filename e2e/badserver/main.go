@@ -39,6 +39,14 @@ import (
 )
 
 func main() {
+	// The kubelet's exec liveness probe: `badserver live`, as `app live`.
+	if len(os.Args) > 1 && os.Args[1] == "live" {
+		err := probe.Check(os.Getenv("LIVE_FILE"), duration("LIVE_MAX_AGE", probe.DefaultMaxAge), time.Now())
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "badserver live:", err)
+		}
+		os.Exit(probe.ExitCode(err))
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "badserver:", err)
 		os.Exit(1)
