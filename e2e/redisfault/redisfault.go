@@ -129,11 +129,7 @@ func (p *Proxy) accept() {
 	for {
 		c, err := p.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			return
+			return // closed
 		}
 		p.wg.Add(1)
 		go func() {
