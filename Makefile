@@ -4,9 +4,10 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN     := bin
 LDFLAGS := -s -w
 
-# Three modules, one workspace (go.work): the library at the root, the
-# example service in cmd/app, the process tests and tools in e2e.
-PKGS := ./... ./cmd/app/... ./e2e/...
+# Four modules, one workspace (go.work): the library at the root, its gRPC
+# integration in pkg/grpcdrain (so that gRPC reaches only its importers),
+# the example service in cmd/app, the process tests and tools in e2e.
+PKGS := ./... ./pkg/grpcdrain/... ./cmd/app/... ./e2e/...
 
 # The library's go line is the oldest supported Go; it is built and tested
 # with that exact release and with the newest one, from the module proxy
@@ -48,6 +49,8 @@ api:
 toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 	GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
+	cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
+	cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
 
 # A real redis-server for the process tests, from Debian's packages.
 deps:
@@ -56,6 +59,7 @@ deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 	$(GO) mod download
+	cd pkg/grpcdrain && $(GO) mod download
 	cd cmd/app && $(GO) mod download
 	cd e2e && $(GO) mod download
 
@@ -70,7 +74,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOSEC       := github.com/securego/gosec/v2/cmd/gosec@v2.30.0
 lint:
 	$(GO) run $(STATICCHECK) $(PKGS)
-	$(GO) run $(GOSEC) -quiet ./cmd/... ./pkg/... ./internal/... ./cmd/app/...
+	$(GO) run $(GOSEC) -quiet ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./cmd/app/...
 
 run:
 	$(GO) run ./cmd/app

@@ -40,9 +40,9 @@ func BenchmarkHandler(b *testing.B) {
 		path string
 	}{
 		{"bare", trivial, "/work"},
-		{"wrapped", s.http.Handler, "/work"},
-		{"ready", s.http.Handler, "/ready"},
-		{"live", s.http.Handler, "/live"},
+		{"wrapped", s.main.hs.Handler, "/work"},
+		{"ready", s.main.hs.Handler, "/ready"},
+		{"live", s.main.hs.Handler, "/live"},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			req := httptest.NewRequest("GET", bc.path, nil)

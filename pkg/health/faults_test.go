@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
@@ -153,7 +155,7 @@ func TestClientThatNeverReadsIsCutAtDeadline(t *testing.T) {
 	}
 	defer c.Close()
 	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
-	waitFor(t, "handler running", func() bool { return h.srv.inflight.Load() == 1 })
+	waitFor(t, "handler running", func() bool { return h.srv.main.inflight.Load() == 1 })
 	h.sigs <- syscall.SIGTERM
 	waitFor(t, "deadline armed", func() bool { return h.clock.Waiters() >= 1 })
 	h.clock.Advance(testTimeout)
@@ -169,7 +171,7 @@ func TestHTTP2Drains(t *testing.T) {
 	var p http.Protocols
 	p.SetHTTP1(true)
 	p.SetUnencryptedHTTP2(true)
-	h.srv.http.Protocols = &p
+	h.srv.main.hs.Protocols = &p
 	h.start()
 	var cp http.Protocols
 	cp.SetUnencryptedHTTP2(true)
@@ -187,7 +189,7 @@ func TestHTTP2Drains(t *testing.T) {
 	if resp := get(); resp.ProtoMajor != 2 {
 		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
 	}
-	waitFor(t, "connection marked HTTP/2", func() bool { _, _, h2, _ := h.srv.conns.counts(); return h2 == 1 })
+	waitFor(t, "connection marked HTTP/2", func() bool { _, _, h2, _ := h.srv.main.conns.counts(); return h2 == 1 })
 	h.signal()
 	if resp := get(); resp.StatusCode != 200 || resp.ProtoMajor != 2 {
 		t.Fatalf("during the delay: %d %s", resp.StatusCode, resp.Proto)
@@ -216,4 +218,71 @@ func TestUnhealthyStopsTheHeartbeat(t *testing.T) {
 	<-healthy
 	healthy <- true
 	waitFor(t, "fresh again", fresh)
+}
+
+// HTTP/2 over TLS drains: a stream in flight at the signal finishes, one
+// begun during the delay is served, then GOAWAY and a clean end.
+func TestHTTP2OverTLSDrains(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.EnableHTTP2 = true
+	ts.StartTLS() // for its certificate and a client that trusts it
+	tlsConfig := ts.TLS.Clone()
+	client := ts.Client()
+	ts.Close()
+	client.Timeout = 5 * time.Second
+
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			started <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "hello\n")
+	}), func(c *Config) { c.HTTP = &http.Server{TLSConfig: tlsConfig} })
+	h.start()
+	url := strings.Replace(h.url, "http://", "https://", 1)
+	get := func(path string) (*http.Response, error) {
+		resp, err := client.Get(url + path)
+		if err != nil {
+			return nil, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp, nil
+	}
+	if resp, err := get("/work"); err != nil || resp.ProtoMajor != 2 {
+		t.Fatalf("before the signal: %v %v, want HTTP/2", resp, err)
+	}
+	slow := make(chan error, 1)
+	go func() {
+		resp, err := get("/slow")
+		if err == nil && (resp.StatusCode != 200 || resp.ProtoMajor != 2) {
+			err = fmt.Errorf("%d %s", resp.StatusCode, resp.Proto)
+		}
+		slow <- err
+	}()
+	<-started
+	h.signal()
+	if resp, err := get("/work"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("during the delay: %v %v", resp, err)
+	}
+	h.clock.Advance(testDrainDelay)
+	waitFor(t, "listener closed", func() bool {
+		c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	if h.returned() {
+		t.Fatal("drain ended with an HTTP/2 stream in flight")
+	}
+	close(release)
+	if err := <-slow; err != nil {
+		t.Fatalf("stream in flight at the signal: %v", err)
+	}
+	if err := h.wait(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
 }

@@ -7,30 +7,6 @@ import (
 	"sync"
 )
 
-// serveHTTP is the server's handler: /ready and /live, and every other
-// path for the service's own handler. During the drain every response
-// carries Connection: close, which ends an HTTP/1 connection after the
-// response and makes an HTTP/2 one send GOAWAY.
-func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
-	if r.ProtoMajor == 2 {
-		s.conns.markH2(r.Context())
-	}
-	if s.draining.Load() {
-		w.Header().Set("Connection", "close")
-		s.drained.Add(1)
-	}
-	switch r.URL.Path {
-	case "/ready":
-		s.serveReady(w, r)
-	case "/live":
-		s.serveLive(w, r)
-	default:
-		s.handler.ServeHTTP(w, r)
-	}
-}
-
 func probeMethodOK(w http.ResponseWriter, r *http.Request) bool {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return true
@@ -61,12 +37,14 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 
 // serveReady answers 200 only in state Ready with every check passing, else
 // 503 with a short reason. ?verbose lists each check as kube-apiserver's
-// /readyz does; only then are the checks' error texts shown.
-func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+// /readyz does; only then, and only where detail is allowed, are the checks'
+// error texts shown.
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool) {
 	if !probeMethodOK(w, r) {
 		return
 	}
 	_, verbose := r.URL.Query()["verbose"]
+	verbose = verbose && detail
 	if st := s.State(); st != Ready {
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
 		return

@@ -1,19 +1,25 @@
-// Package health runs an HTTP service so that Kubernetes can stop it without
-// losing a request or the background work a request started.
+// Package health runs a service's servers so that Kubernetes can stop it
+// without losing a request or the background work a request started.
 //
-// A Server serves GET /ready and GET /live beside the service's own handler.
-// On the first SIGTERM or SIGINT (or when Run's context is done) it drains:
+// A Server serves GET /ready and GET /live beside the service's own handler,
+// and drains with it any number of other HTTP listeners (AddHTTP), an admin
+// listener that answers until the end (AddAdmin) and other components such
+// as a gRPC server or a queue consumer (Add). On the first SIGTERM or SIGINT
+// (or when Run's context is done) it drains:
 //
 //  1. /ready turns 503 at once, so the kubelet takes the pod out of the
-//     Service's endpoints;
+//     Service's endpoints, and Draining is closed (a gRPC health service
+//     turns NOT_SERVING);
 //  2. it keeps serving for DrainDelay while that removal reaches every
 //     node, answering with Connection: close so keep-alive clients move on;
-//  3. it stops accepting, closes each keep-alive connection once it has
-//     been idle for IdleClose (never one a client may be writing to), and
-//     lets http.Server.Shutdown send HTTP/2 GOAWAY and finish;
+//  3. every listener and component stops side by side: a listener stops
+//     accepting, closes each keep-alive connection once it has been idle
+//     for IdleClose (never one a client may be writing to) and lets
+//     http.Server.Shutdown send HTTP/2 GOAWAY and finish; a component's
+//     Shutdown is called. One that hangs holds none of the others;
 //  4. it waits for the background work started with Go;
 //  5. it runs the OnStop hooks in reverse order, removes the liveness
-//     marker and returns nil.
+//     marker, closes the admin listener and returns nil.
 //
 // ShutdownTimeout, counted from the first signal, bounds it all: on expiry
 // what is left is closed, the work still running is cancelled and counted,
@@ -90,8 +96,9 @@ type Config struct {
 	// context, which starts the drain as the first signal does.)
 	Signals []os.Signal
 
-	// HTTP, when set, is the http.Server to use, for its timeouts and
-	// TLS settings. Its Handler and ConnContext are replaced and its
+	// HTTP, when set, is the http.Server to use, for its timeouts,
+	// protocols and TLS: with a TLSConfig (certificates in it) it serves
+	// HTTPS and HTTP/2. Its Handler and ConnContext are replaced and its
 	// ConnState is wrapped. By default ReadHeaderTimeout is 10s and
 	// IdleTimeout 120s.
 	HTTP *http.Server
@@ -125,32 +132,35 @@ func (s State) String() string {
 	return fmt.Sprintf("State(%d)", int32(s))
 }
 
-// Server is an HTTP service with readiness, liveness and a drain. Create
-// it with New, add checks, hooks and work, then call Run once.
+// Server is a service's servers with readiness, liveness and one drain.
+// Create it with New, add listeners, components, checks, hooks and work,
+// then call Run once.
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	clock   clock
 	signals <-chan os.Signal // nil: the process's Config.Signals
-	handler http.Handler
-	http    *http.Server
-	conns   *conns
 	tasks   *tasks
+
+	main  *httpListener   // New's handler, with /ready and /live
+	apis  []*httpListener // AddHTTP
+	admin *httpListener   // AddAdmin, or nil
+	comps []*component    // Add
 
 	state        atomic.Int32
 	draining     atomic.Bool
 	drainingDone chan struct{} // closed when the drain begins
+	drainStart   time.Time     // set before drainingDone is closed
 	// requests begun after the signal, for the drain's log
 	drained atomic.Int64
-	// handlers running, hijacked ones included: Shutdown does not wait
-	// for those, the drain does
-	inflight atomic.Int64
 
-	mu     sync.Mutex
-	checks []check
-	stops  []func(context.Context) error
-	addr   net.Addr
+	mu      sync.Mutex
+	checks  []check
+	stops   []func(context.Context) error
+	addr    net.Addr
+	started bool // Run was called: nothing more can be added
 
+	cancelRun     context.CancelFunc // ends the components' Run contexts
 	heartbeatStop context.CancelFunc
 	heartbeatDone chan struct{}
 	markerOnce    sync.Once
@@ -164,7 +174,8 @@ type check struct {
 	fn   func(context.Context) error
 }
 
-// New returns a Server that sends every request but /ready and /live to h.
+// New returns a Server that sends every request but /ready and /live to h
+// (nil: 404, for a service whose API is on other listeners).
 func New(cfg Config, h http.Handler) *Server {
 	return newServer(cfg, h, realClock{}, nil)
 }
@@ -196,32 +207,28 @@ func newServer(cfg Config, h http.Handler, clk clock, sigs <-chan os.Signal) *Se
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	hs := cfg.HTTP
-	if hs == nil {
-		hs = &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		clock:   clk,
-		signals: sigs,
-		handler: h,
-		http:    hs,
-		conns:   newConns(clk),
-		tasks:   newTasks(cfg.Logger),
-
+		cfg:          cfg,
+		log:          cfg.Logger,
+		clock:        clk,
+		signals:      sigs,
+		tasks:        newTasks(cfg.Logger),
 		drainingDone: make(chan struct{}),
 	}
-	userState := hs.ConnState
-	hs.ConnState = func(c net.Conn, st http.ConnState) {
-		s.conns.connState(c, st)
-		if userState != nil {
-			userState(c, st)
-		}
+	if h == nil {
+		h = http.NotFoundHandler()
 	}
-	hs.ConnContext = s.conns.connContext
-	hs.Handler = http.HandlerFunc(s.serveHTTP)
+	s.main = newHTTPListener(s, roleMain, defaultHTTP(cfg.HTTP), h)
+	s.main.name = "http"
 	return s
+}
+
+// defaultHTTP returns hs, or an http.Server with New's default timeouts.
+func defaultHTTP(hs *http.Server) *http.Server {
+	if hs != nil {
+		return hs
+	}
+	return &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 }
 
 // Validate reports a configuration that cannot drain safely, naming the
@@ -244,6 +251,69 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// AddHTTP adds another HTTP server of the service, serving hs.Handler on
+// ln (or, when ln is nil, on hs.Addr once Run starts). It drains as the
+// main listener does (Connection: close during the delay, keep-alive
+// connections closed without racing their clients, HTTP/2 GOAWAY, hijacked
+// handlers awaited), side by side with it. It does not serve /ready or
+// /live. Its ConnState is wrapped and its ConnContext replaced. Call it
+// before Run.
+func (s *Server) AddHTTP(hs *http.Server, ln net.Listener) {
+	h := hs.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	l := newHTTPListener(s, roleAPI, hs, h)
+	l.name = "http:" + hs.Addr
+	if ln != nil {
+		l.name = "http:" + ln.Addr().String()
+		l.ln = &closeOnceListener{Listener: ln}
+	}
+	s.add(func() { s.apis = append(s.apis, l) })
+}
+
+// AddAdmin adds the admin listener: /ready (with ?verbose detail, which the
+// main listener then no longer shows) and /live, and hs.Handler (when not
+// nil) for every other path, such as /metrics. It serves on ln (or, when
+// ln is nil, on hs.Addr; hs nil takes New's default timeouts) and is not
+// drained: it answers until Run returns, so probes and scrapes see the
+// drain to its end. Call it once, before Run.
+func (s *Server) AddAdmin(hs *http.Server, ln net.Listener) {
+	hs = defaultHTTP(hs)
+	h := hs.Handler
+	if h == nil {
+		h = http.NotFoundHandler()
+	}
+	l := newHTTPListener(s, roleAdmin, hs, h)
+	l.name = "admin"
+	if ln != nil {
+		l.ln = &closeOnceListener{Listener: ln}
+	}
+	s.add(func() {
+		if s.admin != nil {
+			panic("health: AddAdmin called twice")
+		}
+		s.admin = l
+	})
+}
+
+// Add adds a component that runs and drains with the Server, under name in
+// the log. Call it before Run.
+func (s *Server) Add(name string, c Component) {
+	s.add(func() { s.comps = append(s.comps, &component{name: name, c: c, done: make(chan struct{})}) })
+}
+
+func (s *Server) add(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started {
+		panic("health: a listener or component added after Run")
+	}
+	f()
+}
+
+func (s *Server) hasAdmin() bool { return s.admin != nil } // fixed once Run starts
+
 // AddCheck adds a named readiness check. /ready answers 200 only when every
 // check returns nil within the check timeout. A dependency that is down
 // makes the pod not ready, never dead: /live does not run checks.
@@ -263,10 +333,11 @@ func (s *Server) OnStop(fn func(ctx context.Context) error) {
 }
 
 // Go runs f in a new goroutine as tracked background work: the drain waits
-// for it before running the OnStop hooks. A handler calls Go before it
-// returns. f's context is cancelled only at the shutdown deadline, never at
-// the signal. Go returns ErrStopped, and does not run f, once the drain has
-// stopped waiting for work. A panic in f is recovered and logged.
+// for it before running the OnStop hooks. A handler (HTTP or gRPC) calls Go
+// before it returns. f's context is cancelled only at the shutdown
+// deadline, never at the signal. Go returns ErrStopped, and does not run f,
+// once the drain has stopped waiting for work. A panic in f is recovered
+// and logged.
 func (s *Server) Go(f func(ctx context.Context)) error { return s.tasks.goTask(f) }
 
 // Draining returns a channel that is closed when the drain begins: a
@@ -277,7 +348,8 @@ func (s *Server) Draining() <-chan struct{} { return s.drainingDone }
 // State returns the server's current state.
 func (s *Server) State() State { return State(s.state.Load()) }
 
-// Addr returns the address the server listens on, or nil before it does.
+// Addr returns the address the main listener listens on, or nil before it
+// does.
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -286,21 +358,71 @@ func (s *Server) Addr() net.Addr {
 
 func (s *Server) setState(st State) { s.state.Store(int32(st)) }
 
-// Run creates the marker, listens on Config.Addr and serves until the first
-// signal or until ctx is done, then drains and returns: nil after a clean
-// drain, an error matching ErrInterrupted or ErrShutdownTimeout otherwise.
-// Errors in the configuration or the marker's path match probe.ErrUsage
-// and are returned before the server listens.
+// Run creates the marker, listens on Config.Addr and serves, with every
+// added listener and component, until the first signal or until ctx is
+// done, then drains and returns: nil after a clean drain, an error matching
+// ErrInterrupted or ErrShutdownTimeout otherwise, joined with the errors of
+// components and hooks. Errors in the configuration or the marker's path
+// match probe.ErrUsage and are returned before the server listens.
 func (s *Server) Run(ctx context.Context) error {
 	return s.run(ctx, nil)
 }
 
-// Serve is Run on a listener of the caller's.
+// Serve is Run with the main listener a caller's.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	return s.run(ctx, ln)
 }
 
-func (s *Server) run(ctx context.Context, ln net.Listener) error {
+// drained listeners and the admin one, in start order.
+func (s *Server) listeners() []*httpListener {
+	ls := append([]*httpListener{s.main}, s.apis...)
+	if s.admin != nil {
+		ls = append(ls, s.admin)
+	}
+	return ls
+}
+
+// listen opens every listener that has none yet.
+func (s *Server) listen(mainLn net.Listener) error {
+	if mainLn != nil {
+		s.main.ln = &closeOnceListener{Listener: mainLn}
+	}
+	for _, l := range s.listeners() {
+		if l.ln != nil {
+			continue
+		}
+		addr := l.hs.Addr
+		if l == s.main {
+			addr = s.cfg.Addr
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s: listen: %w", l.name, err)
+		}
+		l.ln = &closeOnceListener{Listener: ln}
+	}
+	return nil
+}
+
+// closeListeners closes every open listener (before serving: a failed start).
+func (s *Server) closeListeners() {
+	for _, l := range s.listeners() {
+		if l.ln != nil {
+			_ = l.ln.Close() // nothing served on it yet
+		}
+	}
+}
+
+// exit is a listener or component that stopped serving.
+type exit struct {
+	name string
+	err  error
+}
+
+func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
+	s.mu.Lock()
+	s.started = true
+	s.mu.Unlock()
 	if err := s.cfg.Validate(); err != nil {
 		return err
 	}
@@ -314,183 +436,96 @@ func (s *Server) run(ctx context.Context, ln net.Listener) error {
 	if err := s.startMarker(); err != nil {
 		return err
 	}
-	if ln == nil {
-		var err error
-		if ln, err = net.Listen("tcp", s.cfg.Addr); err != nil {
-			return errors.Join(fmt.Errorf("listen: %w", err), s.stopMarker())
-		}
+	if err := s.listen(mainLn); err != nil {
+		s.closeListeners()
+		return errors.Join(err, s.stopMarker())
 	}
-	l := &closeOnceListener{Listener: ln}
 	s.mu.Lock()
-	s.addr = ln.Addr()
+	s.addr = s.main.ln.Addr()
 	s.mu.Unlock()
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- s.http.Serve(l) }()
+
+	// Every listener and component reports here when it stops serving;
+	// before the drain that is a failure that starts it.
+	exits := make(chan exit, len(s.apis)+len(s.comps)+2)
+	for _, l := range s.listeners() {
+		go func() { exits <- exit{l.name, l.serve()} }()
+	}
+	if s.admin != nil {
+		defer s.admin.hs.Close() // after the drain: the admin answers to the end
+	}
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	s.cancelRun = cancelRun // the deadline gives up on components too
+	for _, c := range s.comps {
+		go func() {
+			c.run(runCtx)
+			exits <- exit{c.name, c.runErr}
+		}()
+	}
 	s.setState(Ready)
-	s.log.Info("ready", "addr", ln.Addr().String())
+	s.log.Info("ready", s.readyAttrs()...)
 
 	var cause string
+	var failure error
 	select {
 	case <-ctx.Done():
 		cause = "context done"
 	case sig := <-sigs:
 		cause = sig.String()
-	case err := <-serveErr:
-		s.setState(Stopped)
-		_ = l.Close() // the serve error is the one to report
-		return errors.Join(fmt.Errorf("serve: %w", err), s.stopMarker())
+	case e := <-exits:
+		cause = e.name + " stopped"
+		failure = fmt.Errorf("%s stopped serving before the drain: %w", e.name, orStopped(e.err))
+		s.log.Error("stopped serving before the drain", "server", e.name, "error", e.err)
 	}
-	t0 := s.clock.Now()
-	s.draining.Store(true)
-	s.setState(Draining)
-	close(s.drainingDone)
-	active, idle, h2, _ := s.conns.counts()
+	s.beginDrain()
+	active, idle, h2, _ := s.main.conns.counts()
 	running, _ := s.tasks.counts()
 	s.log.Info("signal received: not ready, draining", "signal", cause,
 		"active_conns", active, "idle_conns", idle, "h2_conns", h2, "tasks_running", running,
 		"drain_delay", s.cfg.DrainDelay, "shutdown_timeout", s.cfg.ShutdownTimeout)
 
 	done := make(chan error, 1)
-	go func() { done <- s.drain(t0, l) }()
+	go func() { done <- s.drain(failure != nil) }()
 	select {
 	case err := <-done:
-		return err
+		return errors.Join(failure, err)
 	case sig := <-sigs:
-		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.since(t0))
-		return errors.Join(fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
+		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain())
+		return errors.Join(failure, fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
 	}
 }
 
-func (s *Server) since(t0 time.Time) time.Duration { return s.clock.Now().Sub(t0) }
-
-// drain runs the shutdown sequence that starts at t0.
-func (s *Server) drain(t0 time.Time, l net.Listener) error {
-	deadline := s.clock.After(s.cfg.ShutdownTimeout)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-deadline:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-
-	if d := s.cfg.DrainDelay; d > 0 {
-		select {
-		case <-s.clock.After(d):
-		case <-ctx.Done():
-			return s.expire(t0, "drain delay")
-		}
+func orStopped(err error) error {
+	if err == nil {
+		return errors.New("returned")
 	}
-	s.log.Info("drain delay over", "elapsed", s.since(t0), "requests_during_delay", s.drained.Load())
-
-	_ = l.Close() // closeOnceListener: Shutdown closes it again without error
-	s.log.Info("listener closed", "elapsed", s.since(t0))
-
-	if !s.closeConns(ctx) {
-		return s.expire(t0, "closing connections")
-	}
-	s.log.Info("keep-alive connections closed", "elapsed", s.since(t0))
-
-	// Shutdown finds no HTTP/1 connection left: it sends HTTP/2 GOAWAY,
-	// runs RegisterOnShutdown hooks and waits for HTTP/2 streams.
-	if err := s.http.Shutdown(ctx); err != nil {
-		return s.expire(t0, "http shutdown")
-	}
-	if n := s.inflight.Load(); n > 0 {
-		s.log.Info("waiting for long-lived handlers (hijacked connections)", "handlers", n, "elapsed", s.since(t0))
-	}
-	for s.inflight.Load() > 0 {
-		select {
-		case <-s.clock.After(5 * time.Millisecond):
-		case <-ctx.Done():
-			return s.expire(t0, "long-lived handlers")
-		}
-	}
-	s.log.Info("requests drained", "elapsed", s.since(t0), "requests_after_signal", s.drained.Load())
-
-	for !s.tasks.closeIfIdle() {
-		select {
-		case <-s.tasks.done:
-		case <-ctx.Done():
-			return s.expire(t0, "background work")
-		}
-	}
-	_, started := s.tasks.counts()
-	s.log.Info("background work drained", "elapsed", s.since(t0), "tasks_total", started)
-
-	err := s.runStops(ctx)
-	if ctx.Err() != nil {
-		return s.expire(t0, "stop hooks")
-	}
-	s.log.Info("stop hooks done", "elapsed", s.since(t0))
-
-	err = errors.Join(err, s.stopMarker())
-	s.setState(Stopped)
-	s.log.Info("drained, exiting", "elapsed", s.since(t0), "error", err)
 	return err
 }
 
-// closeConns ends every HTTP/1 connection without racing its client and
-// reports false if ctx ended first. A connection that carries a request
-// ends by itself after its response (it has Connection: close); one that
-// is idle is closed once it has been idle for IdleClose.
-func (s *Server) closeConns(ctx context.Context) bool {
-	poll := max(s.cfg.IdleClose/4, time.Millisecond)
-	for {
-		remaining, next := s.conns.closeQuiet(s.cfg.IdleClose)
-		if remaining == 0 {
-			return true
-		}
-		wait := poll
-		if !next.IsZero() {
-			wait = max(min(next.Sub(s.clock.Now()), poll), time.Millisecond)
-		}
-		select {
-		case <-s.clock.After(wait):
-		case <-s.conns.changed:
-		case <-ctx.Done():
-			return false
-		}
+// readyAttrs lists the addresses served, for the "ready" log line.
+func (s *Server) readyAttrs() []any {
+	attrs := []any{"addr", s.main.ln.Addr().String()}
+	for _, l := range s.apis {
+		attrs = append(attrs, "http_addr", l.ln.Addr().String())
 	}
+	if s.admin != nil {
+		attrs = append(attrs, "admin_addr", s.admin.ln.Addr().String())
+	}
+	for _, c := range s.comps {
+		attrs = append(attrs, "component", c.name)
+	}
+	return attrs
 }
 
-// expire ends a drain that ran out of time.
-func (s *Server) expire(t0 time.Time, phase string) error {
-	active, idle, h2, _ := s.conns.counts()
-	_ = s.http.Close() // the deadline passed; what is left is cut either way
-	hijacked := s.conns.closeHijacked()
-	abandoned := s.tasks.abandon()
-	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.since(t0),
-		"tasks_abandoned", abandoned, "active_conns", active, "idle_conns", idle, "h2_conns", h2, "hijacked_conns", hijacked)
-	// The hooks get a short bound of their own: the deadline has passed.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	err := errors.Join(
-		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.since(t0).Round(time.Millisecond), phase, abandoned),
-		s.runStops(ctx), s.stopMarker())
-	s.setState(Stopped)
-	return err
+// beginDrain turns the server not ready and tells whoever watches Draining.
+func (s *Server) beginDrain() {
+	s.drainStart = s.clock.Now()
+	s.draining.Store(true)
+	s.setState(Draining)
+	close(s.drainingDone)
 }
 
-// runStops runs the OnStop hooks once, in reverse order.
-func (s *Server) runStops(ctx context.Context) error {
-	s.stopOnce.Do(func() {
-		s.mu.Lock()
-		stops := s.stops
-		s.mu.Unlock()
-		var errs []error
-		for i := len(stops) - 1; i >= 0; i-- {
-			if err := stops[i](ctx); err != nil {
-				s.log.Error("stop hook failed", "error", err)
-				errs = append(errs, err)
-			}
-		}
-		s.stopErr = errors.Join(errs...)
-	})
-	return s.stopErr
-}
+func (s *Server) sinceDrain() time.Duration { return s.clock.Now().Sub(s.drainStart) }
 
 // startMarker creates the marker and starts its heartbeat.
 func (s *Server) startMarker() error {
@@ -533,17 +568,4 @@ func (s *Server) stopMarker() error {
 		s.log.Info("marker removed", "path", m.Path)
 	})
 	return s.markerErr
-}
-
-// closeOnceListener lets the drain close the listener before
-// http.Server.Shutdown does, without Shutdown reporting the second Close.
-type closeOnceListener struct {
-	net.Listener
-	once sync.Once
-	err  error
-}
-
-func (l *closeOnceListener) Close() error {
-	l.once.Do(func() { l.err = l.Listener.Close() })
-	return l.err
 }

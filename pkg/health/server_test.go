@@ -366,7 +366,7 @@ func TestConnectionsEndWithoutRacingClients(t *testing.T) {
 	// A connection opened half a quiet period before the delay ends.
 	h.clock.Advance(testDrainDelay - testIdleClose/2)
 	late := dialRaw(t, h.url)
-	waitFor(t, "connection tracked", func() bool { _, idle, _, _ := h.srv.conns.counts(); return idle == 2 })
+	waitFor(t, "connection tracked", func() bool { _, idle, _, _ := h.srv.main.conns.counts(); return idle == 2 })
 	h.clock.Advance(testIdleClose / 2)
 	waitFor(t, "listener closed", func() bool {
 		c, err := net.Dial("tcp", addr)

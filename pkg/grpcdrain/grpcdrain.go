@@ -1,0 +1,216 @@
+// Package grpcdrain runs a gRPC server under a health.Server's drain, so
+// that Kubernetes can stop it without failing an RPC.
+//
+// At the signal the standard health service (grpc.health.v1) answers
+// NOT_SERVING for every service name, so the kubelet's grpc probe and
+// client-side health checking see it at once, and each open Watch stream
+// gets NOT_SERVING and then ends: none holds the drain. The server keeps
+// serving for the drain delay, then GracefulStop sends GOAWAY and lets the
+// RPCs in flight finish, side by side with the service's other servers. At
+// the shutdown deadline Stop cuts what is left, and the count of RPCs cut
+// is logged and returned. Background work a handler starts with
+// health.Server.Go is awaited as for HTTP.
+//
+// It is a module of its own, so that google.golang.org/grpc reaches only
+// the services that import it.
+package grpcdrain
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/stats"
+
+	"github.com/drainwell/drainwell/pkg/health"
+)
+
+// Server is a gRPC server that runs and drains with a health.Server.
+// Register services on it as on a *grpc.Server.
+type Server struct {
+	*grpc.Server
+
+	// Health is the standard health service, registered on Server: set
+	// each service's status on it. The drain makes every status
+	// NOT_SERVING for good.
+	Health *grpchealth.Server
+
+	srv      *health.Server
+	ln       net.Listener
+	log      *slog.Logger
+	rpcs     rpcCounter
+	draining chan struct{} // closed once Health is NOT_SERVING
+}
+
+// New returns a gRPC server built with opts (to which it adds a stats
+// handler that counts RPCs in flight) with the health service registered.
+// It serves on ln while srv runs and drains with it, under name "grpc" in
+// the log; log nil means slog.Default(). Call it before srv.Run.
+func New(srv *health.Server, ln net.Listener, log *slog.Logger, opts ...grpc.ServerOption) *Server {
+	return newServer(srv, ln, log, true, opts)
+}
+
+// newServer is New; endWatches false registers grpc-go's health service
+// as it is, for the tests' negative control.
+func newServer(srv *health.Server, ln net.Listener, log *slog.Logger, endWatches bool, opts []grpc.ServerOption) *Server {
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		Health:   grpchealth.NewServer(),
+		srv:      srv,
+		ln:       ln,
+		log:      log,
+		draining: make(chan struct{}),
+	}
+	s.Server = grpc.NewServer(append(opts, grpc.StatsHandler(&s.rpcs))...)
+	if endWatches {
+		healthgrpc.RegisterHealthServer(s.Server, &watchEnder{Server: s.Health, draining: s.draining})
+	} else {
+		healthgrpc.RegisterHealthServer(s.Server, s.Health)
+	}
+	srv.Add("grpc", (*component)(s))
+	return s
+}
+
+// component is Server's side of health.Component, kept off its method set.
+type component Server
+
+// Run serves until the drain's GracefulStop or Stop; at the signal it
+// turns every health status NOT_SERVING.
+func (c *component) Run(context.Context) error {
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		select {
+		case <-c.srv.Draining():
+			c.Health.Shutdown()
+			close(c.draining)
+			c.log.Info("grpc health: NOT_SERVING", "rpcs_in_flight", c.rpcs.inflight.Load())
+		case <-stop:
+		}
+	}()
+	return c.Server.Serve(c.ln)
+}
+
+// Shutdown sends GOAWAY and waits for the RPCs in flight; at ctx's end it
+// cuts them with Stop and reports how many it cut.
+func (c *component) Shutdown(ctx context.Context) error {
+	done := make(chan struct{})
+	c.log.Info("grpc: graceful stop (GOAWAY)", "rpcs_in_flight", c.rpcs.inflight.Load())
+	go func() {
+		c.Server.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+		c.log.Info("grpc: stopped", "rpcs_total", c.rpcs.started.Load())
+		return nil
+	case <-ctx.Done():
+	}
+	cut := c.rpcs.inflight.Load()
+	c.Server.Stop() // GracefulStop returns too
+	<-done
+	c.log.Error("grpc: RPCs cut at the shutdown deadline", "rpcs_cut", cut)
+	return fmt.Errorf("%d RPCs cut at the shutdown deadline", cut)
+}
+
+// rpcCounter counts RPCs begun and in flight.
+type rpcCounter struct {
+	started  atomic.Int64
+	inflight atomic.Int64
+}
+
+func (r *rpcCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (r *rpcCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
+	return ctx
+}
+func (r *rpcCounter) HandleConn(context.Context, stats.ConnStats) {}
+func (r *rpcCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
+	switch s.(type) {
+	case *stats.Begin:
+		r.started.Add(1)
+		r.inflight.Add(1)
+	case *stats.End:
+		r.inflight.Add(-1)
+	}
+}
+
+// watchEnder is grpc-go's health service whose Watch streams end once they
+// have told their client the drain's NOT_SERVING (or SERVICE_UNKNOWN): a
+// Watch stream never ends by itself, and GracefulStop would wait for it
+// until the deadline.
+type watchEnder struct {
+	*grpchealth.Server
+	draining <-chan struct{}
+}
+
+func (w *watchEnder) Watch(req *healthpb.HealthCheckRequest, stream healthgrpc.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	ws := &endingStream{Health_WatchServer: stream, ctx: ctx, cancel: cancel}
+	go func() {
+		select {
+		case <-w.draining:
+			ws.drain()
+		case <-ctx.Done():
+		}
+	}()
+	err := w.Server.Watch(req, ws)
+	if ws.ended() {
+		return nil // ended by the drain, after NOT_SERVING: a clean end
+	}
+	return err
+}
+
+// endingStream cancels its context once the drain has begun and the last
+// status it sent is not SERVING.
+type endingStream struct {
+	healthgrpc.Health_WatchServer
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	sent     bool
+	last     healthpb.HealthCheckResponse_ServingStatus
+	draining bool
+	end      bool
+}
+
+func (e *endingStream) Context() context.Context { return e.ctx }
+
+func (e *endingStream) Send(resp *healthpb.HealthCheckResponse) error {
+	err := e.Health_WatchServer.Send(resp)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sent, e.last = true, resp.GetStatus()
+	e.maybeEndLocked()
+	return err
+}
+
+func (e *endingStream) drain() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.draining = true
+	e.maybeEndLocked()
+}
+
+func (e *endingStream) maybeEndLocked() {
+	if e.draining && e.sent && e.last != healthpb.HealthCheckResponse_SERVING {
+		e.end = true
+		e.cancel()
+	}
+}
+
+func (e *endingStream) ended() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.end
+}

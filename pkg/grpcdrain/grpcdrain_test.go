@@ -1,0 +1,319 @@
+package grpcdrain
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	testpb "google.golang.org/grpc/interop/grpc_testing"
+	"google.golang.org/grpc/status"
+
+	"github.com/drainwell/drainwell/pkg/health"
+)
+
+const (
+	drainDelay      = 300 * time.Millisecond
+	shutdownTimeout = 3 * time.Second
+)
+
+// testService answers UnaryCall after ResponseSize milliseconds, starting
+// tracked background work when the request asks for a compressed response
+// (a flag the test reuses), and streams StreamingOutputCall's parameters
+// one every 50 ms; no parameters means forever.
+type testService struct {
+	testpb.UnimplementedTestServiceServer
+	srv      *health.Server
+	workDone atomic.Int64
+}
+
+func (ts *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	if req.GetResponseCompressed().GetValue() {
+		err := ts.srv.Go(func(context.Context) {
+			time.Sleep(200 * time.Millisecond)
+			ts.workDone.Add(1)
+		})
+		if err != nil {
+			return nil, status.Error(codes.Unavailable, err.Error())
+		}
+	}
+	select {
+	case <-time.After(time.Duration(req.GetResponseSize()) * time.Millisecond):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return &testpb.SimpleResponse{}, nil
+}
+
+func (ts *testService) StreamingOutputCall(req *testpb.StreamingOutputCallRequest, stream testpb.TestService_StreamingOutputCallServer) error {
+	n := len(req.GetResponseParameters())
+	for i := 0; n == 0 || i < n; i++ {
+		if err := stream.Send(&testpb.StreamingOutputCallResponse{}); err != nil {
+			return err
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+	return nil
+}
+
+type rig struct {
+	t      *testing.T
+	srv    *health.Server
+	gs     *Server
+	svc    *testService
+	conn   *grpc.ClientConn
+	log    *syncBuffer
+	stop   context.CancelFunc // the first signal
+	result chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func start(t *testing.T, endWatches bool) *rig {
+	t.Helper()
+	r := &rig{t: t, log: &syncBuffer{}, result: make(chan error, 1)}
+	logger := slog.New(slog.NewTextHandler(r.log, nil))
+	r.srv = health.New(health.Config{
+		DrainDelay: drainDelay, ShutdownTimeout: shutdownTimeout, IdleClose: 10 * time.Millisecond, Logger: logger,
+	}, nil)
+	httpLn := listen(t)
+	grpcLn := listen(t)
+	r.gs = newServer(r.srv, grpcLn, logger, endWatches, nil)
+	r.svc = &testService{srv: r.srv}
+	testpb.RegisterTestServiceServer(r.gs, r.svc)
+	ctx, stop := context.WithCancel(context.Background())
+	r.stop = stop
+	go func() { r.result <- r.srv.Serve(ctx, httpLn) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-r.result:
+		case <-time.After(2 * shutdownTimeout):
+			t.Error("Serve did not return")
+		}
+		if t.Failed() {
+			t.Log(r.log.String())
+		}
+	})
+	conn, err := grpc.NewClient(grpcLn.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	r.conn = conn
+	waitFor(t, "serving", func() bool { return r.check() == healthpb.HealthCheckResponse_SERVING })
+	return r
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func (r *rig) check() healthpb.HealthCheckResponse_ServingStatus {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(r.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return -1
+	}
+	return resp.GetStatus()
+}
+
+func (r *rig) wait() error {
+	r.t.Helper()
+	select {
+	case err := <-r.result:
+		r.result <- err // for the cleanup
+		return err
+	case <-time.After(2 * shutdownTimeout):
+		r.t.Fatal("Serve did not return")
+		return nil
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// At the signal, Check answers NOT_SERVING at once (long before the drain
+// delay ends) and a Watch stream sees NOT_SERVING, then ends cleanly.
+func TestSignalTurnsHealthNotServing(t *testing.T) {
+	r := start(t, true)
+	watch, err := healthpb.NewHealthClient(r.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Watch first = %v, %v; want SERVING", resp, err)
+	}
+	unknown, err := healthpb.NewHealthClient(r.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{Service: "nope"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := unknown.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVICE_UNKNOWN {
+		t.Fatalf("Watch unknown first = %v, %v; want SERVICE_UNKNOWN", resp, err)
+	}
+	t0 := time.Now()
+	r.stop()
+	waitFor(t, "NOT_SERVING", func() bool { return r.check() == healthpb.HealthCheckResponse_NOT_SERVING })
+	if d := time.Since(t0); d >= drainDelay {
+		t.Fatalf("NOT_SERVING after %s, not within the drain delay %s", d, drainDelay)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Watch after the signal = %v, %v; want NOT_SERVING", resp, err)
+	}
+	if _, err := watch.Recv(); err != io.EOF {
+		t.Fatalf("Watch did not end after NOT_SERVING: %v", err)
+	}
+	if _, err := unknown.Recv(); err != io.EOF {
+		t.Fatalf("Watch of an unknown service did not end at the drain: %v", err)
+	}
+	if err := r.wait(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+}
+
+// RPCs in flight at the signal, and those that arrive during the delay,
+// finish; so does the background work they start; then Serve returns nil.
+func TestInFlightRPCsFinish(t *testing.T) {
+	r := start(t, true)
+	client := testpb.NewTestServiceClient(r.conn)
+	stream, err := client.StreamingOutputCall(context.Background(), &testpb.StreamingOutputCallRequest{
+		ResponseParameters: make([]*testpb.ResponseParameters, 20), // 20 x 50 ms: past the delay
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unary := make(chan error, 1)
+	go func() {
+		_, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{ResponseSize: 600})
+		unary <- err
+	}()
+	waitFor(t, "RPCs in flight", func() bool { return r.gs.rpcs.inflight.Load() >= 2 })
+	r.stop()
+	// During the delay: served, with tracked work.
+	if _, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{ResponseCompressed: wrapTrue()}); err != nil {
+		t.Fatalf("RPC during the drain delay: %v", err)
+	}
+	n := 0
+	for {
+		_, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("stream cut after %d messages: %v", n, err)
+		}
+		n++
+	}
+	if n != 20 {
+		t.Fatalf("stream got %d messages, want 20", n)
+	}
+	if err := <-unary; err != nil {
+		t.Fatalf("unary RPC in flight at the signal: %v", err)
+	}
+	if err := r.wait(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+	if r.svc.workDone.Load() != 1 {
+		t.Fatal("Serve returned before the RPC's background work finished")
+	}
+	if !strings.Contains(r.log.String(), "grpc: stopped") {
+		t.Fatalf("no graceful stop in the log:\n%s", r.log)
+	}
+}
+
+// A stream that never ends is cut at the deadline; the count of RPCs cut
+// is in the log and the error.
+func TestNeverEndingStreamCutAtDeadline(t *testing.T) {
+	r := start(t, true)
+	stream, err := testpb.NewTestServiceClient(r.conn).StreamingOutputCall(context.Background(), &testpb.StreamingOutputCallRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	r.stop()
+	err = r.wait()
+	if !errors.Is(err, health.ErrShutdownTimeout) || !strings.Contains(err.Error(), "1 RPCs cut") {
+		t.Fatalf("Serve = %v, want a shutdown timeout with 1 RPC cut", err)
+	}
+	if d := time.Since(t0); d < shutdownTimeout || d > shutdownTimeout+2*time.Second {
+		t.Fatalf("Serve returned %s after the signal, want about %s", d, shutdownTimeout)
+	}
+	if !strings.Contains(r.log.String(), "rpcs_cut=1") || !strings.Contains(r.log.String(), "grpc shutdown") {
+		t.Fatalf("log does not count the cut RPC in phase grpc shutdown:\n%s", r.log)
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if status.Code(err) == codes.OK {
+				t.Fatalf("stream ended cleanly, want cut: %v", err)
+			}
+			break
+		}
+	}
+}
+
+// Negative control: grpc-go's health service as it is. Its Watch stream
+// never ends, so GracefulStop waits for it to the deadline.
+func TestPlainHealthWatchHoldsGracefulStop(t *testing.T) {
+	r := start(t, false)
+	watch, err := healthpb.NewHealthClient(r.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watch.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	r.stop()
+	err = r.wait()
+	if !errors.Is(err, health.ErrShutdownTimeout) || !strings.Contains(err.Error(), "1 RPCs cut") {
+		t.Fatalf("Serve = %v; the control should be cut at the deadline with its Watch stream", err)
+	}
+}
+
+func wrapTrue() *testpb.BoolValue { return &testpb.BoolValue{Value: true} }

@@ -1,0 +1,196 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// drain runs the shutdown sequence, from the signal to the marker's
+// removal. After a failure (a listener or component that stopped serving)
+// it skips the drain delay.
+func (s *Server) drain(failed bool) error {
+	deadline := s.clock.After(s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-deadline:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	// 1. Keep serving while the endpoint removal propagates.
+	if d := s.cfg.DrainDelay; d > 0 && !failed {
+		select {
+		case <-s.clock.After(d):
+		case <-ctx.Done():
+			return s.expire("drain delay", nil)
+		}
+	}
+	s.log.Info("drain delay over", "elapsed", s.sinceDrain(), "requests_during_delay", s.drained.Load())
+
+	// 2. Every listener and component stops side by side.
+	pending, errs := s.stopServers(ctx)
+	if ctx.Err() != nil {
+		return s.expire(s.stuckServers(), pending)
+	}
+	s.log.Info("servers drained", "elapsed", s.sinceDrain(), "requests_after_signal", s.drained.Load())
+
+	// 3. The background work the requests started.
+	for !s.tasks.closeIfIdle() {
+		select {
+		case <-s.tasks.done:
+		case <-ctx.Done():
+			return s.expire("background work", nil)
+		}
+	}
+	_, started := s.tasks.counts()
+	s.log.Info("background work drained", "elapsed", s.sinceDrain(), "tasks_total", started)
+
+	// 4. Cleanup, in reverse order of registration.
+	err := errors.Join(errs, s.runStops(ctx))
+	if ctx.Err() != nil {
+		return s.expire("stop hooks", nil)
+	}
+	s.log.Info("stop hooks done", "elapsed", s.sinceDrain())
+
+	// 5. The marker goes last: the process is about to exit.
+	err = errors.Join(err, s.stopMarker())
+	s.setState(Stopped)
+	s.log.Info("drained, exiting", "elapsed", s.sinceDrain(), "error", err)
+	return err
+}
+
+// stopServers drains every listener but the admin one and shuts every
+// component down, concurrently, and waits for all of them or for ctx. It
+// returns the channel on which the ones still running will report, and the
+// errors of those that ended.
+func (s *Server) stopServers(ctx context.Context) (pending *stopping, errs error) {
+	n := 1 + len(s.apis) + len(s.comps)
+	results := make(chan error, n)
+	var wg sync.WaitGroup
+	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+		wg.Go(func() {
+			err := l.drain(ctx)
+			if err != nil && ctx.Err() == nil {
+				err = fmt.Errorf("%s: %w", l.name, err)
+			} else {
+				err = nil // cut at the deadline: expire counts what it cuts
+			}
+			results <- err
+		})
+	}
+	for _, c := range s.comps {
+		wg.Go(func() {
+			err := c.shutdown(ctx)
+			if err == nil {
+				s.log.Info("component stopped", "component", c.name, "elapsed", s.sinceDrain())
+			}
+			results <- errors.Join(err, c.runErr)
+		})
+	}
+	all := make(chan struct{})
+	go func() { wg.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-ctx.Done():
+		return &stopping{results, n}, nil
+	}
+	close(results)
+	var list []error
+	for err := range results {
+		if err != nil {
+			s.log.Error("server stopped with an error", "error", err)
+			list = append(list, err)
+		}
+	}
+	return nil, errors.Join(list...)
+}
+
+// stuckServers names the listeners and components still stopping, with
+// the step each is in: the phase a deadline cut.
+func (s *Server) stuckServers() string {
+	var stuck []string
+	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+		if p := l.step.Load(); p != nil && *p != "" {
+			stuck = append(stuck, l.name+" "+*p)
+		}
+	}
+	for _, c := range s.comps {
+		if p := c.step.Load(); p != nil && *p != "" {
+			stuck = append(stuck, c.name+" "+*p)
+		}
+	}
+	return "servers: " + strings.Join(stuck, ", ")
+}
+
+// stopping is the stop phase cut short by the deadline: n results are
+// still to come on results, one per listener and component.
+type stopping struct {
+	results <-chan error
+	n       int
+}
+
+// expire ends a drain that ran out of time in phase: it cuts every
+// listener's connections, cancels the components' and the background
+// work's contexts, gives the components' Shutdowns (reporting on pending)
+// a second to say what they cut, then runs the hooks briefly and removes
+// the marker.
+func (s *Server) expire(phase string, pending *stopping) error {
+	var active, idle, h2, hijacked int
+	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+		a, i, h, j := l.cut()
+		active, idle, h2, hijacked = active+a, idle+i, h2+h, hijacked+j
+	}
+	s.cancelRun()
+	abandoned := s.tasks.abandon()
+	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.sinceDrain(),
+		"tasks_abandoned", abandoned, "active_conns", active, "idle_conns", idle, "h2_conns", h2, "hijacked_conns", hijacked)
+	// Hooks and components get a short bound of their own: the deadline
+	// has passed.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	var cut []error
+	if pending != nil {
+	collect:
+		for range pending.n {
+			select {
+			case err := <-pending.results:
+				if err != nil {
+					s.log.Error("cut at the deadline", "error", err)
+					cut = append(cut, err)
+				}
+			case <-ctx.Done():
+				break collect
+			}
+		}
+	}
+	err := errors.Join(
+		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.sinceDrain().Round(time.Millisecond), phase, abandoned),
+		errors.Join(cut...), s.runStops(ctx), s.stopMarker())
+	s.setState(Stopped)
+	return err
+}
+
+// runStops runs the OnStop hooks once, in reverse order.
+func (s *Server) runStops(ctx context.Context) error {
+	s.stopOnce.Do(func() {
+		s.mu.Lock()
+		stops := s.stops
+		s.mu.Unlock()
+		var errs []error
+		for i := len(stops) - 1; i >= 0; i-- {
+			if err := stops[i](ctx); err != nil {
+				s.log.Error("stop hook failed", "error", err)
+				errs = append(errs, err)
+			}
+		}
+		s.stopErr = errors.Join(errs...)
+	})
+	return s.stopErr
+}

@@ -1,0 +1,210 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// funcComponent is a Component made of two functions.
+type funcComponent struct {
+	run      func(ctx context.Context) error
+	shutdown func(ctx context.Context) error
+}
+
+func (f funcComponent) Run(ctx context.Context) error      { return f.run(ctx) }
+func (f funcComponent) Shutdown(ctx context.Context) error { return f.shutdown(ctx) }
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+func refused(addr string) bool {
+	c, err := net.Dial("tcp", addr)
+	if err == nil {
+		c.Close()
+	}
+	return err != nil
+}
+
+// The main listener, a second API listener and a component that hangs in
+// Shutdown drain side by side: the hung one holds neither listener's drain,
+// and the admin listener answers to the end.
+func TestServersDrainSideBySide(t *testing.T) {
+	h := newHarness(t, nil)
+	release := make(chan struct{})
+	slowStarted := make(chan struct{})
+	api := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(slowStarted)
+			<-release
+		}
+		io.WriteString(w, "api\n")
+	})}
+	apiLn, adminLn := listen(t), listen(t)
+	h.srv.AddHTTP(api, apiLn)
+	h.srv.AddAdmin(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "metrics\n")
+	})}, adminLn)
+	h.srv.AddCheck("db", func(context.Context) error { return errors.New("secret detail") })
+	var shutdownCalled atomic.Bool
+	h.srv.Add("stuck", funcComponent{
+		run: func(ctx context.Context) error { <-ctx.Done(); return nil },
+		shutdown: func(ctx context.Context) error {
+			shutdownCalled.Store(true)
+			<-ctx.Done() // a GracefulStop that never returns
+			return errors.New("3 jobs cut")
+		},
+	})
+	h.start()
+	apiURL, adminURL := "http://"+apiLn.Addr().String(), "http://"+adminLn.Addr().String()
+
+	// Probe detail only on the admin listener.
+	if _, _, body := get(t, h.url+"/ready?verbose"); strings.Contains(body, "secret") {
+		t.Fatalf("main /ready?verbose shows check detail with an admin listener: %q", body)
+	}
+	if _, _, body := get(t, adminURL+"/ready?verbose"); !strings.Contains(body, "secret detail") {
+		t.Fatalf("admin /ready?verbose = %q, want the check's detail", body)
+	}
+	if code, _, body := get(t, adminURL+"/metrics"); code != 200 || body != "metrics\n" {
+		t.Fatalf("admin /metrics = %d %q", code, body)
+	}
+	if _, _, body := get(t, apiURL+"/ready"); body != "api\n" {
+		t.Fatalf("API listener /ready = %q, want its own handler's answer (probes are not its business)", body)
+	}
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := noKeepAlive.Get(apiURL + "/slow")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- string(b)
+	}()
+	<-slowStarted
+
+	h.srv.AddCheck("ok", func(context.Context) error { return nil })
+	h.signal()
+	if code, _, body := get(t, adminURL+"/ready"); code != 503 || !strings.Contains(body, "draining") {
+		t.Fatalf("admin /ready after the signal = %d %q", code, body)
+	}
+	if resp := dialRaw(t, apiURL).do("/work"); resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("API listener during the delay: %d close=%v, want 200 with Connection: close", resp.StatusCode, resp.Close)
+	}
+	if shutdownCalled.Load() {
+		t.Fatal("component shut down before the drain delay ended")
+	}
+
+	h.clock.Advance(testDrainDelay)
+	waitFor(t, "main listener closed", func() bool { return refused(strings.TrimPrefix(h.url, "http://")) })
+	waitFor(t, "API listener closed", func() bool { return refused(apiLn.Addr().String()) })
+	waitFor(t, "component shutdown called", shutdownCalled.Load)
+	close(release)
+	if got := <-slow; got != "api\n" {
+		t.Fatalf("request in flight on the API listener: %q", got)
+	}
+	waitFor(t, "both listeners drained", func() bool {
+		return h.srv.main.step.Load() != nil && *h.srv.main.step.Load() == "" &&
+			h.srv.apis[0].step.Load() != nil && *h.srv.apis[0].step.Load() == ""
+	})
+	// The stuck component holds the exit, not the others; the admin
+	// listener still answers.
+	if h.returned() {
+		t.Fatal("returned while a component was still stopping")
+	}
+	if code, _, _ := get(t, adminURL+"/live"); code != 200 {
+		t.Fatalf("admin /live during the drain = %d", code)
+	}
+	h.clock.Advance(testTimeout - testDrainDelay)
+	err := h.wait()
+	if !errors.Is(err, ErrShutdownTimeout) || !strings.Contains(err.Error(), "servers: stuck shutdown") ||
+		!strings.Contains(err.Error(), "3 jobs cut") {
+		t.Fatalf("Serve = %v, want a timeout naming the stuck component and what it cut", err)
+	}
+	waitFor(t, "admin listener closed at exit", func() bool { return refused(adminLn.Addr().String()) })
+}
+
+// A worker: takes jobs until Shutdown, which comes after the drain delay,
+// finishes the one it holds, and returns.
+func TestWorkerComponentDrains(t *testing.T) {
+	h := newHarness(t, nil)
+	jobs := make(chan int)
+	stop := make(chan struct{})
+	var done atomic.Int64
+	var shutdownCalled atomic.Bool
+	h.srv.Add("worker", funcComponent{
+		run: func(ctx context.Context) error {
+			for {
+				select {
+				case <-jobs:
+					done.Add(1)
+				case <-stop:
+					return nil
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		},
+		shutdown: func(ctx context.Context) error {
+			shutdownCalled.Store(true)
+			close(stop)
+			return nil
+		},
+	})
+	h.start()
+	jobs <- 1
+	h.signal()
+	jobs <- 2 // still taking work during the delay
+	if shutdownCalled.Load() {
+		t.Fatal("shut down at the signal, before the delay")
+	}
+	h.clock.Advance(testDrainDelay)
+	if err := h.wait(); err != nil {
+		t.Fatalf("Serve = %v", err)
+	}
+	if done.Load() != 2 {
+		t.Fatalf("worker did %d jobs, want 2", done.Load())
+	}
+}
+
+// A component whose Run fails starts the drain at once (no delay: the
+// pod is failing), and Serve reports its error.
+func TestComponentFailureStartsTheDrain(t *testing.T) {
+	h := newHarness(t, nil)
+	fail := make(chan struct{})
+	h.srv.Add("consumer", funcComponent{
+		run:      func(context.Context) error { <-fail; return errors.New("queue gone") },
+		shutdown: func(context.Context) error { return nil },
+	})
+	h.start()
+	close(fail)
+	err := h.wait()
+	if err == nil || !strings.Contains(err.Error(), "consumer") || !strings.Contains(err.Error(), "queue gone") {
+		t.Fatalf("Serve = %v, want the consumer's error", err)
+	}
+	if h.markerExists() {
+		t.Fatal("marker left")
+	}
+}
+
+func TestAddAfterRunPanics(t *testing.T) {
+	h := newHarness(t, nil).start()
+	defer func() {
+		if recover() == nil {
+			t.Fatal("Add after Run did not panic")
+		}
+	}()
+	h.srv.Add("late", funcComponent{})
+}
