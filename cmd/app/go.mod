@@ -2,13 +2,19 @@ module github.com/drainwell/drainwell/cmd/app
 
 go 1.26.8
 
-replace github.com/drainwell/drainwell => ../..
+replace (
+	github.com/drainwell/drainwell => ../..
+	github.com/drainwell/drainwell/pkg/grpcdrain => ../../pkg/grpcdrain
+)
 
 require (
 	github.com/drainwell/drainwell v0.0.0-00010101000000-000000000000
+	github.com/drainwell/drainwell/pkg/grpcdrain v0.0.0-00010101000000-000000000000
 	github.com/kelseyhightower/envconfig v1.4.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/spf13/cobra v1.10.2
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -16,5 +22,8 @@ require (
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
+	golang.org/x/net v0.60.0 // indirect
 	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
 )

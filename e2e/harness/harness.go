@@ -141,14 +141,20 @@ func (r *Redis) Close() {
 
 // Proc is a started process of ours that logs "msg=ready addr=HOST:PORT".
 type Proc struct {
-	Cmd    *exec.Cmd
-	Addr   string // from its ready line
-	stderr *lockedBuffer
-	done   chan struct{}
-	err    error // from Wait, once done is closed
+	Cmd  *exec.Cmd
+	Addr string // from its ready line
+	// from its ready line too, when it serves them
+	AdminAddr, GRPCAddr string
+	stderr              *lockedBuffer
+	done                chan struct{}
+	err                 error // from Wait, once done is closed
 }
 
-var readyLine = regexp.MustCompile(`msg=ready addr=(\S+)`)
+var (
+	readyLine = regexp.MustCompile(`msg=ready addr=(\S+)`)
+	adminAddr = regexp.MustCompile(`msg=ready .*admin_addr=(\S+)`)
+	grpcAddr  = regexp.MustCompile(`grpc_addr=(\S+)`)
+)
 
 // Start runs bin with env (added to a minimal environment) and args and
 // waits up to 10s for its ready line.
@@ -168,6 +174,12 @@ func StartCmd(cmd *exec.Cmd) (*Proc, error) {
 	for time.Now().Before(deadline) {
 		if m := readyLine.FindStringSubmatch(p.Stderr()); m != nil {
 			p.Addr = m[1]
+			if m := adminAddr.FindStringSubmatch(p.Stderr()); m != nil {
+				p.AdminAddr = m[1]
+			}
+			if m := grpcAddr.FindStringSubmatch(p.Stderr()); m != nil {
+				p.GRPCAddr = m[1]
+			}
 			return p, nil
 		}
 		select {

@@ -7,10 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 
 	"github.com/spf13/cobra"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/drainwell/drainwell/cmd/app/counter"
+	"github.com/drainwell/drainwell/pkg/grpcdrain"
 	"github.com/drainwell/drainwell/pkg/health"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
@@ -94,6 +97,24 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 		Logger:          log,
 	}, svc.routes())
 	svc.run = srv.Go
+	if cfg.AdminAddr != "" {
+		ln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			return fmt.Errorf("ADMIN_ADDR=%s: %w", cfg.AdminAddr, err)
+		}
+		srv.AddAdmin(nil, ln)
+	}
+	if cfg.GRPCAddr != "" {
+		ln, err := net.Listen("tcp", cfg.GRPCAddr)
+		if err != nil {
+			return fmt.Errorf("GRPC_ADDR=%s: %w", cfg.GRPCAddr, err)
+		}
+		defer ln.Close() // closed by the drain; this is for a Run that fails before serving
+		gs := grpcdrain.New(srv, ln, log)
+		svc.registerGRPC(gs)
+		gs.Health.SetServingStatus(GRPCService, healthpb.HealthCheckResponse_SERVING)
+		log.Info("grpc listening", "grpc_addr", ln.Addr().String())
+	}
 	if cfg.RedisAddr != "" {
 		srv.AddCheck("redis", c.Ping)
 	}

@@ -15,6 +15,8 @@ import (
 // Config is the example service's environment.
 type Config struct {
 	Addr            string        `envconfig:"ADDR" default:":8080"`
+	GRPCAddr        string        `envconfig:"GRPC_ADDR"`
+	AdminAddr       string        `envconfig:"ADMIN_ADDR"`
 	RedisAddr       string        `envconfig:"REDIS_ADDR"`
 	RedisPassword   string        `envconfig:"REDIS_PASSWORD"`
 	LiveFile        string        `envconfig:"LIVE_FILE" default:"/tmp/live"`
@@ -54,6 +56,16 @@ func (c Config) Validate() error {
 		return bad("ADDR is empty")
 	case !validAddr(c.Addr):
 		return bad("ADDR=%q is not HOST:PORT", c.Addr)
+	case c.GRPCAddr != "" && !validAddr(c.GRPCAddr):
+		return bad("GRPC_ADDR=%q is not HOST:PORT", c.GRPCAddr)
+	case c.AdminAddr != "" && !validAddr(c.AdminAddr):
+		return bad("ADMIN_ADDR=%q is not HOST:PORT", c.AdminAddr)
+	case samePort(c.Addr, c.GRPCAddr):
+		return bad("GRPC_ADDR=%q and ADDR=%q share a port", c.GRPCAddr, c.Addr)
+	case samePort(c.Addr, c.AdminAddr):
+		return bad("ADMIN_ADDR=%q and ADDR=%q share a port", c.AdminAddr, c.Addr)
+	case samePort(c.GRPCAddr, c.AdminAddr):
+		return bad("ADMIN_ADDR=%q and GRPC_ADDR=%q share a port", c.AdminAddr, c.GRPCAddr)
 	case c.LiveFile == "":
 		return bad("LIVE_FILE is empty")
 	case c.LiveMaxAge < 0:
@@ -85,4 +97,16 @@ func validAddr(addr string) bool {
 	}
 	n, err := strconv.Atoi(port)
 	return err == nil && n >= 0 && n <= 65535
+}
+
+// samePort reports two set addresses with the same fixed port (port 0 picks
+// a free one, and different hosts can share a port; the common mistake is
+// the same port twice).
+func samePort(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	return pa == pb && pa != "0" && (ha == hb || ha == "" || hb == "")
 }

@@ -13,7 +13,7 @@ var durationVars = []string{"LIVE_MAX_AGE", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "
 // setEnv sets the app's variables for one case, and unsets the others.
 func setEnv(t *testing.T, vars map[string]string) {
 	t.Helper()
-	for _, k := range append([]string{"ADDR", "REDIS_ADDR", "REDIS_PASSWORD", "LIVE_FILE"}, durationVars...) {
+	for _, k := range append([]string{"ADDR", "GRPC_ADDR", "ADMIN_ADDR", "REDIS_ADDR", "REDIS_PASSWORD", "LIVE_FILE"}, durationVars...) {
 		t.Setenv(k, "") // registers the restore
 		if v, ok := vars[k]; ok {
 			t.Setenv(k, v)
@@ -35,6 +35,15 @@ func TestLoadConfig(t *testing.T) {
 		{"ipv6 address", map[string]string{"ADDR": "[::1]:8080"}, ""},
 		{"empty ADDR", map[string]string{"ADDR": ""}, "ADDR"},
 		{"port out of range", map[string]string{"ADDR": ":65536"}, "ADDR"},
+		{"grpc and admin", map[string]string{"GRPC_ADDR": ":9090", "ADMIN_ADDR": "127.0.0.1:9091"}, ""},
+		{"ports picked by the kernel", map[string]string{"ADDR": ":0", "GRPC_ADDR": ":0", "ADMIN_ADDR": ":0"}, ""},
+		{"same port, other hosts", map[string]string{"ADDR": "127.0.0.1:8080", "GRPC_ADDR": "127.0.0.2:8080"}, ""},
+		{"GRPC_ADDR not host:port", map[string]string{"GRPC_ADDR": "9090"}, "GRPC_ADDR"},
+		{"GRPC_ADDR port out of range", map[string]string{"GRPC_ADDR": ":70000"}, "GRPC_ADDR"},
+		{"ADMIN_ADDR not host:port", map[string]string{"ADMIN_ADDR": "localhost"}, "ADMIN_ADDR"},
+		{"GRPC_ADDR on ADDR's port", map[string]string{"GRPC_ADDR": ":8080"}, "GRPC_ADDR"},
+		{"ADMIN_ADDR on ADDR's port", map[string]string{"ADMIN_ADDR": "127.0.0.1:8080"}, "ADMIN_ADDR"},
+		{"ADMIN_ADDR on GRPC_ADDR's port", map[string]string{"GRPC_ADDR": ":9090", "ADMIN_ADDR": ":9090"}, "ADMIN_ADDR"},
 		{"empty LIVE_FILE", map[string]string{"LIVE_FILE": ""}, "LIVE_FILE"},
 		{"work cannot finish", map[string]string{"WORK_DELAY": "21s"}, "WORK_DELAY"},
 		{"idle close beyond the deadline", map[string]string{"IDLE_CLOSE": "20s"}, "IDLE_CLOSE"},

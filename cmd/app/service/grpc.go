@@ -1,0 +1,101 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+)
+
+// The counter's gRPC API, written by hand on protobuf's well-known types
+// (no generated code to keep): the same operations as the HTTP API.
+//
+//	service drainwell.example.v1.Counter {
+//	  rpc Incr(google.protobuf.Empty) returns (google.protobuf.Empty);  // as POST /incr
+//	  rpc Get(google.protobuf.Empty) returns (google.protobuf.Int64Value); // as GET /count
+//	  // The count every 100 ms, n times (n = 0: until the client cancels).
+//	  rpc Follow(google.protobuf.Int64Value) returns (stream google.protobuf.Int64Value);
+//	}
+const (
+	GRPCService = "drainwell.example.v1.Counter"
+	GRPCIncr    = "/" + GRPCService + "/Incr"
+	GRPCGet     = "/" + GRPCService + "/Get"
+	GRPCFollow  = "/" + GRPCService + "/Follow"
+)
+
+// FollowInterval is how often Follow sends the count.
+const FollowInterval = 100 * time.Millisecond
+
+func (s *service) registerGRPC(r grpc.ServiceRegistrar) {
+	r.RegisterService(&grpc.ServiceDesc{
+		ServiceName: GRPCService,
+		HandlerType: (*any)(nil),
+		Methods: []grpc.MethodDesc{
+			{MethodName: "Incr", Handler: unary(GRPCIncr, s.grpcIncr)},
+			{MethodName: "Get", Handler: unary(GRPCGet, s.grpcGet)},
+		},
+		Streams: []grpc.StreamDesc{
+			{StreamName: "Follow", Handler: s.grpcFollow, ServerStreams: true},
+		},
+	}, s)
+}
+
+// unary adapts f to grpc's method handler, with the server's interceptor.
+func unary[Resp any](method string, f func(context.Context, *emptypb.Empty) (Resp, error)) func(any, context.Context, func(any) error, grpc.UnaryServerInterceptor) (any, error) {
+	return func(_ any, ctx context.Context, dec func(any) error, icpt grpc.UnaryServerInterceptor) (any, error) {
+		in := new(emptypb.Empty)
+		if err := dec(in); err != nil {
+			return nil, err
+		}
+		if icpt == nil {
+			return f(ctx, in)
+		}
+		info := &grpc.UnaryServerInfo{FullMethod: method}
+		return icpt(ctx, in, info, func(ctx context.Context, req any) (any, error) { return f(ctx, req.(*emptypb.Empty)) })
+	}
+}
+
+// grpcIncr is POST /incr over gRPC: the increment is tracked background
+// work, counted once for this RPC.
+func (s *service) grpcIncr(_ context.Context, _ *emptypb.Empty) (*emptypb.Empty, error) {
+	id, accepted := rand.Text(), time.Now()
+	if err := s.run(func(ctx context.Context) { s.incr(ctx, id, accepted) }); err != nil {
+		return nil, status.Error(codes.Unavailable, "shutting down")
+	}
+	return &emptypb.Empty{}, nil
+}
+
+func (s *service) grpcGet(ctx context.Context, _ *emptypb.Empty) (*wrapperspb.Int64Value, error) {
+	n, err := s.counter.Get(ctx)
+	if err != nil {
+		s.log.Error("count unavailable", "error", err)
+		return nil, status.Error(codes.Unavailable, "count unavailable")
+	}
+	return wrapperspb.Int64(n), nil
+}
+
+func (s *service) grpcFollow(_ any, stream grpc.ServerStream) error {
+	in := new(wrapperspb.Int64Value)
+	if err := stream.RecvMsg(in); err != nil {
+		return err
+	}
+	ctx := stream.Context()
+	for i := int64(0); in.GetValue() == 0 || i < in.GetValue(); i++ {
+		n, err := s.counter.Get(ctx)
+		if err != nil {
+			return status.Error(codes.Unavailable, "count unavailable")
+		}
+		if err := stream.SendMsg(wrapperspb.Int64(n)); err != nil {
+			return err
+		}
+		if !sleep(ctx, FollowInterval) {
+			return status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	return nil
+}

@@ -1,0 +1,248 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/drainwell/drainwell/cmd/app/service"
+)
+
+func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+func grpcCheck(conn *grpc.ClientConn, svc string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
+	return resp.GetStatus(), err
+}
+
+// follow opens the app's Follow stream for n counts (0: forever) and
+// reads its first message.
+func follow(t *testing.T, conn *grpc.ClientConn, n int64) grpc.ClientStream {
+	t.Helper()
+	st, err := conn.NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, service.GRPCFollow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SendMsg(wrapperspb.Int64(n)); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.RecvMsg(new(wrapperspb.Int64Value)); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// The example app over gRPC, with its admin listener: SIGTERM turns the
+// health service NOT_SERVING within a few ms, a Watch stream sees it and
+// ends, unary RPCs during the delay and a stream in flight finish, every
+// increment they were answered for lands in Redis, and the admin listener
+// answers to the end.
+func TestGRPCDrain(t *testing.T) {
+	redis := startRedis(t)
+	live := filepath.Join(t.TempDir(), "live")
+	const drainDelay = time.Second
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "GRPC_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0",
+		"LIVE_FILE="+live, "REDIS_ADDR="+redis.Addr,
+		"DRAIN_DELAY=1s", "WORK_DELAY=200ms", "SHUTDOWN_TIMEOUT=5s", "IDLE_CLOSE=100ms")
+	if p.GRPCAddr == "" || p.AdminAddr == "" {
+		t.Fatalf("no gRPC or admin address in the log:\n%s", p.Stderr())
+	}
+	conn := grpcConn(t, p.GRPCAddr)
+	for _, svc := range []string{"", service.GRPCService} {
+		if st, err := grpcCheck(conn, svc); err != nil || st != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("Check(%q) = %v %v before the signal, want SERVING", svc, st, err)
+		}
+	}
+	watch, err := healthpb.NewHealthClient(conn).Watch(context.Background(), &healthpb.HealthCheckRequest{Service: service.GRPCService})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Watch = %v %v, want SERVING", resp, err)
+	}
+	const followN = 20 // 2 s at 100 ms: past the drain delay
+	stream := follow(t, conn, followN)
+
+	// Unary increments from the signal to just before the delay ends.
+	var mu sync.Mutex
+	var sent, ok int
+	var rpcErrs []string
+	stopIncr := make(chan struct{})
+	incrDone := make(chan struct{})
+	go func() {
+		defer close(incrDone)
+		for {
+			select {
+			case <-stopIncr:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+			err := conn.Invoke(context.Background(), service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
+			mu.Lock()
+			sent++
+			if err == nil {
+				ok++
+			} else {
+				rpcErrs = append(rpcErrs, err.Error())
+			}
+			mu.Unlock()
+		}
+	}()
+
+	t0 := time.Now()
+	p.Signal(syscall.SIGTERM)
+	for {
+		st, _ := grpcCheck(conn, service.GRPCService)
+		if st == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Since(t0) > drainDelay/2 {
+			t.Fatalf("health still %v %s after SIGTERM", st, time.Since(t0))
+		}
+	}
+	notServing := time.Since(t0)
+	t.Logf("NOT_SERVING %s after SIGTERM", notServing)
+	if notServing > 50*time.Millisecond {
+		t.Errorf("NOT_SERVING after %s, want within a few ms", notServing)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Fatalf("Watch after SIGTERM = %v %v, want NOT_SERVING", resp, err)
+	}
+	if _, err := watch.Recv(); err != io.EOF {
+		t.Fatalf("Watch did not end after NOT_SERVING: %v", err)
+	}
+	if code := httpStatus(t, "http://"+p.AdminAddr+"/ready"); code != 503 {
+		t.Fatalf("admin /ready = %d during the drain", code)
+	}
+	time.Sleep(time.Until(t0.Add(drainDelay - 150*time.Millisecond))) // the load's schedule, not a wait for a condition
+	close(stopIncr)
+	<-incrDone
+
+	// The main and gRPC listeners are gone (the stream is still in flight); the admin one still answers.
+	waitFor(t, "main listener closed", func() bool { return isRefused(p.Addr) })
+	if code := httpStatus(t, "http://"+p.AdminAddr+"/live"); code != 200 {
+		t.Fatalf("admin /live after the main listener closed = %d", code)
+	}
+	got := 1
+	for {
+		err := stream.RecvMsg(new(wrapperspb.Int64Value))
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("Follow cut after %d of %d messages: %v", got, followN, err)
+		}
+		got++
+	}
+	if got != followN {
+		t.Fatalf("Follow got %d messages, want %d", got, followN)
+	}
+	code, err := p.Wait(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, p.Stderr())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if sent == 0 || ok != sent {
+		t.Fatalf("unary RPCs during the delay: %d sent, %d OK: %v", sent, ok, rpcErrs)
+	}
+	n, err := redis.Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != int64(ok) {
+		t.Fatalf("counter %d, want %d (one per RPC answered OK)", n, ok)
+	}
+	t.Logf("%d RPCs during the delay, all OK, counter %d; exit 0 after %s", sent, n, time.Since(t0).Round(time.Millisecond))
+	if isRefused(p.AdminAddr) == false {
+		t.Fatal("admin listener still open after exit")
+	}
+}
+
+// A stream that never ends is cut at the deadline: exit 1, the count in the
+// log.
+func TestGRPCStreamCutAtDeadline(t *testing.T) {
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "GRPC_ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
+		"DRAIN_DELAY=200ms", "WORK_DELAY=0", "SHUTDOWN_TIMEOUT=2s", "IDLE_CLOSE=100ms")
+	stream := follow(t, grpcConn(t, p.GRPCAddr), 0)
+	t0 := time.Now()
+	p.Signal(syscall.SIGTERM)
+	code, err := p.Wait(10 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(t0)
+	if code != 1 || took < 2*time.Second || took > 3*time.Second {
+		t.Fatalf("exit %d %s after SIGTERM, want 1 at the 2s deadline", code, took)
+	}
+	if !strings.Contains(p.Stderr(), "rpcs_cut=1") || !strings.Contains(p.Stderr(), "1 RPCs cut") {
+		t.Fatalf("log does not count the cut stream:\n%s", p.Stderr())
+	}
+	for {
+		if err := stream.RecvMsg(new(wrapperspb.Int64Value)); err != nil {
+			if errors.Is(err, io.EOF) {
+				t.Fatal("stream ended cleanly, want it cut")
+			}
+			break
+		}
+	}
+}
+
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func isRefused(addr string) bool {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err == nil {
+		c.Close()
+	}
+	return err != nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
