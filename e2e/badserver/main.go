@@ -14,6 +14,19 @@
 //   - incrretry: drains well, and retries a plain Redis INCR until it gets
 //     a reply: an INCR whose reply was lost is counted twice.
 //
+// With GRPC_ADDR set it serves the app's gRPC API too, with grpc-go's own
+// health service, and drains HTTP as above; ADMIN_ADDR serves /ready and
+// /live (not drained). The gRPC flaws:
+//
+//   - grpcstop: Stop at SIGTERM (RPCs in flight cut, no drain delay).
+//   - grpcnodelay: GracefulStop at SIGTERM, without the drain delay: the
+//     connections that stale endpoints still route to it are refused.
+//   - grpcwatch: NOT_SERVING at SIGTERM, GracefulStop after the delay, but
+//     with the health service's Watch streams open and no deadline: it
+//     hangs until SIGKILL.
+//
+// Other modes stop gRPC with GracefulStop after the delay.
+//
 // If a test that passes on the app also passes on one of these, the test is
 // broken.
 package main
@@ -33,8 +46,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	grpchealth "google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/drainwell/drainwell/cmd/app/counter"
+	"github.com/drainwell/drainwell/cmd/app/service"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
@@ -139,8 +156,33 @@ func run() error {
 		}
 		mux.ServeHTTP(w, r)
 	})}
+	var gs *grpc.Server
+	var hs *grpchealth.Server
+	readyAttrs := []any{"addr", ln.Addr().String(), "mode", mode}
+	if a := os.Getenv("GRPC_ADDR"); a != "" {
+		gln, err := net.Listen("tcp", a)
+		if err != nil {
+			return err
+		}
+		gs, hs = grpc.NewServer(), grpchealth.NewServer()
+		healthpb.RegisterHealthServer(gs, hs)
+		service.RegisterGRPC(gs, c, workDelay, func(f func(context.Context)) error {
+			work.Add(1)
+			go func() { defer work.Done(); f(context.Background()) }()
+			return nil
+		}, log)
+		go gs.Serve(gln)
+		readyAttrs = append(readyAttrs, "grpc_addr", gln.Addr().String())
+	}
+	if a := os.Getenv("ADMIN_ADDR"); a != "" {
+		aln, err := net.Listen("tcp", a)
+		if err != nil {
+			return err
+		}
+		go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(aln)
+	}
 	ready.Store(true)
-	log.Info("ready", "addr", ln.Addr().String(), "mode", mode)
+	log.Info("ready", readyAttrs...)
 	if mode == "hard" {
 		return srv.Serve(ln) // SIGTERM's default action ends the process
 	}
@@ -150,7 +192,19 @@ func run() error {
 	<-sigs
 	ready.Store(false)
 	draining.Store(true)
+	if gs != nil {
+		hs.Shutdown()
+		switch mode {
+		case "grpcstop":
+			gs.Stop()
+		case "grpcnodelay":
+			gs.GracefulStop()
+		}
+	}
 	time.Sleep(drainDelay)
+	if gs != nil {
+		gs.GracefulStop() // returns at once after Stop; grpcwatch hangs here
+	}
 	if err := srv.Shutdown(context.Background()); err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -59,13 +60,17 @@ type Config struct {
 	Net string
 	// Lag is how long an endpoint change takes to reach the Service proxy.
 	Lag time.Duration
+	// ServicePorts names the container ports the Service exposes, each
+	// through a proxy of its own. Default: "http" (Spec.Port).
+	ServicePorts []string
 }
 
 // Cluster is one Deployment and its Service.
 type Cluster struct {
-	cfg   Config
-	proxy *proxy
-	start time.Time
+	cfg     Config
+	proxy   *proxy            // the "http" port's
+	proxies map[string]*proxy // by port name
+	start   time.Time
 
 	mu       sync.Mutex
 	pods     []*Pod
@@ -78,7 +83,8 @@ type Cluster struct {
 type Pod struct {
 	Name     string
 	Revision int
-	Addr     string // IP:port
+	IP       string
+	Addr     string // IP:port of the "http" port
 	c        *Cluster
 	dir      string // the emptyDir of LIVE_FILE
 
@@ -93,12 +99,27 @@ type Pod struct {
 // Start starts the Service proxy and Spec.Replicas pods, and waits until
 // all are ready.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
-	c := &Cluster{cfg: cfg, start: time.Now(), nextIP: 2}
-	p, err := newProxy(cfg.Net+".1:0", cfg.Lag)
-	if err != nil {
-		return nil, err
+	c := &Cluster{cfg: cfg, start: time.Now(), nextIP: 2, proxies: map[string]*proxy{}}
+	if len(cfg.ServicePorts) == 0 {
+		cfg.ServicePorts = []string{"http"}
+		c.cfg.ServicePorts = cfg.ServicePorts
 	}
-	c.proxy = p
+	for _, name := range cfg.ServicePorts {
+		if name != "http" && cfg.Spec.Ports[name] == 0 {
+			c.closeProxies()
+			return nil, fmt.Errorf("the container has no port %q", name)
+		}
+		p, err := newProxy(cfg.Net+".1:0", cfg.Lag)
+		if err != nil {
+			c.closeProxies()
+			return nil, err
+		}
+		c.proxies[name] = p
+	}
+	c.proxy = c.proxies["http"]
+	if c.proxy == nil {
+		c.proxy = c.proxies[cfg.ServicePorts[0]]
+	}
 	c.revision = 1
 	for range cfg.Spec.Replicas {
 		if _, err := c.createPod(1); err != nil {
@@ -106,15 +127,40 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 	}
 	// Ready, and routed: the Service's view lags the endpoints.
-	err = waitUntil(ctx, 20*time.Millisecond, func() bool { return c.proxy.viewSize() == cfg.Spec.Replicas })
+	err := waitUntil(ctx, 20*time.Millisecond, func() bool { return c.proxy.viewSize() == cfg.Spec.Replicas })
 	return c, err
 }
 
-// ServiceAddr is the Service's address.
+// ServiceAddr is the address of the Service's "http" port.
 func (c *Cluster) ServiceAddr() string { return c.proxy.addr() }
 
-// Refused is how many connections the Service could not route.
-func (c *Cluster) Refused() int64 { return c.proxy.refused.Load() }
+// ServiceAddrOf is the address of the Service's port name.
+func (c *Cluster) ServiceAddrOf(name string) string { return c.proxies[name].addr() }
+
+// Refused is how many connections the Service could not route, over all
+// its ports.
+func (c *Cluster) Refused() int64 {
+	var n int64
+	for _, p := range c.proxies {
+		n += p.refused.Load()
+	}
+	return n
+}
+
+func (c *Cluster) closeProxies() {
+	for _, p := range c.proxies {
+		p.close()
+	}
+}
+
+// portAddr is the pod's address for the container port name.
+func (c *Cluster) portAddr(p *Pod, name string) string {
+	port := c.cfg.Spec.Port
+	if name != "http" {
+		port = c.cfg.Spec.Ports[name]
+	}
+	return net.JoinHostPort(p.IP, strconv.Itoa(port))
+}
 
 // Pods returns the pods that exist now (terminating ones included).
 func (c *Cluster) Pods() []*Pod {
@@ -165,16 +211,19 @@ func (c *Cluster) event(p *Pod, ph Phase, note string) {
 	c.mu.Unlock()
 }
 
-// endpointsChanged publishes the ready, non-terminating pods.
+// endpointsChanged publishes the ready, non-terminating pods to every
+// port's proxy.
 func (c *Cluster) endpointsChanged() {
-	var eps []string
-	for _, p := range c.Pods() {
-		if p.ready.Load() && !p.terminating.Load() {
-			eps = append(eps, p.Addr)
+	for name, px := range c.proxies {
+		var eps []string
+		for _, p := range c.Pods() {
+			if p.ready.Load() && !p.terminating.Load() {
+				eps = append(eps, c.portAddr(p, name))
+			}
 		}
+		sort.Strings(eps)
+		px.publish(eps)
 	}
-	sort.Strings(eps)
-	c.proxy.publish(eps)
 }
 
 func (c *Cluster) env(p *Pod) []string {
@@ -186,6 +235,13 @@ func (c *Cluster) env(p *Pod) []string {
 		env[k] = v
 	}
 	env["ADDR"] = p.Addr
+	// Every other listen address on the pod's own IP, as a pod's network
+	// namespace would make ":9090" mean.
+	for k, v := range env {
+		if (k == "GRPC_ADDR" || k == "ADMIN_ADDR") && strings.HasPrefix(v, ":") {
+			env[k] = p.IP + v
+		}
+	}
 	if lf, ok := env["LIVE_FILE"]; ok {
 		env["LIVE_FILE"] = filepath.Join(p.dir, path.Base(lf))
 	}
@@ -208,6 +264,7 @@ func (c *Cluster) createPod(rev int) (*Pod, error) {
 	p := &Pod{
 		Name:      fmt.Sprintf("app-r%d-%d", rev, ip),
 		Revision:  rev,
+		IP:        c.cfg.Net + "." + strconv.Itoa(ip),
 		Addr:      net.JoinHostPort(c.cfg.Net+"."+strconv.Itoa(ip), strconv.Itoa(c.cfg.Spec.Port)),
 		c:         c,
 		dir:       filepath.Join(c.cfg.Dir, "pod-"+strconv.Itoa(ip)),
@@ -256,10 +313,14 @@ func (p *Pod) run() {
 				}
 				grace -= d
 			}
-			code := p.stop(proc, grace)
+			code, killed := p.stop(proc, grace)
 			stopProbes()
 			p.setReady(false)
-			p.c.event(p, Exited, "exit "+strconv.Itoa(code))
+			note := "exit " + strconv.Itoa(code)
+			if killed {
+				note += ", killed at the end of its grace period"
+			}
+			p.c.event(p, Exited, note)
 			return
 		case <-livenessFailed:
 			p.restarts.Add(1)
@@ -282,17 +343,18 @@ func (p *Pod) run() {
 }
 
 // stop sends SIGTERM, and SIGKILL after grace; it returns the exit status
-// (-1 for a signal).
-func (p *Pod) stop(proc *harness.Proc, grace time.Duration) int {
+// (-1 for a signal) and whether it had to kill.
+func (p *Pod) stop(proc *harness.Proc, grace time.Duration) (code int, killed bool) {
 	proc.Signal(syscall.SIGTERM)
 	select {
 	case <-proc.Done():
 	case <-time.After(grace):
 		proc.Cmd.Process.Signal(syscall.SIGKILL)
+		killed = true
 		<-proc.Done()
 	}
-	code, _ := proc.Wait(0)
-	return code
+	code, _ = proc.Wait(0)
+	return code, killed
 }
 
 func (p *Pod) setReady(r bool) {
@@ -312,7 +374,7 @@ func (p *Pod) setReady(r bool) {
 func (p *Pod) readiness(ctx context.Context, proc *harness.Proc) {
 	pr := p.c.cfg.Spec.Readiness
 	client := &http.Client{Timeout: pr.Timeout, Transport: &http.Transport{DisableKeepAlives: true}}
-	url := "http://" + p.Addr + pr.HTTPPath
+	url := "http://" + net.JoinHostPort(p.IP, strconv.Itoa(p.c.cfg.Spec.ProbePort)) + pr.HTTPPath
 	ok, fail := 0, 0
 	tick(ctx, pr.InitialDelay, pr.Period, func() {
 		resp, err := client.Get(url)
@@ -460,7 +522,7 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 		p.Delete()
 	}
 	err := waitUntil(ctx, 20*time.Millisecond, func() bool { return len(c.Pods()) == 0 })
-	c.proxy.close()
+	c.closeProxies()
 	return err
 }
 

@@ -37,7 +37,9 @@ type Spec struct {
 	Replicas       int
 	MaxSurge       int
 	MaxUnavailable int
-	Port           int               // the container port the probes and the Service use
+	Port           int               // the container port of the Service's "http" port (ADDR)
+	ProbePort      int               // the readiness probe's port
+	Ports          map[string]int    // the container's ports by name
 	Env            map[string]string // the container's environment
 	Readiness      Probe
 	Liveness       Probe
@@ -79,7 +81,15 @@ func SpecFromDeployment(d *appsv1.Deployment, name string) (Spec, error) {
 	if err != nil {
 		return Spec{}, err
 	}
-	s.Port = int(port)
+	s.ProbePort = int(port)
+	s.Ports = map[string]int{}
+	for _, p := range c.Ports {
+		s.Ports[p.Name] = int(p.ContainerPort)
+	}
+	s.Port = s.ProbePort
+	if p, ok := s.Ports["http"]; ok {
+		s.Port = p
+	}
 	s.Readiness = probe(c.ReadinessProbe)
 	if c.LivenessProbe != nil {
 		s.Liveness = probe(c.LivenessProbe)

@@ -10,6 +10,10 @@ import (
 // with the harness (load tool, proxy, 3-4 pods, Redis) not the bottleneck.
 const HeavyRate = 500
 
+// GRPCRate is the gRPC profiles' rate: what this machine sustains with
+// gRPC load (see BENCHMARKS.md's rollout rows).
+const GRPCRate = 500
+
 // Profiles returns the profiles and their negative controls. short is the
 // CI version: the same shapes, shorter.
 func Profiles(short bool) []Profile {
@@ -61,6 +65,18 @@ func Profiles(short bool) []Profile {
 	wedgeControl := with(wedge, "control: wedge, LIVE_MAX_AGE=0", "app", map[string]string{"LIVE_MAX_AGE": "0"})
 	wedgeControl.Expect = NeverRestarted
 	redisFaultsControl := with(redisFaults, "control: redis faults, plain INCR retried", "badserver", map[string]string{"MODE": "incrretry"})
+	// gRPC: the same Deployment, load as Incr RPCs through the Service's
+	// grpc port from independent clients (grpc-go defaults, no retry).
+	grpcHeavy := heavy
+	grpcHeavy.Name, grpcHeavy.GRPC, grpcHeavy.Rate = "grpc", true, GRPCRate
+	// Client-side health checking keeps a Watch stream open on every
+	// connection: the drain must end them, not wait for them.
+	grpcWatch := grpcHeavy
+	grpcWatch.Name, grpcWatch.HealthCheck = "grpc with health watchers", true
+	grpcStop := with(grpcHeavy, "control: grpc Stop at SIGTERM", "badserver", map[string]string{"MODE": "grpcstop"})
+	grpcNoDelay := with(grpcHeavy, "control: grpc GracefulStop without delay", "badserver", map[string]string{"MODE": "grpcnodelay"})
+	grpcWatchHold := with(grpcWatch, "control: grpc Watch open without a deadline", "badserver", map[string]string{"MODE": "grpcwatch"})
+	grpcWatchHold.Expect = Killed
 	return []Profile{
 		articles,
 		heavy,
@@ -75,5 +91,10 @@ func Profiles(short bool) []Profile {
 		oldWedge,
 		redisFaults,
 		redisFaultsControl,
+		grpcHeavy,
+		grpcWatch,
+		grpcStop,
+		grpcNoDelay,
+		grpcWatchHold,
 	}
 }

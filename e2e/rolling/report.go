@@ -32,6 +32,8 @@ func Table(w io.Writer, rows []Row) {
 			verdict += " (control: restarted late)"
 		case SometimesLoss:
 			verdict += " (race control: must lose in some runs)"
+		case Killed:
+			verdict += " (control: a pod hangs to SIGKILL)"
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s |\n",
 			r.Profile, r.Rate, r.Sent, r.OK, r.Errors, r.Counter, r.Lost,
@@ -39,7 +41,7 @@ func Table(w io.Writer, rows []Row) {
 	}
 	for _, r := range rows {
 		frozen := r.Expect == FrozenOnly || r.Expect == NeverRestarted || r.Expect == SlowRestart
-		if len(r.ErrorKinds) == 0 && r.Refused == 0 && !frozen && r.RedisFaults == 0 {
+		if len(r.ErrorKinds) == 0 && r.Refused == 0 && !frozen && r.RedisFaults == 0 && r.Kills == 0 {
 			continue
 		}
 		var kinds []string
@@ -50,6 +52,9 @@ func Table(w io.Writer, rows []Row) {
 		line := fmt.Sprintf("- %s: errors: %s", r.Profile, strings.Join(kinds, ", "))
 		if r.Refused > 0 {
 			line += fmt.Sprintf("; the Service refused %d connections (no endpoint, or a closed listener)", r.Refused)
+		}
+		if r.Kills > 0 {
+			line += fmt.Sprintf("; %d pods were killed at the end of their grace period", r.Kills)
 		}
 		if frozen {
 			line += fmt.Sprintf("; the frozen pod was sent %d connections and answered %d requests within WORK_DELAY before it froze", r.FrozenConns, r.FrozenAtRisk)

@@ -44,6 +44,12 @@ type Profile struct {
 	FreezeAt time.Duration
 	// Liveness, when set, replaces the manifest's liveness timings.
 	Liveness *cluster.Probe
+	// GRPC sends the load as Incr RPCs through the Service's grpc port
+	// instead of POST /incr.
+	GRPC bool
+	// HealthCheck: the gRPC clients watch the health service
+	// (client-side health checking), a Watch stream per connection.
+	HealthCheck bool
 	// RedisFaults, when set, puts a redisfault.Proxy between the pods and
 	// Redis that faults every RedisFaults-th write (reply dropped after
 	// the write, reply delayed past the client's timeout, reset before).
@@ -69,6 +75,9 @@ const (
 	// SlowRestart: a negative control; the frozen pod is restarted later
 	// than MaxFreezeToRestart after it froze, or not within the run.
 	SlowRestart
+	// Killed: a negative control; a pod hangs in its drain until the
+	// kubelet's SIGKILL.
+	Killed
 	// SometimesLoss: a control of a probabilistic race; it must lose in
 	// at least one of its runs (see Judge).
 	SometimesLoss
@@ -101,6 +110,9 @@ type Row struct {
 	FreezeToRestart time.Duration
 	// RedisFaults counts the faults injected between the pods and Redis.
 	RedisFaults int64
+	// Kills counts the pods that did not exit within their grace period
+	// and were killed.
+	Kills int
 }
 
 // MaxFreezeToRestart is how soon a frozen pod must run again.
@@ -114,7 +126,9 @@ func (r Row) Verdict() string {
 	var ok bool
 	switch r.Expect {
 	case NoLoss:
-		ok = !r.Lossy()
+		ok = !r.Lossy() && r.Kills == 0
+	case Killed:
+		ok = r.Kills > 0
 	case Loss:
 		ok = r.Lossy()
 	case FrozenOnly:
@@ -238,7 +252,12 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		env[k] = v
 	}
 	podDir := filepath.Join(e.Dir, "pods-"+p.Name)
+	ports := []string{"http"}
+	if p.GRPC {
+		ports = []string{"http", "grpc"}
+	}
 	c, err := cluster.Start(ctx, cluster.Config{
+		ServicePorts: ports,
 		Spec: spec,
 		Bin:  e.Bins[p.Server],
 		Env:  env,
@@ -252,7 +271,16 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	defer c.Shutdown(context.Background())
 
 	start := time.Now()
-	results := attack("http://"+c.ServiceAddr()+"/incr", p)
+	var results <-chan result
+	if p.GRPC {
+		var stopWatching func()
+		if results, stopWatching, err = grpcAttack(ctx, c.ServiceAddrOf("grpc"), p); err != nil {
+			return nil, err
+		}
+		defer stopWatching() // after the pods' Shutdown below: open through every drain
+	} else {
+		results = attack("http://"+c.ServiceAddr()+"/incr", p)
+	}
 
 	var wg sync.WaitGroup
 	var rollout time.Duration
@@ -288,15 +316,15 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	for r := range results {
 		row.Sent++
 		latencies = append(latencies, r.Latency)
-		i := min(int(r.Timestamp.Sub(start)/time.Second), len(seconds)-1)
-		if r.Code >= 200 && r.Code < 300 && r.Error == "" {
+		i := max(min(int(r.At.Sub(start)/time.Second), len(seconds)-1), 0)
+		if r.OK {
 			row.OK++
 			seconds[i].OK++
 			continue
 		}
 		row.Errors++
 		seconds[i].Errors++
-		row.ErrorKinds[errorKind(r)]++
+		row.ErrorKinds[r.Kind]++
 	}
 	wg.Wait()
 	if rollErr != nil {
@@ -320,6 +348,11 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	row.Refused = c.Refused()
 	for _, pod := range c.AllPods() {
 		row.Restarts += pod.Restarts()
+	}
+	for _, ev := range c.Events() {
+		if ev.Phase == cluster.Exited && strings.Contains(ev.Note, "killed") {
+			row.Kills++
+		}
 	}
 	if frozen != nil {
 		row.FrozenConns = c.ConnsTo(frozen)
@@ -361,16 +394,19 @@ func restartedAfter(events []cluster.Event, pod string, t time.Time) time.Durati
 // DefaultClients is the number of clients that share a profile's rate.
 const DefaultClients = 20
 
+func clients(p Profile) int {
+	if p.Clients <= 0 {
+		return DefaultClients
+	}
+	return p.Clients
+}
+
 // attack runs the profile's clients, each a vegeta attacker with its own
 // keep-alive pool, and merges their results.
-func attack(url string, p Profile) <-chan *vegeta.Result {
-	n := p.Clients
-	if n <= 0 {
-		n = DefaultClients
-	}
-	n = min(n, p.Rate)
+func attack(url string, p Profile) <-chan result {
+	n := min(clients(p), p.Rate)
 	target := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: url})
-	out := make(chan *vegeta.Result, 1024)
+	out := make(chan result, 1024)
 	var wg sync.WaitGroup
 	for i := range n {
 		rate := p.Rate / n
@@ -382,7 +418,12 @@ func attack(url string, p Profile) <-chan *vegeta.Result {
 		go func() {
 			defer wg.Done()
 			for r := range a.Attack(target, vegeta.ConstantPacer{Freq: rate, Per: time.Second}, p.Duration, p.Name) {
-				out <- r
+				ok := r.Code >= 200 && r.Code < 300 && r.Error == ""
+				res := result{At: r.Timestamp, Latency: r.Latency, OK: ok}
+				if !ok {
+					res.Kind = errorKind(r)
+				}
+				out <- res
 			}
 		}()
 	}
@@ -414,3 +455,5 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+func containsFold(s, sub string) bool { return strings.Contains(strings.ToLower(s), strings.ToLower(sub)) }

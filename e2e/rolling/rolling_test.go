@@ -13,10 +13,13 @@ import (
 
 // inCI are the profiles the default test run proves, in their short
 // shapes: the app loses nothing and counts nothing twice, and each
-// deterministic control loses (or double-counts). The plain-Shutdown race
-// and the wedges (a minute or two each) run in `make rollout`.
+// deterministic control loses (or double-counts). The plain-Shutdown race,
+// the wedges (a minute or two each) and the gRPC Watch profiles (whose
+// control waits for SIGKILL) run in `make rollout`; pkg/grpcdrain's tests
+// show the Watch hold and its fix in every run.
 var inCI = []string{"articles", "heavy", "control: hard shutdown", "control: DRAIN_DELAY=0", "control: no wait for work",
-	"redis faults", "control: redis faults, plain INCR retried"}
+	"redis faults", "control: redis faults, plain INCR retried",
+	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay"}
 
 func TestRollout(t *testing.T) {
 	if testing.Short() {

@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
@@ -10,6 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/drainwell/drainwell/cmd/app/counter"
 )
 
 // The counter's gRPC API, written by hand on protobuf's well-known types
@@ -30,6 +33,14 @@ const (
 
 // FollowInterval is how often Follow sends the count.
 const FollowInterval = 100 * time.Millisecond
+
+// RegisterGRPC registers the counter's gRPC API on r: increments are
+// tracked with run (health.Server.Go) and land workDelay later. The app
+// calls it with its own counter; the rollout harness's control servers do
+// too, so that only their drain differs.
+func RegisterGRPC(r grpc.ServiceRegistrar, c counter.Counter, workDelay time.Duration, run func(func(context.Context)) error, log *slog.Logger) {
+	(&service{log: log, counter: c, workDelay: workDelay, run: run}).registerGRPC(r)
+}
 
 func (s *service) registerGRPC(r grpc.ServiceRegistrar) {
 	r.RegisterService(&grpc.ServiceDesc{

@@ -71,19 +71,28 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 		return d, true
 	}
 
-	// The app's port, from ADDR.
-	appPort := int32(-1)
-	if addr, ok := env["ADDR"]; ok {
+	// The app's ports, from ADDR, GRPC_ADDR and ADMIN_ADDR.
+	port := func(key string) int32 {
+		addr, ok := env[key]
+		if !ok {
+			return -1
+		}
 		_, p, err := net.SplitHostPort(addr)
 		n, perr := strconv.Atoi(p)
 		if err != nil || perr != nil || n < 0 || n > 65535 {
-			bad("env ADDR=%q is not HOST:PORT", addr)
-		} else {
-			appPort = int32(n) // #nosec G109 G115 -- bounded to 0-65535 above
+			bad("env %s=%q is not HOST:PORT", key, addr)
+			return -1
 		}
+		return int32(n) // #nosec G109 G115 -- bounded to 0-65535 above
 	}
+	appPort, grpcPort, adminPort := port("ADDR"), port("GRPC_ADDR"), port("ADMIN_ADDR")
 
-	// Readiness: httpGet on a route and the port the app serves.
+	// Readiness: httpGet on a route and the port the app serves it on:
+	// the admin listener's when there is one (it answers to the end).
+	probePort, probeVar := appPort, "the app's port %d (ADDR)"
+	if adminPort >= 0 {
+		probePort, probeVar = adminPort, "the admin port %d (ADMIN_ADDR)"
+	}
 	switch rp := c.ReadinessProbe; {
 	case rp == nil:
 		bad("no readinessProbe")
@@ -95,13 +104,13 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 		}
 		if p, err := PortNumber(c, rp.HTTPGet.Port.StrVal, rp.HTTPGet.Port.IntVal); err != nil {
 			bad("readinessProbe port: %v", err)
-		} else if p != appPort {
-			bad("readinessProbe port %d is not the app's port %d (ADDR)", p, appPort)
+		} else if p != probePort {
+			bad("readinessProbe port %d is not "+probeVar, p, probePort)
 		}
 	}
 	for _, p := range c.Ports {
-		if p.ContainerPort != appPort {
-			bad("containerPort %d (%s) is not the app's port %d (ADDR)", p.ContainerPort, p.Name, appPort)
+		if p.ContainerPort != appPort && p.ContainerPort != grpcPort && p.ContainerPort != adminPort {
+			bad("containerPort %d (%s) is none of the app's ports (ADDR %d, GRPC_ADDR %d, ADMIN_ADDR %d)", p.ContainerPort, p.Name, appPort, grpcPort, adminPort)
 		}
 	}
 
