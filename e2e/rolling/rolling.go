@@ -258,12 +258,12 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	}
 	c, err := cluster.Start(ctx, cluster.Config{
 		ServicePorts: ports,
-		Spec: spec,
-		Bin:  e.Bins[p.Server],
-		Env:  env,
-		Dir:  podDir,
-		Net:  fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250)),
-		Lag:  p.Lag,
+		Spec:         spec,
+		Bin:          e.Bins[p.Server],
+		Env:          env,
+		Dir:          podDir,
+		Net:          fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250)),
+		Lag:          p.Lag,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: start: %w", p.Name, err)
@@ -456,4 +456,6 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 	}
 }
 
-func containsFold(s, sub string) bool { return strings.Contains(strings.ToLower(s), strings.ToLower(sub)) }
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
