@@ -20,7 +20,9 @@ GO_NEWEST := go1.27.4
 # alias (apidiff -m does not look through an alias into an internal package).
 MODULE  := github.com/drainwell/drainwell
 APIDIFF := golang.org/x/exp/cmd/apidiff@v0.0.0-20261014143641-f0251eb4aa3e
-API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(MODULE)/internal/marker
+# Each record: FILE:FLAG:PACKAGE[:FOLDER of its module, default the root].
+API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(MODULE)/internal/marker \
+	api/grpcdrain.api:-m:$(MODULE)/pkg/grpcdrain:pkg/grpcdrain
 
 .PHONY: test deps vet lint toolchains apicheck api run build clean rollout bench
 
@@ -32,9 +34,10 @@ test: deps vet lint apicheck toolchains
 apicheck:
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; fail=0; \
 	for r in $(API_RECORDS); do \
-	  file=$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; \
-	  GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$tmp/now.api $$path || exit 1; \
-	  diff=$$(GOWORK=off $(GO) run $(APIDIFF) $$flag $$file $$tmp/now.api 2>/dev/null); \
+	  file=$(CURDIR)/$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; dir=.; \
+	  case $$path in *:*) dir=$${path#*:}; path=$${path%%:*};; esac; \
+	  (cd $$dir && GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$tmp/now.api $$path) || exit 1; \
+	  diff=$$(cd $$dir && GOWORK=off $(GO) run $(APIDIFF) $$flag $$file $$tmp/now.api 2>/dev/null); \
 	  if [ -n "$$diff" ]; then echo "$$path: the exported API differs from $$file:"; echo "$$diff"; fail=1; fi; \
 	done; \
 	if [ $$fail = 1 ]; then echo "if on purpose: make api, and say what changed in CHANGELOG.md"; exit 1; fi; \
@@ -42,8 +45,9 @@ apicheck:
 
 api:
 	@for r in $(API_RECORDS); do \
-	  file=$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; \
-	  GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$file $$path || exit 1; echo "wrote $$file"; \
+	  file=$(CURDIR)/$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; dir=.; \
+	  case $$path in *:*) dir=$${path#*:}; path=$${path%%:*};; esac; \
+	  (cd $$dir && GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$file $$path) || exit 1; echo "wrote $$file"; \
 	done
 
 toolchains:

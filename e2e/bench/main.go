@@ -16,7 +16,10 @@
 //
 //  6. heartbeat: CPU per hour to keep the marker fresh;
 //
-//  7. rollout: the highest rate the rollout harness sustains with zero loss.
+//  7. readiness probe kinds for a gRPC service: httpGet on the admin port
+//     against the native grpc probe, CPU per probe;
+//
+//  8. rollout: the highest rate the rollout harness sustains with zero loss.
 //
 //     go run ./e2e/bench [-runs 300] [-out BENCHMARKS.md] [-rollout=false]
 package main
@@ -105,6 +108,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	rows = append(rows, r...)
 	rows = append(rows, heartbeat(dir))
+	logf("readiness probe kinds")
+	r, err = readinessKinds(dir, bins["app"])
+	if err != nil {
+		return err
+	}
+	rows = append(rows, r...)
 	if *rollout {
 		logf("rollout: highest zero-loss rate")
 		r, err := rolloutRate(ctx, dir, logf)

@@ -19,9 +19,11 @@ import (
 )
 
 const (
-	libPath = "github.com/drainwell/drainwell"
-	// readmeMarker precedes the README's code block that is compiled here.
-	readmeMarker = "<!-- compiled by e2e/consumer: main.go -->"
+	libPath  = "github.com/drainwell/drainwell"
+	grpcPath = libPath + "/pkg/grpcdrain"
+	// The markers that precede the README's code blocks compiled here.
+	readmeMarker     = "<!-- compiled by e2e/consumer: main.go -->"
+	readmeGRPCMarker = "<!-- compiled by e2e/consumer: grpc/main.go -->"
 )
 
 // The consumer's own pins: a service on client-go v0.33 has these.
@@ -54,10 +56,7 @@ func TestConsumerModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mainGo := readmeBlock(t, filepath.Join(root, "README.md"))
-	if formatted, err := format.Source([]byte(mainGo)); err != nil || string(formatted) != mainGo {
-		t.Fatalf("the README's embedding example is not gofmt-formatted (%v):\n%s", err, formatted)
-	}
+	mainGo := readmeBlock(t, filepath.Join(root, "README.md"), readmeMarker)
 
 	tests := []struct {
 		name string
@@ -111,6 +110,11 @@ func TestConsumerModule(t *testing.T) {
 			case len(changes) > 0:
 				t.Fatalf("importing the library moved the consumer's go.mod: %s", strings.Join(changes, "; "))
 			}
+			// An HTTP-only service has no gRPC anywhere in its module
+			// graph (pkg/grpcdrain is a module of its own).
+			if graph := goOut(t, dir, "mod", "graph"); strings.Contains(graph, "google.golang.org/grpc@") {
+				t.Fatalf("google.golang.org/grpc is in an HTTP-only consumer's module graph:\n%s", graph)
+			}
 			goCmd(t, dir, "vet", ".")
 			bin := filepath.Join(dir, "shop")
 			goCmd(t, dir, "build", "-o", bin, ".")
@@ -124,21 +128,59 @@ func TestConsumerModule(t *testing.T) {
 	}
 }
 
-// readmeBlock returns the Go code block that follows readmeMarker.
-func readmeBlock(t *testing.T, path string) string {
+// TestGRPCConsumerModule compiles the README's every-server example (an
+// HTTP API, a gRPC API and a worker under one drain) as a new module that
+// imports the library and pkg/grpcdrain from outside, with the oldest
+// supported Go: go mod tidy must not move its go line.
+func TestGRPCConsumerModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("downloads modules")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(root, "go.mod")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	goMod := "module example.com/orders\n\ngo " + lib.Go.Version + "\n\nrequire (\n" +
+		"\t" + libPath + " v0.0.0\n\t" + grpcPath + " v0.0.0\n)\n\n" +
+		"replace (\n\t" + libPath + " => " + root + "\n\t" + grpcPath + " => " + filepath.Join(root, "pkg", "grpcdrain") + "\n)\n"
+	write(t, filepath.Join(dir, "go.mod"), goMod)
+	write(t, filepath.Join(dir, "main.go"), readmeBlock(t, filepath.Join(root, "README.md"), readmeGRPCMarker))
+	goCmd(t, dir, "mod", "tidy")
+	after, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(dir, "go.mod")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Go.Version != lib.Go.Version || after.Toolchain != nil {
+		t.Fatalf("importing pkg/grpcdrain moved the consumer's go line or added a toolchain:\n%s", mustRead(t, filepath.Join(dir, "go.mod")))
+	}
+	goCmd(t, dir, "vet", ".")
+	goCmd(t, dir, "build", "-o", filepath.Join(dir, "orders"), ".")
+}
+
+// readmeBlock returns the gofmt-formatted Go code block that follows marker.
+func readmeBlock(t *testing.T, path, marker string) string {
 	t.Helper()
 	s := string(mustRead(t, path))
-	i := strings.Index(s, readmeMarker)
+	i := strings.Index(s, marker)
 	if i < 0 {
-		t.Fatalf("%s has no %q", path, readmeMarker)
+		t.Fatalf("%s has no %q", path, marker)
 	}
-	s = s[i+len(readmeMarker):]
+	s = s[i+len(marker):]
 	start := strings.Index(s, "```go\n")
 	end := strings.Index(s, "\n```\n")
 	if start < 0 || end < start {
-		t.Fatalf("no ```go block after %q in %s", readmeMarker, path)
+		t.Fatalf("no ```go block after %q in %s", marker, path)
 	}
-	return s[start+len("```go\n") : end+1]
+	code := s[start+len("```go\n") : end+1]
+	if formatted, err := format.Source([]byte(code)); err != nil || string(formatted) != code {
+		t.Fatalf("the README's example after %q is not gofmt-formatted (%v):\n%s", marker, err, formatted)
+	}
+	return code
 }
 
 // copyLibrary copies the library's Go packages to a new folder with goMod
@@ -165,7 +207,10 @@ func copyLibrary(t *testing.T, root string, goMod []byte) string {
 	return dst
 }
 
-func goCmd(t *testing.T, dir string, args ...string) {
+func goCmd(t *testing.T, dir string, args ...string) { t.Helper(); goOut(t, dir, args...) }
+
+// goOut runs go with args in dir and returns its output.
+func goOut(t *testing.T, dir string, args ...string) string {
 	t.Helper()
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
@@ -177,6 +222,7 @@ func goCmd(t *testing.T, dir string, args ...string) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out.String())
 	}
+	return out.String()
 }
 
 func mustRead(t *testing.T, path string) []byte {

@@ -37,9 +37,12 @@ type Component interface {
 type component struct {
 	name   string
 	c      Component
-	done   chan struct{}          // closed when Run has returned
-	runErr error                  // Run's error, once done is closed
-	step   atomic.Pointer[string] // the drain step it is in, "" when stopped
+	done   chan struct{} // closed when Run has returned
+	runErr error         // Run's error, once done is closed
+	// reported: Run returned before the drain and Server.Run reports
+	// its error as the drain's cause (set before the drain starts)
+	reported bool
+	step     atomic.Pointer[string] // the drain step it is in, "" when stopped
 }
 
 func (c *component) setStep(step string) { c.step.Store(&step) }
@@ -57,7 +60,8 @@ func (c *component) run(ctx context.Context) {
 	}
 }
 
-// shutdown calls Shutdown, then waits for Run to return or ctx to end.
+// shutdown calls Shutdown, then waits for Run to return or ctx to end, and
+// returns their errors.
 func (c *component) shutdown(ctx context.Context) (err error) {
 	c.setStep("shutdown") // kept when the deadline cuts it
 	defer func() {
@@ -72,7 +76,10 @@ func (c *component) shutdown(ctx context.Context) (err error) {
 	select {
 	case <-c.done:
 		c.setStep("")
-		return nil
+		if c.reported {
+			return nil
+		}
+		return c.runErr // written before done was closed
 	case <-ctx.Done():
 		return fmt.Errorf("%s: Run still running at the deadline: %w", c.name, ctx.Err())
 	}

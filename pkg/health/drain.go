@@ -91,7 +91,7 @@ func (s *Server) stopServers(ctx context.Context) (pending *stopping, errs error
 			if err == nil {
 				s.log.Info("component stopped", "component", c.name, "elapsed", s.sinceDrain())
 			}
-			results <- errors.Join(err, c.runErr)
+			results <- err
 		})
 	}
 	all := make(chan struct{})

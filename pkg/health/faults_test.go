@@ -124,7 +124,10 @@ func TestHijackedConnectionClosedAtDeadline(t *testing.T) {
 	h = newHarness(t, hijacker(&h, false, nil), func(c *Config) { c.DrainDelay = -1 }).start()
 	r := dialHijacked(t, h.url)
 	h.sigs <- syscall.SIGTERM
-	waitFor(t, "deadline armed", func() bool { return h.clock.Waiters() >= 1 })
+	waitFor(t, "the drain waiting for the hijacked handler", func() bool {
+		step := h.srv.main.step.Load()
+		return step != nil && *step == "long-lived handlers" && h.clock.Waiters() >= 2
+	})
 	if h.returned() {
 		t.Fatal("the drain did not wait for the hijacked connection's handler")
 	}

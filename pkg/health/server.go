@@ -417,6 +417,7 @@ func (s *Server) closeListeners() {
 type exit struct {
 	name string
 	err  error
+	comp *component // nil for a listener
 }
 
 func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
@@ -448,7 +449,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	// before the drain that is a failure that starts it.
 	exits := make(chan exit, len(s.apis)+len(s.comps)+2)
 	for _, l := range s.listeners() {
-		go func() { exits <- exit{l.name, l.serve()} }()
+		go func() { exits <- exit{name: l.name, err: l.serve()} }()
 	}
 	if s.admin != nil {
 		defer s.admin.hs.Close() // after the drain: the admin answers to the end
@@ -459,7 +460,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	for _, c := range s.comps {
 		go func() {
 			c.run(runCtx)
-			exits <- exit{c.name, c.runErr}
+			exits <- exit{c.name, c.runErr, c}
 		}()
 	}
 	s.setState(Ready)
@@ -473,6 +474,9 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	case sig := <-sigs:
 		cause = sig.String()
 	case e := <-exits:
+		if e.comp != nil {
+			e.comp.reported = true
+		}
 		cause = e.name + " stopped"
 		failure = fmt.Errorf("%s stopped serving before the drain: %w", e.name, orStopped(e.err))
 		s.log.Error("stopped serving before the drain", "server", e.name, "error", e.err)
