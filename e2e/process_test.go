@@ -305,6 +305,9 @@ func TestBadConfigurationExits2BeforeListening(t *testing.T) {
 		{"bad max age", []string{"LIVE_MAX_AGE=soon"}, "LIVE_MAX_AGE"},
 		{"bad address", []string{"ADDR=nonsense"}, "ADDR"},
 		{"bad port", []string{"ADDR=:99999"}, "ADDR"},
+		{"bad gRPC address", []string{"GRPC_ADDR=nonsense"}, "GRPC_ADDR"},
+		{"bad admin port", []string{"ADMIN_ADDR=:99999"}, "ADMIN_ADDR"},
+		{"admin on the gRPC port", []string{"GRPC_ADDR=127.0.0.1:9090", "ADMIN_ADDR=127.0.0.1:9090"}, "ADMIN_ADDR"},
 		{"unknown argument", []string{}, "unknown command"},
 	}
 	for _, tt := range tests {
