@@ -1,8 +1,9 @@
+//lint:file-ignore SA1019 the test is about x/net's h2c handler, deprecated (x/net v0.60) but still in services' code
+
 package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -67,10 +68,9 @@ func TestXNetH2CHandler(t *testing.T) {
 			waitFor(t, "ready", func() bool { return srv.State() == health.Ready })
 
 			// Prior-knowledge h2c, as a gRPC or connect client speaks it.
-			client := &http.Client{Transport: &http2.Transport{AllowHTTP: true,
-				DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-					return (&net.Dialer{}).DialContext(ctx, network, addr)
-				}}}
+			var protocols http.Protocols
+			protocols.SetUnencryptedHTTP2(true)
+			client := &http.Client{Transport: &http.Transport{Protocols: &protocols}}
 			url := "http://" + ln.Addr().String()
 			resp, err := client.Get(url + "/")
 			if err != nil {
@@ -92,7 +92,7 @@ func TestXNetH2CHandler(t *testing.T) {
 			}()
 			<-started
 			t0 := time.Now()
-			stop() // as SIGTERM
+			stop()                                                          // as SIGTERM
 			time.AfterFunc(500*time.Millisecond, func() { close(release) }) // the stream finishes after the delay
 			var err2 error
 			select {

@@ -86,7 +86,7 @@ func readinessKinds(dir, app string) ([]row, error) {
 	var parts []string
 	for _, k := range kinds {
 		parts = append(parts, fmt.Sprintf("%s: app %s + prober %s per probe",
-			k.name, (k.app / time.Duration(k.n)).Round(time.Microsecond), (k.self / time.Duration(k.n)).Round(time.Microsecond)))
+			k.name, (k.app/time.Duration(k.n)).Round(time.Microsecond), (k.self/time.Duration(k.n)).Round(time.Microsecond)))
 	}
 	h, g := kinds[0], kinds[1]
 	ratio := float64(g.app+g.self) / float64(h.app+h.self)

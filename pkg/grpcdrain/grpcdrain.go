@@ -25,7 +25,6 @@ import (
 
 	"google.golang.org/grpc"
 	grpchealth "google.golang.org/grpc/health"
-	healthgrpc "google.golang.org/grpc/health/grpc_health_v1"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
 
@@ -72,9 +71,9 @@ func newServer(srv *health.Server, ln net.Listener, log *slog.Logger, endWatches
 	}
 	s.Server = grpc.NewServer(append(opts, grpc.StatsHandler(&s.rpcs))...)
 	if endWatches {
-		healthgrpc.RegisterHealthServer(s.Server, &watchEnder{Server: s.Health, draining: s.draining})
+		healthpb.RegisterHealthServer(s.Server, &watchEnder{Server: s.Health, draining: s.draining})
 	} else {
-		healthgrpc.RegisterHealthServer(s.Server, s.Health)
+		healthpb.RegisterHealthServer(s.Server, s.Health)
 	}
 	srv.Add("grpc", (*component)(s))
 	return s
@@ -152,7 +151,7 @@ type watchEnder struct {
 	draining <-chan struct{}
 }
 
-func (w *watchEnder) Watch(req *healthpb.HealthCheckRequest, stream healthgrpc.Health_WatchServer) error {
+func (w *watchEnder) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	ws := &endingStream{Health_WatchServer: stream, ctx: ctx, cancel: cancel}
@@ -173,7 +172,7 @@ func (w *watchEnder) Watch(req *healthpb.HealthCheckRequest, stream healthgrpc.H
 // endingStream cancels its context once the drain has begun and the last
 // status it sent is not SERVING.
 type endingStream struct {
-	healthgrpc.Health_WatchServer
+	healthpb.Health_WatchServer
 	ctx    context.Context
 	cancel context.CancelFunc
 

@@ -92,9 +92,11 @@ func (l *httpListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // serve runs the http.Server on its listener, with TLS (and so HTTP/2) when
-// it has a TLSConfig; it returns nil after the drain.
+// its TLSConfig holds a certificate; it returns nil after the drain. (A
+// TLSConfig without one, as x/net's http2.ConfigureServer leaves, means
+// plain TCP.)
 func (l *httpListener) serve() error {
-	if l.hs.TLSConfig != nil {
+	if c := l.hs.TLSConfig; c != nil && (len(c.Certificates) > 0 || c.GetCertificate != nil || c.GetConfigForClient != nil) {
 		return serveErr(l.hs.ServeTLS(l.ln, "", "")) // certificates from TLSConfig
 	}
 	return serveErr(l.hs.Serve(l.ln))

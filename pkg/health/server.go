@@ -97,8 +97,8 @@ type Config struct {
 	Signals []os.Signal
 
 	// HTTP, when set, is the http.Server to use, for its timeouts,
-	// protocols and TLS: with a TLSConfig (certificates in it) it serves
-	// HTTPS and HTTP/2. Its Handler and ConnContext are replaced and its
+	// protocols and TLS: with a TLSConfig that holds a certificate (or
+	// GetCertificate) it serves HTTPS and HTTP/2. Its Handler and ConnContext are replaced and its
 	// ConnState is wrapped. By default ReadHeaderTimeout is 10s and
 	// IdleTimeout 120s.
 	HTTP *http.Server
