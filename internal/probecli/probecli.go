@@ -1,6 +1,8 @@
-// Package probecli is the standalone probe binary: live, http, tcp, sleep
-// and run. It links only the standard library and internal/marker, because
-// its start-up is paid on every exec probe of every pod.
+// Package probecli is the standalone probe binary: live, http, grpc, tcp,
+// sleep and run. Besides the standard library and internal/marker it links
+// only x/net's HPACK and protobuf's protowire (for grpc), none of which runs
+// code at start-up, because its start-up is paid on every exec probe of
+// every pod.
 package probecli
 
 import (
@@ -28,12 +30,21 @@ const usage = `usage: probe COMMAND [flags] [args]
 commands:
   live                   exit 0 if the liveness marker is fresh (LIVE_FILE, LIVE_MAX_AGE)
   http URL               exit 0 if GET URL answers 200-399 within --timeout
+                         (https: verified; --tls-no-verify as the kubelet's HTTPS probe)
+  grpc HOST:PORT         exit 0 if grpc.health.v1.Health/Check answers SERVING
+                         (--service, --timeout, --tls...; grpc-health-probe's -addr,
+                         -connect-timeout, -rpc-timeout, -tls... flags work too)
   tcp HOST:PORT          exit 0 if a TCP connection opens within --timeout
   sleep DURATION         sleep, then exit 0 (a preStop hook)
   run [flags] -- CMD ... run CMD as a child, keep the marker while it lives,
                          forward signals, reap zombies; exit with its code
 
+TLS flags (grpc, http): --tls, --tls-ca-cert FILE, --tls-client-cert FILE,
+  --tls-client-key FILE, --tls-no-verify, --tls-server-name NAME
+
 exit status: 0 success, 1 check failed, 2 usage or configuration error
+  (grpc-health-probe's: 1 bad arguments, 2 connection failed, 3 call failed,
+  4 not serving; ours: 2 = its 1, and 1 = its 2, 3 and 4)
 `
 
 // Env is how the probe reads its environment: os.LookupEnv in production.
@@ -54,6 +65,8 @@ func Main(ctx context.Context, args []string, env Env, stdout, stderr io.Writer)
 		err = httpCheck(ctx, args[1:], stderr)
 	case "tcp":
 		err = tcpCheck(ctx, args[1:], stderr)
+	case "grpc":
+		err = grpcCheck(ctx, args[1:], stderr)
 	case "sleep":
 		err = sleepCmd(ctx, args[1:], stderr)
 	case "run":
@@ -62,7 +75,7 @@ func Main(ctx context.Context, args []string, env Env, stdout, stderr io.Writer)
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
-		err = fmt.Errorf("%w: unknown command %q (try: live, http, tcp, sleep, run)", marker.ErrUsage, args[0])
+		err = fmt.Errorf("%w: unknown command %q (try: live, http, grpc, tcp, sleep, run)", marker.ErrUsage, args[0])
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
@@ -83,8 +96,13 @@ func flagSet(name string, _ io.Writer) *flag.FlagSet {
 }
 
 // parse parses flags and wants exactly nargs arguments after them (any
-// number when nargs is -1).
+// number when nargs is -1). With nargs >= 0, flags may also follow the
+// arguments (`probe grpc HOST:PORT --service x`), as cobra allows; with -1
+// (run's command line) everything after the first argument is left alone.
 func parse(fs *flag.FlagSet, args []string, nargs int, what string) error {
+	if nargs >= 0 {
+		args = flagsFirst(fs, args)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -95,6 +113,35 @@ func parse(fs *flag.FlagSet, args []string, nargs int, what string) error {
 		return fmt.Errorf("%w: want %s, got %d arguments", marker.ErrUsage, what, fs.NArg())
 	}
 	return nil
+}
+
+// flagsFirst moves the flags (with their values) before the other
+// arguments, which follow a "--" so that none is taken for a flag.
+func flagsFirst(fs *flag.FlagSet, args []string) []string {
+	var flags, rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i+1:]...)
+			break
+		}
+		if len(a) < 2 || a[0] != '-' {
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil || hasValue || i+1 == len(args) {
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		i++
+		flags = append(flags, args[i])
+	}
+	return append(append(flags, "--"), rest...)
 }
 
 func positive(name string, d time.Duration) error {
@@ -135,12 +182,14 @@ func live(ctx context.Context, args []string, env Env, stderr io.Writer) error {
 }
 
 // httpCheck is kubelet's httpGet: GET the URL and succeed on a status of
-// 200-399. It reads the status line only, so a huge body costs nothing, and
-// does not follow redirects (a 3xx is a success, as for kubelet). It speaks
-// plain HTTP/1.1 by hand: net/http would double the probe's start-up cost.
+// 200-399. It reads the status line only (then at most 64 KiB more, so that
+// it can close without a reset), and does not follow redirects (a 3xx is a
+// success, as for kubelet). It speaks HTTP/1.1 by hand, over TLS for
+// https: net/http would double the probe's start-up cost.
 func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flagSet("http", stderr)
 	timeout := fs.Duration("timeout", time.Second, "give up after this long")
+	tc := tlsFlags(fs)
 	if err := parse(fs, args, 1, "one URL"); err != nil {
 		return err
 	}
@@ -151,17 +200,29 @@ func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
 	}
-	if u.Scheme != "http" || u.Host == "" {
-		return fmt.Errorf("%w: URL %q: want http://HOST[:PORT]/PATH (https is not supported)", marker.ErrUsage, fs.Arg(0))
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%w: URL %q: want http[s]://HOST[:PORT]/PATH", marker.ErrUsage, fs.Arg(0))
 	}
 	addr := u.Host
 	if u.Port() == "" {
-		addr = net.JoinHostPort(u.Hostname(), "80")
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(u.Hostname(), port)
+	}
+	if u.Scheme == "https" {
+		*tc.enabled = true
+	} else if *tc.enabled {
+		return fmt.Errorf("%w: --tls with an http:// URL (use https://)", marker.ErrUsage)
+	}
+	tlsConfig, err := tc.config(addr, "http/1.1")
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := dial(ctx, addr, tlsConfig)
 	if err != nil {
 		return err
 	}
@@ -176,13 +237,18 @@ func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	// A status line longer than 4 KiB is not HTTP.
-	line, err := bufio.NewReader(io.LimitReader(conn, 4096)).ReadString('\n')
+	br := bufio.NewReader(io.LimitReader(conn, 4096))
+	line, err := br.ReadString('\n')
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("no response within %s", *timeout)
 		}
 		return fmt.Errorf("reading status line: %w", err)
 	}
+	// The server closes after its response (Connection: close): read to
+	// its end, a little of it, so that our close sends no reset.
+	_ = conn.SetReadDeadline(earliest(deadline, time.Now().Add(200*time.Millisecond)))
+	_, _ = io.Copy(io.Discard, io.LimitReader(io.MultiReader(br, conn), 64<<10))
 	code, err := statusCode(line)
 	if err != nil {
 		return err
