@@ -61,10 +61,10 @@ func (d *Decoder) Decode(p []byte) ([]Field, error) {
 			if n, p, err = readInt(5, p); err != nil {
 				return nil, err
 			}
-			if n > uint64(d.maxSize) {
+			if n > uint64(d.maxSize) { // #nosec G115 -- maxSize is a small positive int
 				return nil, fmt.Errorf("%w: table size %d over %d", ErrInvalid, n, d.maxSize)
 			}
-			d.size = int(n)
+			d.size = int(n) // #nosec G115 -- n <= maxSize, an int
 			d.evict()
 			continue
 		default: // literal, not added (0000) or never added (0001)
@@ -85,7 +85,7 @@ func (d *Decoder) at(i uint64) (Field, error) {
 	case i <= uint64(len(staticTable)):
 		return staticTable[i-1], nil
 	case i-uint64(len(staticTable)) <= uint64(len(d.dynamic)):
-		return d.dynamic[len(d.dynamic)-int(i-uint64(len(staticTable)))], nil
+		return d.dynamic[len(d.dynamic)-int(i-uint64(len(staticTable)))], nil // #nosec G115 -- i is bounded by the tables above
 	}
 	return Field{}, fmt.Errorf("%w: index %d out of the tables", ErrInvalid, i)
 }
@@ -170,7 +170,7 @@ func (d *Decoder) readString(p []byte) (string, []byte, error) {
 	}
 	// A Huffman code is at least 5 bits a byte: n bytes decode to at most
 	// 8n/5 bytes.
-	if (huff && n*8/5 > uint64(d.maxField)) || (!huff && n > uint64(d.maxField)) {
+	if (huff && n*8/5 > uint64(d.maxField)) || (!huff && n > uint64(d.maxField)) { // #nosec G115 -- maxField is a small positive int
 		return "", nil, fmt.Errorf("%w: a string of %d bytes, over %d", ErrInvalid, n, d.maxField)
 	}
 	s, rest := p[:n], p[n:]
@@ -243,9 +243,9 @@ func appendString(dst []byte, s string) []byte {
 func appendInt(dst []byte, n, flags byte, v uint64) []byte {
 	limit := uint64(1)<<n - 1
 	if v < limit {
-		return append(dst, flags|byte(v))
+		return append(dst, flags|byte(v)) // #nosec G115 -- v < limit < 256
 	}
-	dst = append(dst, flags|byte(limit))
+	dst = append(dst, flags|byte(limit)) // #nosec G115 -- limit < 256
 	v -= limit
 	for v >= 0x80 {
 		dst = append(dst, byte(v)|0x80)
