@@ -93,8 +93,13 @@ rollout: deps
 bench: deps
 	$(GO) run ./e2e/bench -out BENCHMARKS.md
 
+# Static, stripped binaries for each platform: bin/linux-amd64/, bin/linux-arm64/.
+PLATFORMS := linux/amd64 linux/arm64
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/ ./cmd/app ./cmd/probe
+	@for p in $(PLATFORMS); do \
+	  os=$${p%/*}; arch=$${p#*/}; echo "$(BIN)/$$os-$$arch: app probe"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/$$os-$$arch/ ./cmd/app ./cmd/probe || exit 1; \
+	done
 
 clean:
 	rm -rf $(BIN)

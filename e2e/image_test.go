@@ -3,6 +3,7 @@ package e2e
 import (
 	"debug/elf"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -60,6 +61,25 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("build stage does not set CGO_ENABLED=0: %v", build.Envs)
 		}
 	})
+	t.Run("cross-compiled for TARGETPLATFORM on BUILDPLATFORM", func(t *testing.T) {
+		if err := crossBuild(build); err != nil {
+			t.Fatal(err)
+		}
+		// Negative control: the build stage as it was, emulated.
+		text, err := os.ReadFile("../Dockerfile.distroless")
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := strings.Replace(string(text), "FROM --platform=$BUILDPLATFORM golang", "FROM golang", 1)
+		old = strings.Replace(old, "export GOOS=$TARGETOS GOARCH=$TARGETARCH && ", "", 1)
+		of, err := dockerfile.ParseBytes("control", []byte(old))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if crossBuild(of.Stage("build")) == nil {
+			t.Fatal("control: a build stage without --platform passed")
+		}
+	})
 	t.Run("final stage is distroless nonroot", func(t *testing.T) {
 		final := f.Final()
 		checks := []struct {
@@ -97,6 +117,20 @@ func TestDockerfile(t *testing.T) {
 			}
 		}
 	})
+}
+
+// crossBuild reports why a build stage would not cross-compile: it must run
+// on $BUILDPLATFORM, declare TARGETOS and TARGETARCH, and build with them.
+func crossBuild(s *dockerfile.Stage) error {
+	switch runs := strings.Join(s.Runs, "\n"); {
+	case s.Platform != "$BUILDPLATFORM":
+		return fmt.Errorf("build stage FROM --platform=%q, want $BUILDPLATFORM (else it runs emulated)", s.Platform)
+	case !slices.Contains(s.Args, "TARGETOS") || !slices.Contains(s.Args, "TARGETARCH"):
+		return fmt.Errorf("build stage declares ARG %v, want TARGETOS and TARGETARCH", s.Args)
+	case !strings.Contains(runs, "GOOS=$TARGETOS") || !strings.Contains(runs, "GOARCH=$TARGETARCH"):
+		return errors.New("build stage RUN does not set GOOS=$TARGETOS GOARCH=$TARGETARCH")
+	}
+	return nil
 }
 
 func reflectEqual(a, b any) bool {

@@ -4,6 +4,7 @@
 package dockerfile
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"strings"
@@ -15,6 +16,8 @@ import (
 type Stage struct {
 	Name        string
 	Base        string
+	Platform    string   // FROM --platform=, unexpanded ("$BUILDPLATFORM")
+	Args        []string // ARG names declared in the stage
 	User        string
 	Entrypoint  []string // exec form only; nil for the shell form
 	Healthcheck []string // HEALTHCHECK CMD, exec form
@@ -44,12 +47,16 @@ func (f *File) Final() *Stage { return f.Stages[len(f.Stages)-1] }
 
 // Parse reads the Dockerfile at path.
 func Parse(path string) (*File, error) {
-	r, err := os.Open(path) // #nosec G304 -- reading the named Dockerfile is this function's purpose
+	b, err := os.ReadFile(path) // #nosec G304 -- reading the named Dockerfile is this function's purpose
 	if err != nil {
 		return nil, err
 	}
-	defer r.Close()
-	res, err := parser.Parse(r)
+	return ParseBytes(path, b)
+}
+
+// ParseBytes reads a Dockerfile's text; name is for errors.
+func ParseBytes(path string, b []byte) (*File, error) {
+	res, err := parser.Parse(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -60,14 +67,21 @@ func Parse(path string) (*File, error) {
 		line := strings.Join(append(n.Flags, words...), " ")
 		switch strings.ToLower(n.Value) {
 		case "arg":
-			if cur == nil {
-				for _, w := range words {
-					k, v, _ := strings.Cut(w, "=")
+			for _, w := range words {
+				k, v, _ := strings.Cut(w, "=")
+				if cur == nil {
 					f.Args[k] = v
+				} else {
+					cur.Args = append(cur.Args, k)
 				}
 			}
 		case "from":
 			cur = &Stage{Base: expand(words[0], f.Args)}
+			for _, fl := range n.Flags {
+				if v, ok := strings.CutPrefix(fl, "--platform="); ok {
+					cur.Platform = v
+				}
+			}
 			if len(words) == 3 && strings.EqualFold(words[1], "AS") {
 				cur.Name = words[2]
 			}
