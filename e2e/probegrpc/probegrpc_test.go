@@ -31,6 +31,33 @@ import (
 	"github.com/drainwell/drainwell/e2e/harness"
 )
 
+// testPKI is harness.PKI for a test: a CA in a temporary folder, and
+// certificates it issues, failing the test on error.
+type testPKI struct {
+	t *testing.T
+	*harness.PKI
+}
+
+func newPKI(t *testing.T, name string) testPKI {
+	t.Helper()
+	p, err := harness.NewPKI(t.TempDir(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testPKI{t, p}
+}
+
+func (p testPKI) caFile() string { return p.CAFile() }
+
+func (p testPKI) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (tls.Certificate, string, string) {
+	t.Helper()
+	pair, cert, key, err := p.Issue(name, usage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pair, cert, key
+}
+
 var (
 	probeBin string
 	// serverLog is what grpc-go logs, at every level (set once: grpclog's
@@ -132,7 +159,7 @@ func TestGRPC(t *testing.T) {
 	plain := grpcServer(t, nil)
 	tlsAddr := grpcServer(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert}}))
 	mtls := grpcServer(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert},
-		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clients.pool}))
+		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clients.Pool}))
 	closed := listen(t)
 	nothing := closed.Addr().String()
 	closed.Close() // nothing listens there now
@@ -373,7 +400,9 @@ func TestHTTPS(t *testing.T) {
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
-	writePEM(t, caFile, "CERTIFICATE", ts.Certificate().Raw)
+	if err := harness.WriteCertPEM(caFile, ts.Certificate().Raw); err != nil {
+		t.Fatal(err)
+	}
 	other := newPKI(t, "other")
 	tests := []struct {
 		name string

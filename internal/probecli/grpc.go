@@ -178,12 +178,17 @@ type h2conn struct {
 }
 
 func (c *h2conn) writeFrame(typ, flags byte, stream uint32, payload []byte) error {
-	var h [9]byte
+	_, err := c.conn.Write(frame(typ, flags, stream, payload))
+	return err
+}
+
+// frame encodes one HTTP/2 frame (RFC 9113, 4.1).
+func frame(typ, flags byte, stream uint32, payload []byte) []byte {
+	h := make([]byte, 9, 9+len(payload))
 	h[0], h[1], h[2] = byte(len(payload)>>16), byte(len(payload)>>8), byte(len(payload)) // #nosec G115 -- a frame is under 16 KiB: the bytes of a 24-bit length
 	h[3], h[4] = typ, flags
 	binary.BigEndian.PutUint32(h[5:], stream)
-	_, err := c.conn.Write(append(h[:], payload...))
-	return err
+	return append(h, payload...)
 }
 
 // readFrame reads one frame; a frame larger than we allow is a protocol
@@ -226,21 +231,14 @@ func (c *h2conn) check(authority, scheme, service, userAgent string, extra rpcHe
 	msg = append(msg, req...)
 
 	// Preface, our SETTINGS (no push), the call's HEADERS and its DATA,
-	// in one write each.
-	settings := []byte{0, 2, 0, 0, 0, 0} // SETTINGS_ENABLE_PUSH = 0
-	if _, err := io.WriteString(c.conn, clientPreface); err != nil {
-		return 0, err
-	}
-	if err := c.writeFrame(frameSettings, 0, 0, settings); err != nil {
-		return 0, err
-	}
+	// in one write: one packet, one system call.
 	if len(block) > maxFrameSize {
 		return 0, fmt.Errorf("%w: request headers too large", marker.ErrUsage)
 	}
-	if err := c.writeFrame(frameHeaders, flagEndHeaders, 1, block); err != nil {
-		return 0, err
-	}
-	if err := c.writeFrame(frameData, flagEndStream, 1, msg); err != nil {
+	out := append([]byte(clientPreface), frame(frameSettings, 0, 0, []byte{0, 2, 0, 0, 0, 0})...) // SETTINGS_ENABLE_PUSH = 0
+	out = append(out, frame(frameHeaders, flagEndHeaders, 1, block)...)
+	out = append(out, frame(frameData, flagEndStream, 1, msg)...)
+	if _, err := c.conn.Write(out); err != nil {
 		return 0, err
 	}
 	return c.readResponse()
