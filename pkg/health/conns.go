@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,9 +17,11 @@ import (
 // connection at once, and a client that picked one of them from its pool
 // while the FIN was in flight loses its request.
 type conns struct {
-	clock clock
-	mu    sync.Mutex
-	http1 map[net.Conn]*connInfo // not hijacked; HTTP/2 ones are marked
+	clock    clock
+	draining *atomic.Bool // the Server's
+	stats    connStats
+	mu       sync.Mutex
+	http1    map[net.Conn]*connInfo // not hijacked; HTTP/2 ones are marked
 	// hijacked connections belong to their handler; the drain closes
 	// them only at the deadline.
 	hijacked map[net.Conn]struct{}
@@ -34,9 +37,10 @@ type connInfo struct {
 
 type connKey struct{}
 
-func newConns(clock clock) *conns {
+func newConns(clock clock, draining *atomic.Bool) *conns {
 	return &conns{
 		clock:    clock,
+		draining: draining,
 		http1:    make(map[net.Conn]*connInfo),
 		hijacked: make(map[net.Conn]struct{}),
 		changed:  make(chan struct{}, 1),
@@ -72,7 +76,13 @@ func (cs *conns) connState(c net.Conn, st http.ConnState) {
 	case http.StateHijacked:
 		delete(cs.http1, c)
 		cs.hijacked[c] = struct{}{}
+		cs.stats.hijacked.Add(1)
 	case http.StateClosed:
+		// Closed by net/http after a Connection: close response, or by
+		// the client; the drain's own closes are counted where made.
+		if ci := cs.http1[c]; ci != nil && !ci.closing && cs.draining.Load() {
+			cs.stats.closedAfterResponse.Add(1)
+		}
 		delete(cs.http1, c)
 		delete(cs.hijacked, c)
 	}
@@ -114,6 +124,7 @@ func (cs *conns) closeQuiet(quiet time.Duration) (remaining int, next time.Time)
 	for _, c := range due {
 		_ = c.Close() // ending it is the point; an error says it was already gone
 	}
+	cs.stats.closedIdle.Add(int64(len(due)))
 	return remaining, next
 }
 

@@ -32,13 +32,17 @@ func (s *Server) drain(failed bool) error {
 			return s.expire("drain delay", nil)
 		}
 	}
+	s.report.phase("delay", s.clock.Now())
 	s.log.Info("drain delay over", "elapsed", s.sinceDrain(), "requests_during_delay", s.drained.Load())
+	s.warnLate()
 
 	// 2. Every listener and component stops side by side.
 	pending, errs := s.stopServers(ctx)
 	if ctx.Err() != nil {
 		return s.expire(s.stuckServers(), pending)
 	}
+	s.report.phase("connections", s.connsClosedAt())
+	s.report.phase("requests", s.clock.Now())
 	s.log.Info("servers drained", "elapsed", s.sinceDrain(), "requests_after_signal", s.drained.Load())
 
 	// 3. The background work the requests started.
@@ -50,6 +54,7 @@ func (s *Server) drain(failed bool) error {
 		}
 	}
 	_, started := s.tasks.counts()
+	s.report.phase("background_work", s.clock.Now())
 	s.log.Info("background work drained", "elapsed", s.sinceDrain(), "tasks_total", started)
 
 	// 4. Cleanup, in reverse order of registration.
@@ -57,12 +62,14 @@ func (s *Server) drain(failed bool) error {
 	if ctx.Err() != nil {
 		return s.expire("stop hooks", nil)
 	}
+	s.report.phase("hooks", s.clock.Now())
 	s.log.Info("stop hooks done", "elapsed", s.sinceDrain())
 
 	// 5. The marker goes last: the process is about to exit.
 	err = errors.Join(err, s.stopMarker())
 	s.setState(Stopped)
 	s.log.Info("drained, exiting", "elapsed", s.sinceDrain(), "error", err)
+	s.logReport("clean")
 	return err
 }
 
@@ -110,6 +117,19 @@ func (s *Server) stopServers(ctx context.Context) (pending *stopping, errs error
 		}
 	}
 	return nil, errors.Join(list...)
+}
+
+// connsClosedAt is when the last drained listener had closed its
+// keep-alive connections (now if none recorded it).
+func (s *Server) connsClosedAt() time.Time {
+	var last int64
+	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+		last = max(last, l.connsDone.Load())
+	}
+	if last == 0 {
+		return s.clock.Now()
+	}
+	return time.Unix(0, last)
 }
 
 // stuckServers names the listeners and components still stopping, with
@@ -174,6 +194,7 @@ func (s *Server) expire(phase string, pending *stopping) error {
 		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.sinceDrain().Round(time.Millisecond), phase, abandoned),
 		errors.Join(cut...), s.runStops(ctx), s.stopMarker())
 	s.setState(Stopped)
+	s.logReport("deadline")
 	return err
 }
 

@@ -1,10 +1,8 @@
 package health
 
 import (
-	"context"
 	"net/http"
 	"strings"
-	"sync"
 )
 
 func probeMethodOK(w http.ResponseWriter, r *http.Request) bool {
@@ -49,10 +47,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
 		return
 	}
-	s.mu.Lock()
-	checks := s.checks
-	s.mu.Unlock()
-	errs := s.runChecks(r.Context(), checks)
+	checks, errs := s.checkErrors(r.Context())
 	failed := false
 	var b strings.Builder
 	for i, c := range checks {
@@ -74,6 +69,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
 		return
 	}
+	s.readiness.set(!failed, failedChecks(checks, errs))
 	if failed {
 		b.WriteString("not ready\n")
 		writeText(w, http.StatusServiceUnavailable, b.String())
@@ -81,29 +77,6 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 	}
 	b.WriteString("ok\n")
 	writeText(w, http.StatusOK, b.String())
-}
-
-// runChecks runs the checks concurrently, each under the check timeout.
-func (s *Server) runChecks(ctx context.Context, checks []check) []error {
-	errs := make([]error, len(checks))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
-			defer cancel()
-			done := make(chan error, 1)
-			go func() { done <- c.fn(ctx) }()
-			select {
-			case errs[i] = <-done:
-			case <-ctx.Done():
-				errs[i] = ctx.Err()
-			}
-		}()
-	}
-	wg.Wait()
-	return errs
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -33,10 +33,13 @@ type httpListener struct {
 	// for those, the drain does
 	inflight atomic.Int64
 	step     atomic.Pointer[string] // the drain step it is in, "" when drained
+	// when its keep-alive connections were all closed (UnixNano), for the
+	// drain's "connections" phase
+	connsDone atomic.Int64
 }
 
 func newHTTPListener(s *Server, r role, hs *http.Server, h http.Handler) *httpListener {
-	l := &httpListener{srv: s, role: r, hs: hs, conns: newConns(s.clock), handler: h}
+	l := &httpListener{srv: s, role: r, hs: hs, conns: newConns(s.clock, &s.draining), handler: h}
 	userState := hs.ConnState
 	hs.ConnState = func(c net.Conn, st http.ConnState) {
 		l.conns.connState(c, st)
@@ -75,6 +78,7 @@ func (l *httpListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if s.draining.Load() {
 		w.Header().Set("Connection", "close")
 		s.drained.Add(1)
+		s.lastRequest.Store(s.clock.Now().UnixNano())
 	}
 	if l.role == roleMain {
 		switch r.URL.Path {
@@ -114,6 +118,7 @@ func (l *httpListener) drain(ctx context.Context) error {
 	if !l.closeConns(ctx) {
 		return ctx.Err()
 	}
+	l.connsDone.Store(s.clock.Now().UnixNano())
 	s.log.Info("keep-alive connections closed", "server", l.name, "elapsed", s.sinceDrain())
 
 	// Shutdown finds no HTTP/1 connection left: it sends HTTP/2 GOAWAY,
@@ -171,6 +176,7 @@ func (l *httpListener) cut() (active, idle, h2, hijacked int) {
 	active, idle, h2, _ = l.conns.counts()
 	_ = l.hs.Close() // the deadline passed; what is left is cut either way
 	hijacked = l.conns.closeHijacked()
+	l.conns.stats.cut.Add(int64(active + idle + h2 + hijacked))
 	return active, idle, h2, hijacked
 }
 

@@ -79,6 +79,15 @@ type Config struct {
 	IdleClose time.Duration
 	// CheckTimeout bounds each readiness check. Default 1s.
 	CheckTimeout time.Duration
+	// CheckInterval, when positive, runs the readiness checks in the
+	// background every interval, and /ready answers their last result:
+	// frequent probes and load-balancer checks then do not each hit a
+	// dependency. Zero runs them on every /ready.
+	CheckInterval time.Duration
+	// OnReadyChange, when set, is called on every change of what /ready
+	// answers: ready, not ready (with the failing checks), draining. It
+	// runs on the goroutine that noticed the change and must not block.
+	OnReadyChange func(ready bool, reason string)
 
 	// Marker, when set, is created before the server listens, refreshed
 	// every HeartbeatInterval(MarkerMaxAge) while it runs, and removed
@@ -151,11 +160,16 @@ type Server struct {
 	draining     atomic.Bool
 	drainingDone chan struct{} // closed when the drain begins
 	drainStart   time.Time     // set before drainingDone is closed
-	// requests begun after the signal, for the drain's log
-	drained atomic.Int64
+	// requests begun after the signal, for the drain's log, and when the
+	// last one began (UnixNano)
+	drained     atomic.Int64
+	lastRequest atomic.Int64
+	report      drainReport
+	readiness   readiness
 
 	mu      sync.Mutex
 	checks  []check
+	results []checkResult // the checks' last run, when as many as checks
 	stops   []func(context.Context) error
 	addr    net.Addr
 	started bool // Run was called: nothing more can be added
@@ -218,6 +232,7 @@ func newServer(cfg Config, h http.Handler, clk clock, sigs <-chan os.Signal) *Se
 	if h == nil {
 		h = http.NotFoundHandler()
 	}
+	s.readiness.onChange = cfg.OnReadyChange
 	s.main = newHTTPListener(s, roleMain, defaultHTTP(cfg.HTTP), h)
 	s.main.name = "http"
 	return s
@@ -245,6 +260,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: IDLE_CLOSE=%s exceeds what SHUTDOWN_TIMEOUT=%s leaves after DRAIN_DELAY=%s", probe.ErrUsage, c.IdleClose, c.ShutdownTimeout, c.DrainDelay)
 	case c.CheckTimeout < 0:
 		return fmt.Errorf("%w: check timeout %s is negative", probe.ErrUsage, c.CheckTimeout)
+	case c.CheckInterval < 0:
+		return fmt.Errorf("%w: check interval %s is negative", probe.ErrUsage, c.CheckInterval)
 	case c.MarkerMaxAge < 0:
 		return fmt.Errorf("%w: LIVE_MAX_AGE=%s is negative", probe.ErrUsage, c.MarkerMaxAge)
 	}
@@ -463,6 +480,11 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 			exits <- exit{c.name, c.runErr, c}
 		}()
 	}
+	checksCtx, stopChecks := context.WithCancel(context.Background())
+	defer stopChecks()
+	if s.cfg.CheckInterval > 0 {
+		go s.checkLoop(checksCtx)
+	}
 	s.setState(Ready)
 	s.log.Info("ready", s.readyAttrs()...)
 
@@ -481,6 +503,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		failure = fmt.Errorf("%s stopped serving before the drain: %w", e.name, orStopped(e.err))
 		s.log.Error("stopped serving before the drain", "server", e.name, "error", e.err)
 	}
+	stopChecks()
 	s.beginDrain()
 	active, idle, h2, _ := s.main.conns.counts()
 	running, _ := s.tasks.counts()
@@ -495,6 +518,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		return errors.Join(failure, err)
 	case sig := <-sigs:
 		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain())
+		s.logReport("second signal")
 		return errors.Join(failure, fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
 	}
 }
@@ -524,9 +548,11 @@ func (s *Server) readyAttrs() []any {
 // beginDrain turns the server not ready and tells whoever watches Draining.
 func (s *Server) beginDrain() {
 	s.drainStart = s.clock.Now()
+	s.report.mark = s.drainStart
 	s.draining.Store(true)
 	s.setState(Draining)
 	close(s.drainingDone)
+	s.readiness.set(false, "draining")
 }
 
 func (s *Server) sinceDrain() time.Duration { return s.clock.Now().Sub(s.drainStart) }

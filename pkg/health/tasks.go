@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrStopped is returned by Server.Go once the drain has finished waiting
@@ -20,6 +21,8 @@ type tasks struct {
 	log    *slog.Logger
 	ctx    context.Context
 	cancel context.CancelFunc
+
+	abandoned atomic.Int64 // at the deadline
 
 	mu      sync.Mutex
 	running int
@@ -84,6 +87,7 @@ func (t *tasks) abandon() int {
 	n := t.running
 	t.mu.Unlock()
 	t.cancel()
+	t.abandoned.Add(int64(n))
 	return n
 }
 

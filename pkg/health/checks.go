@@ -1,0 +1,147 @@
+package health
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"time"
+)
+
+// checkResult is a check's last run.
+type checkResult struct {
+	err error
+	dur time.Duration
+	at  time.Time
+}
+
+// checkErrors returns the checks and their errors: the last background
+// run's with CheckInterval, a new run otherwise.
+func (s *Server) checkErrors(ctx context.Context) ([]check, []error) {
+	s.mu.Lock()
+	checks, results := s.checks, s.results
+	s.mu.Unlock()
+	if s.cfg.CheckInterval > 0 && len(results) == len(checks) {
+		errs := make([]error, len(checks))
+		for i, r := range results {
+			errs[i] = r.err
+		}
+		return checks, errs
+	}
+	return checks, s.runChecks(ctx, checks)
+}
+
+// checkLoop runs the checks every CheckInterval until ctx ends, and tells
+// OnReadyChange when their verdict changes.
+func (s *Server) checkLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		checks := s.checks
+		s.mu.Unlock()
+		errs := s.runChecks(ctx, checks)
+		if ctx.Err() != nil {
+			return
+		}
+		ok := true
+		for _, err := range errs {
+			ok = ok && err == nil
+		}
+		if s.State() == Ready {
+			s.readiness.set(ok, failedChecks(checks, errs))
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// runChecks runs the checks concurrently, each under the check timeout,
+// and records their results.
+func (s *Server) runChecks(ctx context.Context, checks []check) []error {
+	errs := make([]error, len(checks))
+	results := make([]checkResult, len(checks))
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
+			defer cancel()
+			t0 := s.clock.Now()
+			done := make(chan error, 1)
+			go func() { done <- c.fn(ctx) }()
+			select {
+			case errs[i] = <-done:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+			}
+			results[i] = checkResult{err: errs[i], dur: s.clock.Now().Sub(t0), at: t0}
+		})
+	}
+	wg.Wait()
+	s.mu.Lock()
+	if len(checks) == len(s.checks) {
+		s.results = results
+	}
+	s.mu.Unlock()
+	return errs
+}
+
+// checkResults returns the checks' last results, for Stats.
+func (s *Server) checkResults() []CheckStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]CheckStats, len(s.checks))
+	for i, c := range s.checks {
+		out[i].Name = c.name
+		if i < len(s.results) {
+			r := s.results[i]
+			out[i].OK, out[i].Duration, out[i].At = r.err == nil, r.dur, r.at
+		}
+	}
+	return out
+}
+
+// failedChecks names the checks that failed, for OnReadyChange.
+func failedChecks(checks []check, errs []error) string {
+	var names []string
+	for i, err := range errs {
+		if err != nil {
+			names = append(names, checks[i].name+": "+oneLine(err.Error()))
+		}
+	}
+	if len(names) == 0 {
+		return "ready"
+	}
+	return "checks failed: " + strings.Join(names, "; ")
+}
+
+// readiness is what /ready last answered, to call OnReadyChange on each
+// change only.
+type readiness struct {
+	onChange func(ready bool, reason string)
+	mu       sync.Mutex
+	known    bool
+	ready    bool
+	reason   string
+	draining bool // final: nothing after "draining" is reported
+}
+
+func (r *readiness) set(ready bool, reason string) {
+	if r.onChange == nil {
+		return
+	}
+	r.mu.Lock()
+	if r.draining {
+		r.mu.Unlock()
+		return
+	}
+	changed := !r.known || r.ready != ready || (!ready && r.reason != reason)
+	r.known, r.ready, r.reason = true, ready, reason
+	r.draining = reason == "draining"
+	r.mu.Unlock()
+	if changed {
+		r.onChange(ready, reason)
+	}
+}

@@ -1,0 +1,177 @@
+package health
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logBuffer keeps what the Server logs, for the tests that read it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The drain's figures: phases in order, requests after the signal and the
+// last one's time, connections by how they ended, tasks, the end; the
+// late-traffic warning names DRAIN_DELAY only when a request came in the
+// delay's last fifth; one report line at exit.
+func TestStatsAndDrainReport(t *testing.T) {
+	tests := []struct {
+		name     string
+		lastAt   time.Duration // when the last request after the signal comes
+		wantWarn bool
+	}{
+		{"traffic until the end of the delay", testDrainDelay - testDrainDelay/10, true},
+		{"control: traffic stopped early", testDrainDelay / 5, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs logBuffer
+			h := newHarness(t, nil, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) }).start()
+			idle := dialRaw(t, h.url)
+			idle.do("/work") // a keep-alive connection, idle from now on
+			release := make(chan struct{})
+			h.srv.Go(func(context.Context) { <-release })
+			if st := h.srv.Stats(); st.State != Ready || len(st.Phases) != 0 || !st.DrainStarted.IsZero() {
+				t.Fatalf("before the signal: %+v", st)
+			}
+			h.signal()
+			h.clock.Advance(tt.lastAt)
+			if resp := dialRaw(t, h.url).do("/work"); !resp.Close {
+				t.Fatal("no Connection: close during the delay")
+			}
+			h.clock.Advance(testDrainDelay - tt.lastAt)
+			waitFor(t, "the idle connection closed", func() bool { return idle.closedWithin(time.Millisecond) || h.srv.Stats().ConnsClosedIdle == 1 })
+			h.clock.Advance(testIdleClose)
+			waitFor(t, "requests drained", func() bool { return len(h.srv.Stats().Phases) >= 3 })
+			close(release)
+			if err := h.wait(); err != nil {
+				t.Fatal(err)
+			}
+			st := h.srv.Stats()
+			var names []string
+			for _, p := range st.Phases {
+				names = append(names, p.Phase)
+			}
+			if got := strings.Join(names, ","); got != "delay,connections,requests,background_work,hooks" {
+				t.Fatalf("phases %s", got)
+			}
+			if st.Phases[0].Duration != testDrainDelay {
+				t.Fatalf("delay phase %s, want %s", st.Phases[0].Duration, testDrainDelay)
+			}
+			if got := st.LastRequestAfterSignal.Sub(st.DrainStarted); st.RequestsAfterSignal != 1 || got != tt.lastAt {
+				t.Fatalf("requests after the signal %d, the last at +%s; want 1 at +%s", st.RequestsAfterSignal, got, tt.lastAt)
+			}
+			if st.ConnsClosedIdle != 1 || st.ConnsClosedAfterResponse != 1 || st.ConnsCutAtDeadline != 0 {
+				t.Fatalf("connections: idle %d, after response %d, cut %d; want 1, 1, 0", st.ConnsClosedIdle, st.ConnsClosedAfterResponse, st.ConnsCutAtDeadline)
+			}
+			if st.TasksStarted != 1 || st.TasksRunning != 0 || st.TasksAbandoned != 0 || st.End != "clean" || st.State != Stopped {
+				t.Fatalf("end: %+v", st)
+			}
+			logged := logs.String()
+			if warned := strings.Contains(logged, "raise DRAIN_DELAY"); warned != tt.wantWarn {
+				t.Fatalf("late-traffic warning %v, want %v:\n%s", warned, tt.wantWarn, logged)
+			}
+			if n := strings.Count(logged, `msg="drain report"`); n != 1 ||
+				!strings.Contains(logged, "end=clean") || !strings.Contains(logged, "phase_delay=5s") {
+				t.Fatalf("want one drain report line with end=clean and phase_delay=5s:\n%s", logged)
+			}
+		})
+	}
+}
+
+func TestStatsAtTheDeadline(t *testing.T) {
+	h := newHarness(t, nil).start()
+	h.srv.Go(func(ctx context.Context) { <-ctx.Done() })
+	h.signal()
+	h.clock.Advance(testDrainDelay)
+	waitFor(t, "waiting on work", func() bool { return len(h.srv.Stats().Phases) == 3 })
+	h.clock.Advance(testTimeout - testDrainDelay)
+	if err := h.wait(); !errors.Is(err, ErrShutdownTimeout) {
+		t.Fatal(err)
+	}
+	if st := h.srv.Stats(); st.End != "deadline" || st.TasksAbandoned != 1 {
+		t.Fatalf("end %q, abandoned %d; want deadline, 1", st.End, st.TasksAbandoned)
+	}
+}
+
+// With CheckInterval the checks run in the background, /ready answers their
+// last result without running them, and OnReadyChange hears each change.
+func TestBackgroundChecks(t *testing.T) {
+	var mu sync.Mutex
+	var changes []string
+	var calls int
+	var failing bool
+	srv := New(Config{
+		DrainDelay: -1, ShutdownTimeout: 2 * time.Second, IdleClose: 10 * time.Millisecond,
+		CheckInterval: 20 * time.Millisecond,
+		OnReadyChange: func(ready bool, reason string) {
+			mu.Lock()
+			defer mu.Unlock()
+			changes = append(changes, reason)
+		},
+		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	}, nil)
+	srv.AddCheck("db", func(context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		calls++
+		if failing {
+			return errors.New("down")
+		}
+		return nil
+	})
+	ln := listen(t)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	url := "http://" + ln.Addr().String()
+	waitFor(t, "ready", func() bool { code, _, _ := get(t, url+"/ready"); return code == 200 })
+	mu.Lock()
+	before := calls
+	mu.Unlock()
+	for range 50 {
+		get(t, url+"/ready")
+	}
+	mu.Lock()
+	if calls-before > 10 { // 50 probes in far less than 10 intervals
+		t.Errorf("50 /ready ran the check %d times: not answered from the background result", calls-before)
+	}
+	failing = true
+	mu.Unlock()
+	waitFor(t, "not ready", func() bool { code, _, _ := get(t, url+"/ready"); return code == 503 })
+	mu.Lock()
+	failing = false
+	mu.Unlock()
+	waitFor(t, "ready again", func() bool { code, _, _ := get(t, url+"/ready"); return code == 200 })
+	if st := srv.Stats(); len(st.Checks) != 1 || st.Checks[0].Name != "db" || !st.Checks[0].OK || st.Checks[0].At.IsZero() {
+		t.Fatalf("check stats %+v", st.Checks)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if got := strings.Join(changes, " | "); got != "ready | checks failed: db: down | ready | draining" {
+		t.Fatalf("OnReadyChange heard %q", got)
+	}
+}
