@@ -109,6 +109,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rows = append(rows, r...)
+	logf("metrics overhead: go test -bench ./pkg/metrics")
+	r, err = metricsOverhead(ctx)
+	if err != nil {
+		return err
+	}
+	rows = append(rows, r...)
 	logf("readiness flip and shutdown promptness")
 	r, err = drainTimes(dir, bins["app"])
 	if err != nil {
@@ -318,6 +324,48 @@ var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) n
 // requestPath runs pkg/health's benchmarks, bare and wrapped in turn, eight
 // times over, in alternating order (go test -count would run all of one
 // before the other).
+// metricsOverhead is the request path with pkg/metrics' collector
+// registered and scraped against without, alternating which runs first.
+func metricsOverhead(ctx context.Context) ([]row, error) {
+	var b []byte
+	for i := range 8 {
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^BenchmarkRequestPath$",
+			"-benchmem", "-count", "1", "-benchtime", "300ms", "./pkg/metrics/")
+		if i%2 == 1 {
+			cmd.Env = append(os.Environ(), "METRICS_BENCH_REVERSE=1")
+		}
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return nil, fmt.Errorf("go test -bench: %v\n%s", err, out)
+		}
+		b = append(b, out...)
+	}
+	ns := map[string][]float64{}
+	allocs := map[string][]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		v, _ := strconv.ParseFloat(m[2], 64)
+		ns[m[1]] = append(ns[m[1]], v)
+		if m[4] != "" {
+			a, _ := strconv.ParseFloat(m[4], 64)
+			allocs[m[1]] = append(allocs[m[1]], a)
+		}
+	}
+	on, off := "RequestPath/on", "RequestPath/off"
+	if len(ns[on]) == 0 || len(ns[off]) == 0 {
+		return nil, fmt.Errorf("no result in:\n%s", b)
+	}
+	ratio := median(ns[on]) / median(ns[off])
+	extra := median(allocs[on]) - median(allocs[off])
+	return []row{{what: "request path over HTTP with metrics on (collector registered, scraped every 100 ms) / off",
+		figure: fmt.Sprintf("%.3fx (%.0f vs %.0f ns/op, medians of 8 alternating runs), allocs/op %v vs %v",
+			ratio, median(ns[on]), median(ns[off]), median(allocs[on]), median(allocs[off])),
+		target: "<= 1.03x, no extra allocation", verdict: verdict(ratio <= 1.03 && extra <= 0)}}, nil
+}
+
 func requestPath(ctx context.Context) ([]row, error) {
 	var b []byte
 	for i := range 8 {

@@ -1,0 +1,84 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/drainwell/drainwell/pkg/health"
+	"github.com/drainwell/drainwell/pkg/metrics"
+)
+
+// BenchmarkRequestPath is a trivial handler behind pkg/health over real
+// HTTP (keep-alive, loopback, RunParallel), with metrics off and on (the
+// collector registered and scraped every 100 ms, as a busy Prometheus
+// would). METRICS_BENCH_REVERSE=1 swaps the order; `make bench` alternates.
+func BenchmarkRequestPath(b *testing.B) {
+	order := []string{"off", "on"}
+	if os.Getenv("METRICS_BENCH_REVERSE") != "" {
+		order = []string{"on", "off"}
+	}
+	trivial := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	for _, name := range order {
+		b.Run(name, func(b *testing.B) {
+			srv := health.New(health.Config{DrainDelay: -1, IdleClose: time.Millisecond,
+				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, trivial)
+			stopScrapes := func() {}
+			if name == "on" {
+				reg := prometheus.NewRegistry()
+				if err := metrics.Register(reg, srv); err != nil {
+					b.Fatal(err)
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					t := time.NewTicker(100 * time.Millisecond)
+					defer t.Stop()
+					for {
+						select {
+						case <-t.C:
+							if _, err := reg.Gather(); err != nil {
+								b.Error(err)
+							}
+						case <-ctx.Done():
+							return
+						}
+					}
+				}()
+				stopScrapes = func() { cancel(); <-done }
+			}
+			ln := listen(b)
+			ctx, stop := context.WithCancel(context.Background())
+			served := make(chan error, 1)
+			go func() { served <- srv.Serve(ctx, ln) }()
+			for srv.State() != health.Ready {
+				time.Sleep(time.Millisecond)
+			}
+			defer func() { stop(); <-served; stopScrapes() }()
+			tr := &http.Transport{MaxIdleConnsPerHost: 64}
+			defer tr.CloseIdleConnections()
+			client := &http.Client{Transport: tr}
+			url := "http://" + ln.Addr().String() + "/work"
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					resp, err := client.Get(url)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		})
+	}
+}

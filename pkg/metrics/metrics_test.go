@@ -1,0 +1,134 @@
+package metrics_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/drainwell/drainwell/pkg/health"
+	"github.com/drainwell/drainwell/pkg/metrics"
+)
+
+// scrape GETs url and parses it with Prometheus' own text parser.
+func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// value is the family's series whose labels include want, or -1.
+func value(mfs map[string]*dto.MetricFamily, name string, want ...string) float64 {
+	mf := mfs[name]
+	if mf == nil {
+		return -1
+	}
+	for _, m := range mf.GetMetric() {
+		ok := true
+		for i := 0; i+1 < len(want); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == want[i] && l.GetValue() == want[i+1])
+			}
+			ok = ok && found
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.GetGauge().GetValue()
+		case m.Counter != nil:
+			return m.GetCounter().GetValue()
+		}
+	}
+	return -1
+}
+
+// The series on the admin listener, before the signal, during the drain
+// (after the main listener closed, while background work runs) and at its
+// end.
+func TestSeriesThroughADrain(t *testing.T) {
+	srv := health.New(health.Config{DrainDelay: 200 * time.Millisecond, ShutdownTimeout: 5 * time.Second,
+		IdleClose: 20 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	reg := prometheus.NewRegistry()
+	if err := metrics.Register(reg, srv); err != nil {
+		t.Fatal(err)
+	}
+	srv.AddCheck("db", func(context.Context) error { return nil })
+	mainLn, adminLn := listen(t), listen(t)
+	srv.AddAdmin(&http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, adminLn)
+	release := make(chan struct{})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, mainLn) }()
+	url := "http://" + adminLn.Addr().String() + "/metrics"
+	for srv.State() != health.Ready {
+		time.Sleep(time.Millisecond)
+	}
+	http.Get("http://" + adminLn.Addr().String() + "/ready") // runs the check once
+	mfs := scrape(t, url)
+	if value(mfs, "drainwell_state", "state", "ready") != 1 || value(mfs, "drainwell_state", "state", "draining") != 0 ||
+		value(mfs, "drainwell_readiness_check_up", "check", "db") != 1 {
+		t.Fatalf("before: %v", mfs)
+	}
+	// At the end: a stop hook runs after the background work, before the
+	// marker goes and the admin listener closes.
+	endOfDrain := make(chan map[string]*dto.MetricFamily, 1)
+	srv.OnStop(func(context.Context) error { endOfDrain <- scrape(t, url); return nil })
+	srv.Go(func(context.Context) { <-release })
+	stop()
+	for {
+		c, err := net.Dial("tcp", mainLn.Addr().String())
+		if err != nil {
+			break
+		}
+		c.Close()
+		time.Sleep(2 * time.Millisecond)
+	}
+	mfs = scrape(t, url)
+	if value(mfs, "drainwell_state", "state", "draining") != 1 || value(mfs, "drainwell_tasks_running") != 1 ||
+		value(mfs, "drainwell_drain_phase_seconds", "phase", "delay") < 0.2 || mfs["drainwell_drain_end"] != nil {
+		t.Fatalf("during: %v", mfs)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	last := <-endOfDrain
+	if value(last, "drainwell_tasks_started_total") != 1 || value(last, "drainwell_tasks_running") != 0 ||
+		value(last, "drainwell_drain_phase_seconds", "phase", "background_work") < 0 ||
+		value(last, "drainwell_state", "state", "draining") != 1 {
+		t.Fatalf("at the end: %v", last)
+	}
+	if _, err := http.Get(url); err == nil {
+		t.Fatal("the admin listener still answers after Serve returned")
+	}
+}
+
+func listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
