@@ -4,10 +4,11 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN     := bin
 LDFLAGS := -s -w
 
-# Four modules, one workspace (go.work): the library at the root, its gRPC
-# integration in pkg/grpcdrain (so that gRPC reaches only its importers),
-# the example service in cmd/app, the process tests and tools in e2e.
-PKGS := ./... ./pkg/grpcdrain/... ./cmd/app/... ./e2e/...
+# Five modules, one workspace (go.work): the library at the root, its gRPC
+# and Prometheus integrations in pkg/grpcdrain and pkg/metrics (so that gRPC
+# and client_golang reach only their importers), the example service in
+# cmd/app, the process tests and tools in e2e.
+PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/app/... ./e2e/...
 
 # The library's go line is the oldest supported Go; it is built and tested
 # with that exact release and with the newest one, from the module proxy
@@ -22,7 +23,8 @@ MODULE  := github.com/drainwell/drainwell
 APIDIFF := golang.org/x/exp/cmd/apidiff@v0.0.0-20261014143641-f0251eb4aa3e
 # Each record: FILE:FLAG:PACKAGE[:FOLDER of its module, default the root].
 API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(MODULE)/internal/marker \
-	api/grpcdrain.api:-m:$(MODULE)/pkg/grpcdrain:pkg/grpcdrain
+	api/grpcdrain.api:-m:$(MODULE)/pkg/grpcdrain:pkg/grpcdrain \
+	api/metrics.api:-m:$(MODULE)/pkg/metrics:pkg/metrics
 
 .PHONY: test deps vet lint toolchains apicheck api run build clean rollout bench
 
@@ -55,6 +57,8 @@ toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
 	cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 	cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
+	cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
+	cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
 
 # A real redis-server for the process tests, from Debian's packages.
 deps:
@@ -64,6 +68,7 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
 	$(GO) mod download
 	cd pkg/grpcdrain && $(GO) mod download
+	cd pkg/metrics && $(GO) mod download
 	cd cmd/app && $(GO) mod download
 	cd e2e && $(GO) mod download
 
@@ -78,7 +83,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOSEC       := github.com/securego/gosec/v2/cmd/gosec@v2.30.0
 lint:
 	$(GO) run $(STATICCHECK) $(PKGS)
-	$(GO) run $(GOSEC) -quiet ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./cmd/app/...
+	$(GO) run $(GOSEC) -quiet ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/app/...
 
 run:
 	$(GO) run ./cmd/app

@@ -8,13 +8,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/drainwell/drainwell/cmd/app/counter"
 	"github.com/drainwell/drainwell/pkg/grpcdrain"
 	"github.com/drainwell/drainwell/pkg/health"
+	"github.com/drainwell/drainwell/pkg/metrics"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
@@ -87,22 +93,39 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 		drainDelay = -1 // health's "no delay"
 	}
 	svc := &service{log: log, counter: c, workDelay: cfg.WorkDelay}
+	mux := svc.routes()
 	srv := health.New(health.Config{
 		Addr:            cfg.Addr,
 		DrainDelay:      drainDelay,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		IdleClose:       cfg.IdleClose,
-		Marker:          &probe.Marker{Path: cfg.LiveFile},
-		MarkerMaxAge:    cfg.LiveMaxAge,
-		Logger:          log,
-	}, svc.routes())
+		CheckInterval:   cfg.CheckInterval,
+		OnReadyChange: func(ready bool, reason string) {
+			log.Info("readiness changed", "ready", ready, "reason", reason)
+		},
+		Marker:       &probe.Marker{Path: cfg.LiveFile},
+		MarkerMaxAge: cfg.LiveMaxAge,
+		Logger:       log,
+	}, mux)
 	svc.run = srv.Go
+	// Metrics: on the admin listener, which answers to the end of the
+	// drain; without one, on the main listener (until it closes).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if err := metrics.Register(reg, srv); err != nil {
+		return err
+	}
+	metricsHandler := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if cfg.AdminAddr != "" {
 		ln, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
 			return fmt.Errorf("ADMIN_ADDR=%s: %w", cfg.AdminAddr, err)
 		}
-		srv.AddAdmin(nil, ln)
+		admin := http.NewServeMux()
+		admin.Handle("/metrics", metricsHandler)
+		srv.AddAdmin(&http.Server{Handler: admin, ReadHeaderTimeout: 10 * time.Second}, ln)
+	} else {
+		mux.Handle("/metrics", metricsHandler)
 	}
 	if cfg.GRPCAddr != "" {
 		ln, err := net.Listen("tcp", cfg.GRPCAddr)

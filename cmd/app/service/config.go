@@ -24,6 +24,7 @@ type Config struct {
 	DrainDelay      time.Duration `envconfig:"DRAIN_DELAY" default:"5s"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s"`
 	IdleClose       time.Duration `envconfig:"IDLE_CLOSE" default:"1s"`
+	CheckInterval   time.Duration `envconfig:"CHECK_INTERVAL" default:"0"`
 	WorkDelay       time.Duration `envconfig:"WORK_DELAY" default:"5s"`
 }
 
@@ -76,6 +77,8 @@ func (c Config) Validate() error {
 		return bad("SHUTDOWN_TIMEOUT=%s must be positive", c.ShutdownTimeout)
 	case c.IdleClose <= 0:
 		return bad("IDLE_CLOSE=%s must be positive", c.IdleClose)
+	case c.CheckInterval < 0:
+		return bad("CHECK_INTERVAL=%s is negative", c.CheckInterval)
 	case c.WorkDelay < 0:
 		return bad("WORK_DELAY=%s is negative", c.WorkDelay)
 	case c.DrainDelay >= c.ShutdownTimeout:

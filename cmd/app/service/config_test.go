@@ -8,7 +8,7 @@ import (
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
-var durationVars = []string{"LIVE_MAX_AGE", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "IDLE_CLOSE", "WORK_DELAY"}
+var durationVars = []string{"LIVE_MAX_AGE", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "IDLE_CLOSE", "WORK_DELAY", "CHECK_INTERVAL"}
 
 // setEnv sets the app's variables for one case, and unsets the others.
 func setEnv(t *testing.T, vars map[string]string) {

@@ -24,7 +24,7 @@ type service struct {
 	abandoned atomic.Int64
 }
 
-func (s *service) routes() http.Handler {
+func (s *service) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/incr", s.handleIncr)
 	mux.HandleFunc("/count", s.handleCount)

@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"net/http"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// scrapeMetrics GETs url and parses it with Prometheus' own text parser; nil
+// when the listener is gone.
+func scrapeMetrics(t *testing.T, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("%s does not parse as Prometheus text: %v", url, err)
+	}
+	return mfs
+}
+
+// metricValue is the value of the series of family name whose labels
+// include the label pairs, or -1.
+func metricValue(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	for _, m := range mfs[name].GetMetric() {
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.GetLabel() {
+				found = found || (l.GetName() == labels[i] && l.GetValue() == labels[i+1])
+			}
+			match = match && found
+		}
+		if !match {
+			continue
+		}
+		if m.Gauge != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	return -1
+}
+
+// The app's /metrics on its admin listener, scraped before, during (after
+// the main listener closed, while background work runs) and at the end of
+// a drain; the drain report line at exit says the same.
+func TestMetricsThroughADrain(t *testing.T) {
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
+		"DRAIN_DELAY=500ms", "WORK_DELAY=1500ms", "SHUTDOWN_TIMEOUT=5s", "IDLE_CLOSE=100ms")
+	url := "http://" + p.AdminAddr + "/metrics"
+	mfs := scrapeMetrics(t, url)
+	if metricValue(mfs, "drainwell_state", "state", "ready") != 1 || metricValue(mfs, "drainwell_state", "state", "draining") != 0 ||
+		metricValue(mfs, "drainwell_tasks_started_total") != 0 || mfs["go_goroutines"] == nil {
+		t.Fatalf("before the signal: %v", mfs)
+	}
+	for range 3 {
+		resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	p.Signal(syscall.SIGTERM)
+	waitReady503(t, "http://"+p.AdminAddr)
+	resp, err := http.Post("http://"+p.Addr+"/incr", "", nil) // routed by a stale endpoint
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "main listener closed", func() bool { return isRefused(p.Addr) })
+	mfs = scrapeMetrics(t, url)
+	if metricValue(mfs, "drainwell_state", "state", "draining") != 1 || metricValue(mfs, "drainwell_tasks_running") < 1 ||
+		metricValue(mfs, "drainwell_requests_after_signal_total") < 1 || metricValue(mfs, "drainwell_last_request_after_signal_seconds") <= 0 ||
+		metricValue(mfs, "drainwell_drain_phase_seconds", "phase", "delay") < 0.5 || mfs["drainwell_drain_end"] != nil {
+		t.Fatalf("during the drain: %v", mfs)
+	}
+	var last map[string]*dto.MetricFamily
+	for {
+		m := scrapeMetrics(t, url)
+		if m == nil {
+			break
+		}
+		last = m
+		time.Sleep(5 * time.Millisecond)
+	}
+	code, err := p.Wait(10 * time.Second)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d %v", code, err)
+	}
+	if metricValue(last, "drainwell_tasks_started_total") != 4 || metricValue(last, "drainwell_state", "state", "draining") != 1 {
+		t.Fatalf("the last scrape: %v", last)
+	}
+	var report string
+	for _, line := range strings.Split(p.Stderr(), "\n") {
+		if strings.Contains(line, `msg="drain report"`) {
+			report = line
+		}
+	}
+	for _, want := range []string{"end=clean", "tasks_started=4", "tasks_abandoned=0", "requests_after_signal=", "phase_delay=50", "phase_background_work=1."} {
+		if !strings.Contains(report, want) {
+			t.Fatalf("drain report lacks %s: %q", want, report)
+		}
+	}
+}
