@@ -459,6 +459,14 @@ func (p *Pod) Freeze() {
 	}
 }
 
+// Log is what the pod's last container wrote to stderr.
+func (p *Pod) Log() string {
+	if proc := p.proc.Load(); proc != nil {
+		return proc.Stderr()
+	}
+	return ""
+}
+
 // Restarts is how many times the pod's container was restarted.
 func (p *Pod) Restarts() int { return int(p.restarts.Load()) }
 

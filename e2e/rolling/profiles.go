@@ -82,6 +82,13 @@ func Profiles(short bool) []Profile {
 	grpcNoDelay := with(grpcHeavy, "control: grpc GracefulStop without delay", "badserver", map[string]string{"MODE": "grpcnodelay"})
 	grpcWatchHold := with(grpcWatch, "control: grpc Watch open without a deadline", "badserver", map[string]string{"MODE": "grpcwatch"})
 	grpcWatchHold.Expect = Killed
+	// DRAIN_DELAY shorter than the Service proxy's 1 s lag: requests keep
+	// coming to the end of the delay, and the pods must say so. (The
+	// default profiles are the other control: NoLoss also wants no
+	// warning.)
+	shortDelay := with(articles, "control: DRAIN_DELAY below the endpoint lag", "app", map[string]string{"DRAIN_DELAY": "800ms"})
+	shortDelay.Rate = 100
+	shortDelay.Expect = LateWarned
 	return []Profile{
 		articles,
 		heavy,
@@ -101,5 +108,6 @@ func Profiles(short bool) []Profile {
 		grpcStop,
 		grpcNoDelay,
 		grpcWatchHold,
+		shortDelay,
 	}
 }

@@ -34,6 +34,8 @@ func Table(w io.Writer, rows []Row) {
 			verdict += " (race control: must lose in some runs)"
 		case Killed:
 			verdict += " (control: a pod hangs to SIGKILL)"
+		case LateWarned:
+			verdict += " (control: DRAIN_DELAY too short, must warn)"
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s |\n",
 			r.Profile, r.Rate, r.Sent, r.OK, r.Errors, r.Counter, r.Lost,
@@ -41,6 +43,21 @@ func Table(w io.Writer, rows []Row) {
 	}
 	for _, r := range rows {
 		frozen := r.Expect == FrozenOnly || r.Expect == NeverRestarted || r.Expect == SlowRestart
+		if len(r.Late) > 0 {
+			var pods []string
+			for _, l := range r.Late {
+				if l.LastRequest <= 0 {
+					pods = append(pods, l.Pod+" none")
+					continue
+				}
+				pods = append(pods, fmt.Sprintf("%s %s (margin %s)", l.Pod, l.LastRequest.Round(time.Millisecond), l.Margin.Round(time.Millisecond)))
+			}
+			line := fmt.Sprintf("- %s: last request after SIGTERM, per pod: %s", r.Profile, strings.Join(pods, ", "))
+			if r.LateWarnings > 0 {
+				line += fmt.Sprintf("; %d pods warned that DRAIN_DELAY was too short", r.LateWarnings)
+			}
+			fmt.Fprintln(w, line)
+		}
 		if len(r.ErrorKinds) == 0 && r.Refused == 0 && !frozen && r.RedisFaults == 0 && r.Kills == 0 {
 			continue
 		}
@@ -88,7 +105,8 @@ func Report(w io.Writer, results []*Result) {
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}</style></head><body>
 <h1>Rolling updates under load</h1><p>Each pod's phases over time (starting, <span style="color:#4caf50">ready</span>,
 <span style="color:#ffb74d">not ready</span>, <span style="color:#7e57c2">terminating (draining)</span>,
-<span style="color:#90a4ae">frozen</span>, <span style="color:#e53935">restarted</span>), then requests per second:
+<span style="color:#90a4ae">frozen</span>, <span style="color:#e53935">restarted</span>; a black tick: a draining pod's last
+request after SIGTERM, the endpoint lag it saw), then requests per second:
 answered 2xx in blue, failed in red, each in the second it was sent.</p>`)
 	for _, r := range results {
 		fmt.Fprintf(w, "<h2>%s</h2>\n", html.EscapeString(r.Row.Profile))
@@ -132,6 +150,24 @@ func timeline(w io.Writer, r *Result) {
 			}
 			fmt.Fprintf(w, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"><title>%s %s %s</title></rect>`+"\n",
 				x(e.At), y, max(x(stop)-x(e.At), 0.5), rowH-4, phaseColor[e.Phase], html.EscapeString(pod), e.Phase, html.EscapeString(e.Note))
+		}
+	}
+	// Each drained pod's last request after SIGTERM: a black tick on its
+	// row, that long after it began terminating.
+	for i, pod := range order {
+		var term time.Time
+		for _, e := range byPod[pod] {
+			if e.Phase == cluster.Terminating {
+				term = e.At
+			}
+		}
+		for _, l := range r.Row.Late {
+			if l.Pod != pod || term.IsZero() || l.LastRequest <= 0 {
+				continue
+			}
+			y := 10 + i*rowH
+			fmt.Fprintf(w, `<rect x="%.1f" y="%d" width="2" height="%d" fill="#000"><title>%s: last request %s after SIGTERM, DRAIN_DELAY margin %s</title></rect>`+"\n",
+				x(term.Add(l.LastRequest)), y-2, rowH, html.EscapeString(pod), l.LastRequest.Round(time.Millisecond), l.Margin.Round(time.Millisecond))
 		}
 	}
 	base := 10 + len(order)*rowH + chartH

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -78,6 +79,9 @@ const (
 	// Killed: a negative control; a pod hangs in its drain until the
 	// kubelet's SIGKILL.
 	Killed
+	// LateWarned: DRAIN_DELAY is shorter than the endpoint lag; a pod
+	// must warn about it (requests may be lost).
+	LateWarned
 	// SometimesLoss: a control of a probabilistic race; it must lose in
 	// at least one of its runs (see Judge).
 	SometimesLoss
@@ -113,7 +117,23 @@ type Row struct {
 	// Kills counts the pods that did not exit within their grace period
 	// and were killed.
 	Kills int
+	// Late is each drained pod's last request after SIGTERM (from its
+	// drain report) and the margin DRAIN_DELAY left; LateWarnings counts
+	// the pods that warned that DRAIN_DELAY was too short.
+	Late         []PodLate
+	LateWarnings int
 }
+
+// PodLate is when a pod's last request after SIGTERM came: the endpoint
+// propagation lag as the pod saw it, and what was left of DRAIN_DELAY.
+type PodLate struct {
+	Pod         string
+	LastRequest time.Duration // after SIGTERM; 0: none came
+	Margin      time.Duration // DRAIN_DELAY minus LastRequest
+}
+
+// lastRequestRe reads a pod's drain report.
+var lastRequestRe = regexp.MustCompile(`msg="drain report".* last_request_after_signal=(\S+)`)
 
 // MaxFreezeToRestart is how soon a frozen pod must run again.
 const MaxFreezeToRestart = time.Minute
@@ -126,7 +146,9 @@ func (r Row) Verdict() string {
 	var ok bool
 	switch r.Expect {
 	case NoLoss:
-		ok = !r.Lossy() && r.Kills == 0
+		ok = !r.Lossy() && r.Kills == 0 && r.LateWarnings == 0
+	case LateWarned:
+		ok = r.LateWarnings > 0
 	case Killed:
 		ok = r.Kills > 0
 	case Loss:
@@ -352,6 +374,20 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	for _, ev := range c.Events() {
 		if ev.Phase == cluster.Exited && strings.Contains(ev.Note, "killed") {
 			row.Kills++
+		}
+	}
+	delay, err := time.ParseDuration(env["DRAIN_DELAY"])
+	if err != nil {
+		delay, _ = time.ParseDuration(spec.Env["DRAIN_DELAY"])
+	}
+	for _, pod := range c.AllPods() {
+		log := pod.Log()
+		if strings.Contains(log, "raise DRAIN_DELAY") {
+			row.LateWarnings++
+		}
+		if m := lastRequestRe.FindStringSubmatch(log); m != nil {
+			last, _ := time.ParseDuration(m[1])
+			row.Late = append(row.Late, PodLate{Pod: pod.Name, LastRequest: last, Margin: delay - last})
 		}
 	}
 	if frozen != nil {

@@ -19,7 +19,8 @@ import (
 // show the Watch hold and its fix in every run.
 var inCI = []string{"articles", "heavy", "control: hard shutdown", "control: DRAIN_DELAY=0", "control: no wait for work",
 	"redis faults", "control: redis faults, plain INCR retried",
-	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay"}
+	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay",
+	"control: DRAIN_DELAY below the endpoint lag"}
 
 func TestRollout(t *testing.T) {
 	if testing.Short() {
