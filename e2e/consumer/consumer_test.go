@@ -19,8 +19,9 @@ import (
 )
 
 const (
-	libPath  = "github.com/drainwell/drainwell"
-	grpcPath = libPath + "/pkg/grpcdrain"
+	libPath     = "github.com/drainwell/drainwell"
+	grpcPath    = libPath + "/pkg/grpcdrain"
+	metricsPath = libPath + "/pkg/metrics"
 	// The markers that precede the README's code blocks compiled here.
 	readmeMarker     = "<!-- compiled by e2e/consumer: main.go -->"
 	readmeGRPCMarker = "<!-- compiled by e2e/consumer: grpc/main.go -->"
@@ -133,8 +134,9 @@ func TestConsumerModule(t *testing.T) {
 }
 
 // TestGRPCConsumerModule compiles the README's every-server example (an
-// HTTP API, a gRPC API and a worker under one drain) as a new module that
-// imports the library and pkg/grpcdrain from outside, with the oldest
+// HTTP API, a gRPC API, a worker and metrics under one drain) as a new
+// module that imports the library, pkg/grpcdrain and pkg/metrics from
+// outside, with the oldest
 // supported Go: go mod tidy must not move its go line.
 func TestGRPCConsumerModule(t *testing.T) {
 	if testing.Short() {
@@ -150,8 +152,9 @@ func TestGRPCConsumerModule(t *testing.T) {
 	}
 	dir := t.TempDir()
 	goMod := "module example.com/orders\n\ngo " + lib.Go.Version + "\n\nrequire (\n" +
-		"\t" + libPath + " v0.0.0\n\t" + grpcPath + " v0.0.0\n)\n\n" +
-		"replace (\n\t" + libPath + " => " + root + "\n\t" + grpcPath + " => " + filepath.Join(root, "pkg", "grpcdrain") + "\n)\n"
+		"\t" + libPath + " v0.0.0\n\t" + grpcPath + " v0.0.0\n\t" + metricsPath + " v0.0.0\n)\n\n" +
+		"replace (\n\t" + libPath + " => " + root + "\n\t" + grpcPath + " => " + filepath.Join(root, "pkg", "grpcdrain") +
+		"\n\t" + metricsPath + " => " + filepath.Join(root, "pkg", "metrics") + "\n)\n"
 	write(t, filepath.Join(dir, "go.mod"), goMod)
 	write(t, filepath.Join(dir, "main.go"), readmeBlock(t, filepath.Join(root, "README.md"), readmeGRPCMarker))
 	goCmd(t, dir, "mod", "tidy")
