@@ -88,6 +88,7 @@ func Profiles(short bool) []Profile {
 	// warning.)
 	shortDelay := with(articles, "control: DRAIN_DELAY below the endpoint lag", "app", map[string]string{"DRAIN_DELAY": "800ms"})
 	shortDelay.Rate = 100
+	shortDelay.Duration = scale(40*time.Second, 8*time.Second)
 	shortDelay.Expect = LateWarned
 	return []Profile{
 		articles,
