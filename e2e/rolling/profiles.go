@@ -80,6 +80,11 @@ func Profiles(short bool) []Profile {
 	grpcWatch.Name, grpcWatch.HealthCheck = "grpc with health watchers", true
 	grpcStop := with(grpcHeavy, "control: grpc Stop at SIGTERM", "badserver", map[string]string{"MODE": "grpcstop"})
 	grpcNoDelay := with(grpcHeavy, "control: grpc GracefulStop without delay", "badserver", map[string]string{"MODE": "grpcnodelay"})
+	if short { // deterministic controls: one rolling update shows the loss
+		for _, c := range []*Profile{&grpcStop, &grpcNoDelay} {
+			c.Updates, c.Duration = 1, 8*time.Second
+		}
+	}
 	grpcWatchHold := with(grpcWatch, "control: grpc Watch open without a deadline", "badserver", map[string]string{"MODE": "grpcwatch"})
 	grpcWatchHold.Expect = Killed
 	// DRAIN_DELAY shorter than the Service proxy's 1 s lag: requests keep
