@@ -324,21 +324,31 @@ var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) n
 // requestPath runs pkg/health's benchmarks, bare and wrapped in turn, eight
 // times over, in alternating order (go test -count would run all of one
 // before the other).
-// metricsOverhead is the request path with pkg/metrics' collector
-// registered and scraped against without, alternating which runs first.
-func metricsOverhead(ctx context.Context) ([]row, error) {
+// benchRuns runs go test -bench pattern in pkg 8 times, setting reverseEnv
+// every other time: which variant runs first matters, so it alternates.
+func benchRuns(ctx context.Context, pattern, pkg, reverseEnv string) ([]byte, error) {
 	var b []byte
 	for i := range 8 {
-		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^BenchmarkRequestPath$",
-			"-benchmem", "-count", "1", "-benchtime", "300ms", "./pkg/metrics/")
+		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", pattern,
+			"-benchmem", "-count", "1", "-benchtime", "300ms", pkg)
 		if i%2 == 1 {
-			cmd.Env = append(os.Environ(), "METRICS_BENCH_REVERSE=1")
+			cmd.Env = append(os.Environ(), reverseEnv+"=1")
 		}
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return nil, fmt.Errorf("go test -bench: %v\n%s", err, out)
 		}
 		b = append(b, out...)
+	}
+	return b, nil
+}
+
+// metricsOverhead is the request path with pkg/metrics' collector
+// registered and scraped against without, alternating which runs first.
+func metricsOverhead(ctx context.Context) ([]row, error) {
+	b, err := benchRuns(ctx, "^BenchmarkRequestPath$", "./pkg/metrics/", "METRICS_BENCH_REVERSE")
+	if err != nil {
+		return nil, err
 	}
 	ns := map[string][]float64{}
 	allocs := map[string][]float64{}
@@ -367,18 +377,9 @@ func metricsOverhead(ctx context.Context) ([]row, error) {
 }
 
 func requestPath(ctx context.Context) ([]row, error) {
-	var b []byte
-	for i := range 8 {
-		cmd := exec.CommandContext(ctx, "go", "test", "-run", "^$", "-bench", "^Benchmark(Handler|HTTP)$",
-			"-benchmem", "-count", "1", "-benchtime", "300ms", "./pkg/health/")
-		if i%2 == 1 { // which variant runs first matters: alternate
-			cmd.Env = append(os.Environ(), "HEALTH_BENCH_REVERSE=1")
-		}
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return nil, fmt.Errorf("go test -bench: %v\n%s", err, out)
-		}
-		b = append(b, out...)
+	b, err := benchRuns(ctx, "^Benchmark(Handler|HTTP)$", "./pkg/health/", "HEALTH_BENCH_REVERSE")
+	if err != nil {
+		return nil, err
 	}
 	ns := map[string][]float64{}
 	allocs := map[string]float64{}
