@@ -53,11 +53,7 @@ type CheckStats struct {
 
 // Stats returns a snapshot of what the Server has done.
 func (s *Server) Stats() Stats {
-	st := Stats{
-		State:                    s.State(),
-		RequestsAfterSignal:      s.drained.Load(),
-		ConnsClosedAfterResponse: 0,
-	}
+	st := Stats{State: s.State(), RequestsAfterSignal: s.drained.Load()}
 	if s.draining.Load() {
 		st.DrainStarted = s.drainStart
 	}
