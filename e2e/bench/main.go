@@ -324,6 +324,25 @@ var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+\d+\s+([\d.]+) n
 // requestPath runs pkg/health's benchmarks, bare and wrapped in turn, eight
 // times over, in alternating order (go test -count would run all of one
 // before the other).
+// parseBench reads go test -bench output: each benchmark's ns/op and
+// allocs/op, one value per run.
+func parseBench(out []byte) (ns, allocs map[string][]float64) {
+	ns, allocs = map[string][]float64{}, map[string][]float64{}
+	for _, line := range strings.Split(string(out), "\n") {
+		m := benchLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		v, _ := strconv.ParseFloat(m[2], 64)
+		ns[m[1]] = append(ns[m[1]], v)
+		if m[4] != "" {
+			a, _ := strconv.ParseFloat(m[4], 64)
+			allocs[m[1]] = append(allocs[m[1]], a)
+		}
+	}
+	return ns, allocs
+}
+
 // benchRuns runs go test -bench pattern in pkg 8 times, setting reverseEnv
 // every other time: which variant runs first matters, so it alternates.
 func benchRuns(ctx context.Context, pattern, pkg, reverseEnv string) ([]byte, error) {
@@ -350,20 +369,7 @@ func metricsOverhead(ctx context.Context) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns := map[string][]float64{}
-	allocs := map[string][]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		m := benchLine.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		v, _ := strconv.ParseFloat(m[2], 64)
-		ns[m[1]] = append(ns[m[1]], v)
-		if m[4] != "" {
-			a, _ := strconv.ParseFloat(m[4], 64)
-			allocs[m[1]] = append(allocs[m[1]], a)
-		}
-	}
+	ns, allocs := parseBench(b)
 	on, off := "RequestPath/on", "RequestPath/off"
 	if len(ns[on]) == 0 || len(ns[off]) == 0 {
 		return nil, fmt.Errorf("no result in:\n%s", b)
@@ -381,19 +387,10 @@ func requestPath(ctx context.Context) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns := map[string][]float64{}
-	allocs := map[string]float64{}
-	for _, line := range strings.Split(string(b), "\n") {
-		m := benchLine.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		v, _ := strconv.ParseFloat(m[2], 64)
-		ns[m[1]] = append(ns[m[1]], v)
-		if m[4] != "" {
-			a, _ := strconv.ParseFloat(m[4], 64)
-			allocs[m[1]] = a
-		}
+	ns, allocRuns := parseBench(b)
+	allocs := map[string]float64{} // the last run's, as before
+	for k, v := range allocRuns {
+		allocs[k] = v[len(v)-1]
 	}
 	need := []string{"Handler/bare", "Handler/wrapped", "Handler/ready", "Handler/live", "HTTP/bare", "HTTP/wrapped"}
 	for _, k := range need {

@@ -46,17 +46,7 @@ var _ = corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}
 `
 
 func TestConsumerModule(t *testing.T) {
-	if testing.Short() {
-		t.Skip("downloads modules")
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lib, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(root, "go.mod")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, lib := checkout(t)
 	mainGo := readmeBlock(t, filepath.Join(root, "README.md"), readmeMarker)
 
 	tests := []struct {
@@ -136,20 +126,10 @@ func TestConsumerModule(t *testing.T) {
 // TestGRPCConsumerModule compiles the README's every-server example (an
 // HTTP API, a gRPC API, a worker and metrics under one drain) as a new
 // module that imports the library, pkg/grpcdrain and pkg/metrics from
-// outside, with the oldest
-// supported Go: go mod tidy must not move its go line.
+// outside, with the oldest supported Go: go mod tidy must not move its go
+// line.
 func TestGRPCConsumerModule(t *testing.T) {
-	if testing.Short() {
-		t.Skip("downloads modules")
-	}
-	root, err := filepath.Abs("../..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	lib, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(root, "go.mod")), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root, lib := checkout(t)
 	dir := t.TempDir()
 	goMod := "module example.com/orders\n\ngo " + lib.Go.Version + "\n\nrequire (\n" +
 		"\t" + libPath + " v0.0.0\n\t" + grpcPath + " v0.0.0\n\t" + metricsPath + " v0.0.0\n)\n\n" +
@@ -167,6 +147,24 @@ func TestGRPCConsumerModule(t *testing.T) {
 	}
 	goCmd(t, dir, "vet", ".")
 	goCmd(t, dir, "build", "-o", filepath.Join(dir, "orders"), ".")
+}
+
+// checkout returns the repository's root and the library's go.mod; it skips
+// in -short runs, as the consumer tests download modules.
+func checkout(t *testing.T) (string, *modfile.File) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("downloads modules")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lib, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(root, "go.mod")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root, lib
 }
 
 // readmeBlock returns the gofmt-formatted Go code block that follows marker.

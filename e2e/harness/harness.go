@@ -145,7 +145,7 @@ type Proc struct {
 	Addr string // from its ready line
 	// from its ready line too, when it serves them
 	AdminAddr, GRPCAddr string
-	stderr              *lockedBuffer
+	stderr              *LockedBuffer
 	done                chan struct{}
 	err                 error // from Wait, once done is closed
 }
@@ -206,7 +206,7 @@ func command(bin string, env []string, args ...string) *exec.Cmd {
 // LaunchCmd is Launch for a prepared command; its Stdout and Stderr are
 // replaced.
 func LaunchCmd(cmd *exec.Cmd) (*Proc, error) {
-	p := &Proc{Cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &Proc{Cmd: cmd, stderr: &LockedBuffer{}, done: make(chan struct{})}
 	p.Cmd.Stdout = io.Discard
 	p.Cmd.Stderr = p.stderr
 	if err := p.Cmd.Start(); err != nil {
@@ -249,18 +249,22 @@ func (p *Proc) Kill() {
 	}
 }
 
-type lockedBuffer struct {
+// LockedBuffer is a bytes.Buffer that goroutines share: a process's stderr,
+// a server's log.
+type LockedBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+// Write appends p.
+func (l *LockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+// String returns what was written.
+func (l *LockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

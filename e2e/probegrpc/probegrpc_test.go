@@ -18,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -62,7 +61,7 @@ var (
 	probeBin string
 	// serverLog is what grpc-go logs, at every level (set once: grpclog's
 	// logger is global).
-	serverLog lockedBuffer
+	serverLog harness.LockedBuffer
 )
 
 func TestMain(m *testing.M) {
@@ -81,23 +80,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // probe runs the probe binary and returns its exit status, its stderr and
@@ -389,7 +371,7 @@ func TestGRPCCleanClose(t *testing.T) {
 // probe http over https: verified against a CA, --tls-no-verify as the
 // kubelet's HTTPS probe, and a clean close (net/http logs nothing).
 func TestHTTPS(t *testing.T) {
-	var logs lockedBuffer
+	var logs harness.LockedBuffer
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/fail" {
 			w.WriteHeader(503)
