@@ -23,7 +23,10 @@
 //
 //  8. rollout: the highest rate the rollout harness sustains with zero loss.
 //
-//     go run ./e2e/bench [-runs 300] [-out BENCHMARKS.md] [-rollout=false]
+//     go run ./e2e/bench [-runs 300] [-out BENCHMARKS.md] [-rollout=false] [-only grpcprobe,exec]
+//
+// With -only, the partial table goes to stdout, and to a file only when -out
+// is given.
 package main
 
 import (
@@ -69,8 +72,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	runs := fs.Int("runs", 300, "exec runs of each probe command")
 	out := fs.String("out", "BENCHMARKS.md", "write the report here (empty: stdout only)")
 	rollout := fs.Bool("rollout", true, "search the rollout harness's highest zero-loss rate")
+	only := fs.String("only", "", "run only these sections, comma-separated: exec, grpcprobe, requestpath, metrics, drain, readiness, rollout")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	outSet := false
+	fs.Visit(func(f *flag.Flag) { outSet = outSet || f.Name == "out" })
+	if *only != "" && !outSet {
+		*out = ""
+	}
+	want := func(section string) bool {
+		return *only == "" || slices.Contains(strings.Split(*only, ","), section)
 	}
 	dir, err := os.MkdirTemp("", "bench")
 	if err != nil {
@@ -90,49 +102,36 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bins["go-floor"] = floor
 
 	var rows []row
-	logf("exec probe cost: %d alternating runs each", *runs)
-	r, err := execCost(dir, bins, *runs)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, r...)
-	rows = append(rows, sizes(bins)...)
-	logf("probe grpc against %s", grpcHealthProbe)
-	r, err = probeVsGRPCHealthProbe(dir, bins["probe"], *runs)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, r...)
-	logf("request path: go test -bench ./pkg/health")
-	r, err = requestPath(ctx)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, r...)
-	logf("metrics overhead: go test -bench ./pkg/metrics")
-	r, err = metricsOverhead(ctx)
-	if err != nil {
-		return err
-	}
-	rows = append(rows, r...)
-	logf("readiness flip and shutdown promptness")
-	r, err = drainTimes(dir, bins["app"])
-	if err != nil {
-		return err
-	}
-	rows = append(rows, r...)
-	rows = append(rows, heartbeat(dir))
-	logf("readiness probe kinds")
-	r, err = readinessKinds(dir, bins["app"])
-	if err != nil {
-		return err
-	}
-	rows = append(rows, r...)
-	if *rollout {
-		logf("rollout: highest zero-loss rate")
-		r, err := rolloutRate(ctx, dir, logf)
+	for _, s := range []struct {
+		name, what string
+		measure    func() ([]row, error)
+	}{
+		{"exec", fmt.Sprintf("exec probe cost: %d alternating runs each", *runs), func() ([]row, error) {
+			r, err := execCost(dir, bins, *runs)
+			return append(r, sizes(bins)...), err
+		}},
+		{"grpcprobe", "probe grpc against " + grpcHealthProbe, func() ([]row, error) { return probeVsGRPCHealthProbe(dir, bins["probe"], *runs) }},
+		{"requestpath", "request path: go test -bench ./pkg/health", func() ([]row, error) { return requestPath(ctx) }},
+		{"metrics", "metrics overhead: go test -bench ./pkg/metrics", func() ([]row, error) { return metricsOverhead(ctx) }},
+		{"drain", "readiness flip and shutdown promptness", func() ([]row, error) {
+			r, err := drainTimes(dir, bins["app"])
+			return append(r, heartbeat(dir)), err
+		}},
+		{"readiness", "readiness probe kinds", func() ([]row, error) { return readinessKinds(dir, bins["app"]) }},
+		{"rollout", "rollout: highest zero-loss rate", func() ([]row, error) {
+			if !*rollout {
+				return nil, nil
+			}
+			return rolloutRate(ctx, dir, logf)
+		}},
+	} {
+		if !want(s.name) {
+			continue
+		}
+		logf("%s", s.what)
+		r, err := s.measure()
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", s.name, err)
 		}
 		rows = append(rows, r...)
 	}
