@@ -103,8 +103,8 @@ bench: deps
 PLATFORMS := linux/amd64 linux/arm64
 build:
 	@for p in $(PLATFORMS); do \
-	  os=$${p%/*}; arch=$${p#*/}; echo "$(BIN)/$$os-$$arch: app probe"; \
-	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/$$os-$$arch/ ./cmd/app ./cmd/probe || exit 1; \
+	  os=$${p%/*}; arch=$${p#*/}; echo "$(BIN)/$$os-$$arch: app probe probe-tls"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/$$os-$$arch/ ./cmd/app ./cmd/probe ./cmd/probe-tls || exit 1; \
 	done
 
 clean:

@@ -52,7 +52,7 @@ func TestDockerfile(t *testing.T) {
 	})
 	t.Run("static stripped build with a module cache", func(t *testing.T) {
 		runs := strings.Join(build.Runs, "\n")
-		for _, want := range []string{"--mount=type=cache,target=/go/pkg/mod", "-trimpath", `-ldflags="-s -w"`, "./cmd/app", "./cmd/probe"} {
+		for _, want := range []string{"--mount=type=cache,target=/go/pkg/mod", "-trimpath", `-ldflags="-s -w"`, "./cmd/app", "./cmd/probe", "./cmd/probe-tls"} {
 			if !strings.Contains(runs, want) {
 				t.Errorf("build stage RUN lacks %s", want)
 			}
@@ -100,10 +100,12 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("final stage does not copy /app from the build stage: %v", final.Copies)
 		}
 	})
-	t.Run("probe stage for COPY --from", func(t *testing.T) {
-		p := f.Stage("probe")
-		if p == nil || !slices.ContainsFunc(p.Copies, func(c string) bool { return strings.HasSuffix(c, " /probe") }) {
-			t.Fatalf("no stage named probe holding /probe: %+v", p)
+	t.Run("probe stages for COPY --from", func(t *testing.T) {
+		for _, name := range []string{"probe", "probe-tls"} {
+			p := f.Stage(name)
+			if p == nil || !slices.ContainsFunc(p.Copies, func(c string) bool { return strings.HasSuffix(c, " /"+name) }) {
+				t.Errorf("no stage named %s holding /%s: %+v", name, name, p)
+			}
 		}
 	})
 	t.Run("dockerignore", func(t *testing.T) {
@@ -162,7 +164,7 @@ func static(path string) error {
 }
 
 func TestBinariesAreStatic(t *testing.T) {
-	for _, name := range []string{"app", "probe"} {
+	for _, name := range []string{"app", "probe", "probe-tls"} {
 		if err := static(bins[name]); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}

@@ -29,7 +29,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Chmod(dir, 0o755) // tests run the binaries as other users too
-	bins, err = harness.Build(dir, "github.com/drainwell/drainwell/cmd/app", "github.com/drainwell/drainwell/cmd/probe", "github.com/drainwell/drainwell/e2e/badserver")
+	bins, err = harness.Build(dir, "github.com/drainwell/drainwell/cmd/app", "github.com/drainwell/drainwell/cmd/probe",
+		"github.com/drainwell/drainwell/cmd/probe-tls", "github.com/drainwell/drainwell/e2e/badserver")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

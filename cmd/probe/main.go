@@ -1,5 +1,7 @@
 // Command probe is a small static probe helper for images whose own binary
-// cannot check its liveness: probe live, http, tcp, sleep and run.
+// cannot check its liveness: probe live, http, grpc, tcp, sleep and run.
+// It links no TLS (its start-up is every exec probe's cost): probe-tls is
+// the same with TLS.
 package main
 
 import (
@@ -10,5 +12,5 @@ import (
 )
 
 func main() {
-	os.Exit(probecli.Main(context.Background(), os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
+	os.Exit(probecli.Main(context.Background(), nil, os.Args[1:], os.LookupEnv, os.Stdout, os.Stderr))
 }

@@ -91,7 +91,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer os.RemoveAll(dir)
 	logf := func(format string, a ...any) { fmt.Fprintf(stderr, format+"\n", a...) }
 
-	bins, err := harness.Build(dir, "github.com/drainwell/drainwell/cmd/app", "github.com/drainwell/drainwell/cmd/probe")
+	bins, err := harness.Build(dir, "github.com/drainwell/drainwell/cmd/app", "github.com/drainwell/drainwell/cmd/probe",
+		"github.com/drainwell/drainwell/cmd/probe-tls")
 	if err != nil {
 		return err
 	}
@@ -110,7 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			r, err := execCost(dir, bins, *runs)
 			return append(r, sizes(bins)...), err
 		}},
-		{"grpcprobe", "probe grpc against " + grpcHealthProbe, func() ([]row, error) { return probeVsGRPCHealthProbe(dir, bins["probe"], *runs) }},
+		{"grpcprobe", "probe grpc against " + grpcHealthProbe, func() ([]row, error) { return probeVsGRPCHealthProbe(dir, bins["probe"], bins["probe-tls"], *runs) }},
 		{"requestpath", "request path: go test -bench ./pkg/health", func() ([]row, error) { return requestPath(ctx) }},
 		{"metrics", "metrics overhead: go test -bench ./pkg/metrics", func() ([]row, error) { return metricsOverhead(ctx) }},
 		{"drain", "readiness flip and shutdown promptness", func() ([]row, error) {
@@ -190,11 +191,7 @@ func bytesOf(a []int8) []byte {
 // buildFloor builds the smallest Go program that does what live does (one
 // lstat and an age check): the floor for any Go probe.
 func buildFloor(dir string) (string, error) {
-	src := filepath.Join(dir, "floor")
-	if err := os.MkdirAll(src, 0o755); err != nil {
-		return "", err
-	}
-	prog := `package main
+	return buildProgram(dir, "go-floor", `package main
 
 import (
 	"os"
@@ -207,19 +204,48 @@ func main() {
 		os.Exit(1)
 	}
 }
-`
+`)
+}
+
+// buildTLSFloor builds the smallest Go program that dials TLS: the floor
+// for the size of any Go probe with TLS.
+func buildTLSFloor(dir string) (string, error) {
+	return buildProgram(dir, "go-tls-floor", `package main
+
+import (
+	"crypto/tls"
+	"os"
+)
+
+func main() {
+	c, err := tls.Dial("tcp", os.Args[1], nil)
+	if err != nil {
+		os.Exit(1)
+	}
+	c.Close()
+}
+`)
+}
+
+// buildProgram builds the one-file program prog, static and stripped, as
+// dir/name.
+func buildProgram(dir, name, prog string) (string, error) {
+	src := filepath.Join(dir, name+"-src")
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
 	if err := os.WriteFile(filepath.Join(src, "main.go"), []byte(prog), 0o644); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module floor\n\ngo 1.22\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(src, "go.mod"), []byte("module "+name+"\n\ngo 1.26\n"), 0o644); err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "go-floor")
+	bin := filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod")
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build floor: %v %s", err, b)
+		return "", fmt.Errorf("build %s: %v %s", name, err, b)
 	}
 	return bin, nil
 }

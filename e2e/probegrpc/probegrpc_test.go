@@ -1,4 +1,4 @@
-// Package probegrpc tests the probe binary's grpc and https checks against
+// Package probegrpc tests the probe binaries' grpc and https checks against
 // real servers: grpc-go with grpc-go's own health service, net/http over
 // TLS, and hostile servers that a probe must survive.
 package probegrpc
@@ -58,7 +58,9 @@ func (p testPKI) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (tls.C
 }
 
 var (
-	probeBin string
+	// probeBin is probe-tls, which every case here can use; plainProbeBin
+	// is probe, without TLS.
+	probeBin, plainProbeBin string
 	// serverLog is what grpc-go logs, at every level (set once: grpclog's
 	// logger is global).
 	serverLog harness.LockedBuffer
@@ -71,22 +73,27 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	bins, err := harness.Build(dir, "github.com/drainwell/drainwell/cmd/probe")
+	bins, err := harness.Build(dir, "github.com/drainwell/drainwell/cmd/probe-tls", "github.com/drainwell/drainwell/cmd/probe")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	probeBin = bins["probe"]
+	probeBin, plainProbeBin = bins["probe-tls"], bins["probe"]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// probe runs the probe binary and returns its exit status, its stderr and
-// how long it took.
+// probe runs probe-tls and returns its exit status, its stderr and how long
+// it took.
 func probe(t *testing.T, args ...string) (int, string, time.Duration) {
 	t.Helper()
-	cmd := exec.Command(probeBin, args...)
+	return run(t, probeBin, args...)
+}
+
+func run(t *testing.T, bin string, args ...string) (int, string, time.Duration) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	t0 := time.Now()
@@ -192,6 +199,43 @@ func TestGRPC(t *testing.T) {
 				t.Fatalf("took %s", took)
 			}
 		})
+	}
+}
+
+// probe, which links no TLS, checks plaintext gRPC and HTTP as probe-tls
+// does, and a check that asks for TLS is a usage error naming probe-tls.
+func TestProbeWithoutTLS(t *testing.T) {
+	server := newPKI(t, "server-ca")
+	serverCert, _, _ := server.issue(t, "localhost", x509.ExtKeyUsageServerAuth)
+	plain := grpcServer(t, nil)
+	tlsAddr := grpcServer(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert}}))
+	web := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(web.Close)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"grpc, plaintext", []string{"grpc", plain, "--service", "app"}, 0, ""},
+		{"grpc, not serving", []string{"grpc", plain, "--service", "down"}, 1, "NOT_SERVING"},
+		{"grpc --tls", []string{"grpc", tlsAddr, "--tls", "--tls-ca-cert", server.caFile()}, 2, "use probe-tls"},
+		{"grpc-health-probe's -tls", []string{"grpc", "-addr", tlsAddr, "-tls", "-tls-no-verify"}, 2, "use probe-tls"},
+		{"http, plaintext", []string{"http", web.URL + "/"}, 1, "status 404"},
+		{"http, https://", []string{"http", "https://" + tlsAddr + "/"}, 2, "use probe-tls"},
+		{"a TLS flag without --tls", []string{"grpc", plain, "--tls-no-verify"}, 2, "without --tls"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, stderr, _ := run(t, plainProbeBin, tt.args...)
+			if code != tt.code || !strings.Contains(stderr, tt.want) {
+				t.Fatalf("probe %q: exit %d %q, want %d and %q", tt.args, code, stderr, tt.code, tt.want)
+			}
+		})
+	}
+	// Control: probe-tls runs the check probe refuses.
+	if code, stderr, _ := probe(t, "grpc", tlsAddr, "--tls", "--tls-ca-cert", server.caFile()); code != 0 {
+		t.Fatalf("probe-tls grpc --tls: exit %d %q", code, stderr)
 	}
 }
 

@@ -15,7 +15,7 @@ func FuzzLive(f *testing.F) {
 	f.Fuzz(func(t *testing.T, args, file, maxAge string) {
 		e := env(map[string]string{"LIVE_FILE": file, "LIVE_MAX_AGE": maxAge})
 		var out syncBuffer
-		code := Main(context.Background(), append([]string{"live"}, strings.Fields(args)...), e, &out, &out)
+		code := Main(context.Background(), nil, append([]string{"live"}, strings.Fields(args)...), e, &out, &out)
 		if code < 0 || code > 2 {
 			t.Fatalf("exit %d", code)
 		}

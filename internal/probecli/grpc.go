@@ -29,7 +29,7 @@ import (
 // Flags are ours (--service, --timeout, --tls...) or grpc-health-probe's
 // (-addr, -service, -connect-timeout, -rpc-timeout, -tls...), so that a
 // manifest switches by changing the command's first words.
-func grpcCheck(ctx context.Context, args []string, stderr io.Writer) error {
+func grpcCheck(ctx context.Context, client TLSClient, args []string, stderr io.Writer) error {
 	fs := flagSet("grpc", stderr)
 	var (
 		addr           = fs.String("addr", "", "HOST:PORT (grpc-health-probe's spelling; or the argument)")
@@ -75,14 +75,14 @@ func grpcCheck(ctx context.Context, args []string, stderr io.Writer) error {
 	if *rpcTimeout == 0 {
 		*rpcTimeout = *timeout
 	}
-	tlsConfig, err := tc.config(*addr, "h2")
+	hs, err := tc.handshake(client, *addr, "h2")
 	if err != nil {
 		return err
 	}
 
 	dialCtx, cancel := context.WithTimeout(ctx, *connectTimeout)
 	defer cancel()
-	conn, err := dial(dialCtx, *addr, tlsConfig)
+	conn, err := dial(dialCtx, *addr, hs)
 	if err != nil {
 		return err
 	}
@@ -93,7 +93,7 @@ func grpcCheck(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	c := &h2conn{conn: conn, r: bufio.NewReader(conn)}
 	scheme := "http"
-	if tlsConfig != nil {
+	if tc.Enabled {
 		scheme = "https"
 	}
 	status, err := c.check(*addr, scheme, *service, *userAgent, headers, *rpcTimeout)

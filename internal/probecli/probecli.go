@@ -1,8 +1,7 @@
 // Package probecli is the standalone probe binary: live, http, grpc, tcp,
-// sleep and run. Besides the standard library and internal/marker it links
-// only x/net's HPACK and protobuf's protowire (for grpc), none of which runs
-// code at start-up, because its start-up is paid on every exec probe of
-// every pod.
+// sleep and run. Besides the standard library it links only internal/marker
+// and internal/hpack, and no TLS (the caller passes a TLSClient: probe-tls
+// does), because its start-up is paid on every exec probe of every pod.
 package probecli
 
 import (
@@ -30,7 +29,8 @@ const usage = `usage: probe COMMAND [flags] [args]
 commands:
   live                   exit 0 if the liveness marker is fresh (LIVE_FILE, LIVE_MAX_AGE)
   http URL               exit 0 if GET URL answers 200-399 within --timeout
-                         (https: verified; --tls-no-verify as the kubelet's HTTPS probe)
+                         (https, in probe-tls: verified; --tls-no-verify as the
+                         kubelet's HTTPS probe)
   grpc HOST:PORT         exit 0 if grpc.health.v1.Health/Check answers SERVING
                          (--service, --timeout, --tls...; grpc-health-probe's -addr,
                          -connect-timeout, -rpc-timeout, -tls... flags work too)
@@ -39,8 +39,9 @@ commands:
   run [flags] -- CMD ... run CMD as a child, keep the marker while it lives,
                          forward signals, reap zombies; exit with its code
 
-TLS flags (grpc, http): --tls, --tls-ca-cert FILE, --tls-client-cert FILE,
-  --tls-client-key FILE, --tls-no-verify, --tls-server-name NAME
+TLS flags (grpc, http), in probe-tls only: --tls, --tls-ca-cert FILE,
+  --tls-client-cert FILE, --tls-client-key FILE, --tls-no-verify,
+  --tls-server-name NAME (probe has no TLS: smaller, and quicker to start)
 
 exit status: 0 success, 1 check failed, 2 usage or configuration error
   (grpc-health-probe's: 1 bad arguments, 2 connection failed, 3 call failed,
@@ -51,8 +52,9 @@ exit status: 0 success, 1 check failed, 2 usage or configuration error
 type Env func(string) (string, bool)
 
 // Main runs the probe with args (without the program name) and returns its
-// exit status.
-func Main(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
+// exit status. tls is the TLS stack of --tls and https://; nil: none (a
+// check that asks for TLS is a usage error that names probe-tls).
+func Main(ctx context.Context, tls TLSClient, args []string, env Env, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
@@ -62,11 +64,11 @@ func Main(ctx context.Context, args []string, env Env, stdout, stderr io.Writer)
 	case "live":
 		err = live(ctx, args[1:], env, stderr)
 	case "http":
-		err = httpCheck(ctx, args[1:], stderr)
+		err = httpCheck(ctx, tls, args[1:], stderr)
 	case "tcp":
 		err = tcpCheck(ctx, args[1:], stderr)
 	case "grpc":
-		err = grpcCheck(ctx, args[1:], stderr)
+		err = grpcCheck(ctx, tls, args[1:], stderr)
 	case "sleep":
 		err = sleepCmd(ctx, args[1:], stderr)
 	case "run":
@@ -186,7 +188,7 @@ func live(ctx context.Context, args []string, env Env, stderr io.Writer) error {
 // it can close without a reset), and does not follow redirects (a 3xx is a
 // success, as for kubelet). It speaks HTTP/1.1 by hand, over TLS for
 // https: net/http would double the probe's start-up cost.
-func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
+func httpCheck(ctx context.Context, client TLSClient, args []string, stderr io.Writer) error {
 	fs := flagSet("http", stderr)
 	timeout := fs.Duration("timeout", time.Second, "give up after this long")
 	tc := tlsFlags(fs)
@@ -212,17 +214,17 @@ func httpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 		addr = net.JoinHostPort(u.Hostname(), port)
 	}
 	if u.Scheme == "https" {
-		*tc.enabled = true
-	} else if *tc.enabled {
+		tc.Enabled = true
+	} else if tc.Enabled {
 		return fmt.Errorf("%w: --tls with an http:// URL (use https://)", marker.ErrUsage)
 	}
-	tlsConfig, err := tc.config(addr, "http/1.1")
+	hs, err := tc.handshake(client, addr, "http/1.1")
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	conn, err := dial(ctx, addr, tlsConfig)
+	conn, err := dial(ctx, addr, hs)
 	if err != nil {
 		return err
 	}

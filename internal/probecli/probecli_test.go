@@ -41,7 +41,7 @@ func (s *syncBuffer) String() string {
 func runProbe(t *testing.T, e Env, args ...string) (int, string) {
 	t.Helper()
 	var out syncBuffer
-	code := Main(context.Background(), args, e, &out, &out)
+	code := Main(context.Background(), nil, args, e, &out, &out)
 	return code, out.String()
 }
 
