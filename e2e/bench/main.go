@@ -5,9 +5,9 @@
 //  1. exec probe cost: probe live and app live against cat on the same
 //     fresh marker, alternating, median wall and CPU ratios, peak RSS;
 //
-//  2. binary sizes, stripped; probe grpc against grpc-health-probe (built
-//     from the module proxy): size, exec wall and CPU on the same server,
-//     plain and TLS; probe live against the build before probe grpc;
+//  2. binary sizes, stripped; probe (plain) and probe-tls (TLS) against
+//     grpc-health-probe (built from the module proxy): size, exec wall and
+//     CPU on the same server; probe live against the build before probe grpc;
 //
 //  3. the request path: a trivial handler bare and behind pkg/health
 //     (go test -bench in pkg/health);
