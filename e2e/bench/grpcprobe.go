@@ -183,16 +183,6 @@ func goInstall(dir, pkgVersion string) (string, error) {
 	return filepath.Join(dir, name), nil
 }
 
-func goBuild(srcDir, out string, args ...string) error {
-	cmd := exec.Command("go", append([]string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}, args...)...)
-	cmd.Dir = srcDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %v: %v\n%s", args, err, b)
-	}
-	return nil
-}
-
 // buildBaseline builds cmd/probe as it was at probeBaseline, from the
 // repository's history.
 func buildBaseline(dir string) (string, error) {
