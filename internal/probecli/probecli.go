@@ -24,7 +24,7 @@ import (
 	"github.com/drainwell/drainwell/internal/marker"
 )
 
-const usage = `usage: probe COMMAND [flags] [args]
+const usage = `usage: probe COMMAND [flags] [args]     (probe-tls: the same, with TLS)
 
 commands:
   live                   exit 0 if the liveness marker is fresh (LIVE_FILE, LIVE_MAX_AGE)
