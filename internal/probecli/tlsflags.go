@@ -20,9 +20,9 @@ type TLSOptions struct {
 // TLSClient makes the client side of TLS to addr (HOST:PORT) from the
 // flags' values, offering the ALPN protocols alpn; a bad value or an
 // unreadable file is an error that wraps marker.ErrUsage. The TLS stack is
-// passed in rather than linked here: its package-level init costs every
-// exec of the probe about 15%, `probe live` included, and a third of its
-// size (BENCHMARKS.md). cmd/probe passes none; cmd/probe-tls passes
+// passed in rather than linked here: crypto/tls's package inits make every
+// exec of the probe about 20% dearer, `probe live` included, and it doubles
+// the binary (BENCHMARKS.md). cmd/probe passes none; cmd/probe-tls passes
 // probetls.Client.
 type TLSClient func(o TLSOptions, addr string, alpn ...string) (Handshake, error)
 
