@@ -61,6 +61,13 @@ func main() {
 	}
 }
 
+// section is one part of the run: its name for -only, what it logs, and
+// its measurement.
+type section struct {
+	name, what string
+	measure    func() ([]row, error)
+}
+
 // row is one figure of the table.
 type row struct {
 	what, figure, target, verdict string
@@ -102,11 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	bins["go-floor"] = floor
 
-	var rows []row
-	for _, s := range []struct {
-		name, what string
-		measure    func() ([]row, error)
-	}{
+	sections := []section{
 		{"exec", fmt.Sprintf("exec probe cost: %d alternating runs each", *runs), func() ([]row, error) {
 			r, err := execCost(dir, bins, *runs)
 			return append(r, sizes(bins)...), err
@@ -125,7 +128,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			return rolloutRate(ctx, dir, logf)
 		}},
-	} {
+	}
+	for _, name := range strings.Split(*only, ",") {
+		if name != "" && !slices.ContainsFunc(sections, func(s section) bool { return s.name == name }) {
+			return fmt.Errorf("-only: no section %q", name)
+		}
+	}
+	var rows []row
+	for _, s := range sections {
 		if !want(s.name) {
 			continue
 		}
