@@ -1,12 +1,15 @@
 // Package grpcdrain runs a gRPC server under a health.Server's drain, so
 // that Kubernetes can stop it without failing an RPC.
 //
-// At the signal the standard health service (grpc.health.v1) answers
-// NOT_SERVING for every service name, so the kubelet's grpc probe and
-// client-side health checking see it at once, and each open Watch stream
-// gets NOT_SERVING and then ends: none holds the drain. The server keeps
-// serving for the drain delay, then GracefulStop sends GOAWAY and lets the
-// RPCs in flight finish, side by side with the service's other servers. At
+// The standard health service (grpc.health.v1) follows the
+// health.Server's readiness policy: when /ready turns 503 for good
+// (health.Server.NotReady: after the drain delay by default, at the signal
+// with health.NotReadyAtSignal) it answers NOT_SERVING for every service
+// name, so the kubelet's grpc probe and client-side health checking see
+// it, and each open Watch stream gets NOT_SERVING and then ends: none
+// holds the drain. The server keeps serving for the drain delay, then
+// GracefulStop sends GOAWAY and lets the RPCs in flight finish, side by
+// side with the service's other servers. At
 // the shutdown deadline Stop cuts what is left, and the count of RPCs cut
 // is logged and returned. Background work a handler starts with
 // health.Server.Go is awaited as for HTTP.
@@ -46,6 +49,7 @@ type Server struct {
 	log      *slog.Logger
 	rpcs     rpcCounter
 	draining chan struct{} // closed once Health is NOT_SERVING
+	notServe sync.Once
 }
 
 // New returns a gRPC server built with opts (to which it adds a stats
@@ -82,26 +86,37 @@ func newServer(srv *health.Server, ln net.Listener, log *slog.Logger, endWatches
 // component is Server's side of health.Component, kept off its method set.
 type component Server
 
-// Run serves until the drain's GracefulStop or Stop; at the signal it
-// turns every health status NOT_SERVING.
+// Run serves until the drain's GracefulStop or Stop; when the
+// health.Server turns not ready for good it turns every health status
+// NOT_SERVING.
 func (c *component) Run(context.Context) error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		select {
-		case <-c.srv.Draining():
-			c.Health.Shutdown()
-			close(c.draining)
-			c.log.Info("grpc health: NOT_SERVING", "rpcs_in_flight", c.rpcs.inflight.Load())
+		case <-c.srv.NotReady():
+			c.notServing()
 		case <-stop:
 		}
 	}()
 	return c.Server.Serve(c.ln)
 }
 
-// Shutdown sends GOAWAY and waits for the RPCs in flight; at ctx's end it
-// cuts them with Stop and reports how many it cut.
+// notServing turns every health status NOT_SERVING for good, once, and
+// lets the Watch streams end.
+func (c *component) notServing() {
+	c.notServe.Do(func() {
+		c.Health.Shutdown()
+		close(c.draining)
+		c.log.Info("grpc health: NOT_SERVING", "rpcs_in_flight", c.rpcs.inflight.Load())
+	})
+}
+
+// Shutdown turns the health service NOT_SERVING (if the readiness policy
+// has not already), sends GOAWAY and waits for the RPCs in flight; at
+// ctx's end it cuts them with Stop and reports how many it cut.
 func (c *component) Shutdown(ctx context.Context) error {
+	c.notServing() // the Watch streams must end for GracefulStop to
 	done := make(chan struct{})
 	c.log.Info("grpc: graceful stop (GOAWAY)", "rpcs_in_flight", c.rpcs.inflight.Load())
 	go func() {

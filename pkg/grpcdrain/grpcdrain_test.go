@@ -99,13 +99,17 @@ func (b *syncBuffer) String() string {
 	return b.b.String()
 }
 
-func start(t *testing.T, endWatches bool) *rig {
+func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 	t.Helper()
 	r := &rig{t: t, log: &syncBuffer{}, result: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(r.log, nil))
-	r.srv = health.New(health.Config{
+	cfg := health.Config{
 		DrainDelay: drainDelay, ShutdownTimeout: shutdownTimeout, IdleClose: 10 * time.Millisecond, Logger: logger,
-	}, nil)
+	}
+	for _, f := range mutate {
+		f(&cfg)
+	}
+	r.srv = health.New(cfg, nil)
 	httpLn := listen(t)
 	grpcLn := listen(t)
 	r.gs = newServer(r.srv, grpcLn, logger, endWatches, nil)
@@ -177,10 +181,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// At the signal, Check answers NOT_SERVING at once (long before the drain
-// delay ends) and a Watch stream sees NOT_SERVING, then ends cleanly.
-func TestSignalTurnsHealthNotServing(t *testing.T) {
-	r := start(t, true)
+// The health service follows the readiness policy: with the default,
+// Check answers SERVING through the drain delay (the pod still serves
+// Kubernetes' terminating-endpoint fallback) and NOT_SERVING once the
+// listeners close; with NotReadyAtSignal, NOT_SERVING before the delay
+// ends. Either way a Watch stream sees NOT_SERVING, then ends cleanly.
+func TestHealthFollowsTheReadinessPolicy(t *testing.T) {
+	for _, policy := range []health.ReadinessPolicy{health.ReadyWhileServing, health.NotReadyAtSignal} {
+		t.Run(policy.String(), func(t *testing.T) { testHealthPolicy(t, policy) })
+	}
+}
+
+func testHealthPolicy(t *testing.T, policy health.ReadinessPolicy) {
+	// A delay long enough that a loaded machine still sees it running.
+	r := start(t, true, func(c *health.Config) {
+		c.DrainReadiness, c.DrainDelay, c.ShutdownTimeout = policy, 2*time.Second, 10*time.Second
+	})
 	watch, err := healthpb.NewHealthClient(r.conn).Watch(context.Background(), &healthpb.HealthCheckRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -195,11 +211,24 @@ func TestSignalTurnsHealthNotServing(t *testing.T) {
 	if resp, err := unknown.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVICE_UNKNOWN {
 		t.Fatalf("Watch unknown first = %v, %v; want SERVICE_UNKNOWN", resp, err)
 	}
-	t0 := time.Now()
 	r.stop()
-	waitFor(t, "NOT_SERVING", func() bool { return r.check() == healthpb.HealthCheckResponse_NOT_SERVING })
-	if d := time.Since(t0); d >= drainDelay {
-		t.Fatalf("NOT_SERVING after %s, not within the drain delay %s", d, drainDelay)
+	waitFor(t, "draining", func() bool { return r.srv.State() == health.Draining })
+	inDelay := func() bool { return len(r.srv.Stats().Phases) == 0 }
+	switch policy {
+	case health.ReadyWhileServing:
+		status := r.check()
+		if inDelay() && status != healthpb.HealthCheckResponse_SERVING {
+			t.Fatalf("Check during the drain delay = %s, want SERVING", status)
+		}
+		waitFor(t, "NOT_SERVING", func() bool { return r.check() == healthpb.HealthCheckResponse_NOT_SERVING })
+		if inDelay() {
+			t.Fatal("NOT_SERVING before the drain delay ended")
+		}
+	case health.NotReadyAtSignal:
+		waitFor(t, "NOT_SERVING", func() bool { return r.check() == healthpb.HealthCheckResponse_NOT_SERVING })
+		if !inDelay() {
+			t.Fatal("NOT_SERVING only after the drain delay")
+		}
 	}
 	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("Watch after the signal = %v, %v; want NOT_SERVING", resp, err)

@@ -30,8 +30,9 @@ func (s *Server) checkErrors(ctx context.Context) ([]check, []error) {
 	return checks, s.runChecks(ctx, checks)
 }
 
-// checkLoop runs the checks every CheckInterval until ctx ends, and tells
-// OnReadyChange when their verdict changes.
+// checkLoop runs the checks every CheckInterval until ctx ends or the pod
+// is not ready for good, and tells OnReadyChange when their verdict
+// changes.
 func (s *Server) checkLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.CheckInterval)
 	defer t.Stop()
@@ -47,14 +48,29 @@ func (s *Server) checkLoop(ctx context.Context) {
 		for _, err := range errs {
 			ok = ok && err == nil
 		}
-		if s.State() == Ready {
-			s.readiness.set(ok, failedChecks(checks, errs))
-		}
+		s.setCheckVerdict(ok, checks, errs)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return
+		case <-s.readiness.closed: // not ready for good: nothing to check
+			return
 		}
+	}
+}
+
+// setCheckVerdict reports the checks' verdict to OnReadyChange, while it
+// decides what /ready answers.
+func (s *Server) setCheckVerdict(ok bool, checks []check, errs []error) {
+	switch s.State() {
+	case Ready:
+		s.readiness.set(ok, failedChecks(checks, errs))
+	case Draining:
+		reason := reasonDraining
+		if !ok {
+			reason = failedChecks(checks, errs)
+		}
+		s.readiness.set(ok, reason)
 	}
 }
 
@@ -115,33 +131,4 @@ func failedChecks(checks []check, errs []error) string {
 		return "ready"
 	}
 	return "checks failed: " + strings.Join(names, "; ")
-}
-
-// readiness is what /ready last answered, to call OnReadyChange on each
-// change only.
-type readiness struct {
-	onChange func(ready bool, reason string)
-	mu       sync.Mutex
-	known    bool
-	ready    bool
-	reason   string
-	draining bool // final: nothing after "draining" is reported
-}
-
-func (r *readiness) set(ready bool, reason string) {
-	if r.onChange == nil {
-		return
-	}
-	r.mu.Lock()
-	if r.draining {
-		r.mu.Unlock()
-		return
-	}
-	changed := !r.known || r.ready != ready || (!ready && r.reason != reason)
-	r.known, r.ready, r.reason = true, ready, reason
-	r.draining = reason == "draining"
-	r.mu.Unlock()
-	if changed {
-		r.onChange(ready, reason)
-	}
 }

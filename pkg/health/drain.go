@@ -36,7 +36,9 @@ func (s *Server) drain(failed bool) error {
 	s.log.Info("drain delay over", "elapsed", s.sinceDrain(), "requests_during_delay", s.drained.Load())
 	s.warnLate()
 
-	// 2. Every listener and component stops side by side.
+	// 2. Not ready for good, as every listener and component stops side
+	// by side.
+	s.readiness.close()
 	pending, errs := s.stopServers(ctx)
 	if ctx.Err() != nil {
 		return s.expire(s.stuckServers(), pending)
@@ -162,6 +164,7 @@ type stopping struct {
 // a second to say what they cut, then runs the hooks briefly and removes
 // the marker.
 func (s *Server) expire(phase string, pending *stopping) error {
+	s.readiness.close()
 	var active, idle, h2, hijacked int
 	for _, l := range append([]*httpListener{s.main}, s.apis...) {
 		a, i, h, j := l.cut()

@@ -33,17 +33,20 @@ func (s *Server) serveLive(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveReady answers 200 only in state Ready with every check passing, else
-// 503 with a short reason. ?verbose lists each check as kube-apiserver's
-// /readyz does; only then, and only where detail is allowed, are the checks'
-// error texts shown.
+// serveReady answers 200 while the server serves with every check
+// passing, else 503 with a short reason. From the signal on it says that
+// the pod is draining, and answers 503 once the drain has made it not
+// ready for good (at the signal with NotReadyAtSignal, when the listeners
+// stop accepting otherwise). ?verbose lists each check as kube-apiserver's
+// /readyz does; only then, and only where detail is allowed, are the
+// checks' error texts shown.
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool) {
 	if !probeMethodOK(w, r) {
 		return
 	}
 	_, verbose := r.URL.Query()["verbose"]
 	verbose = verbose && detail
-	if st := s.State(); st != Ready {
+	if st, ok := s.servingState(); !ok {
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
 		return
 	}
@@ -64,12 +67,18 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 			b.WriteString("[-]" + c.name + " failed\n")
 		}
 	}
-	// A drain that began while the checks ran wins.
-	if st := s.State(); st != Ready {
+	// A drain step that began while the checks ran wins.
+	st, ok := s.servingState()
+	if !ok {
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
 		return
 	}
-	s.readiness.set(!failed, failedChecks(checks, errs))
+	if s.cfg.CheckInterval == 0 {
+		s.setCheckVerdict(!failed, checks, errs)
+	}
+	if st == Draining {
+		b.WriteString("draining: serving until the listeners close\n")
+	}
 	if failed {
 		b.WriteString("not ready\n")
 		writeText(w, http.StatusServiceUnavailable, b.String())
@@ -77,6 +86,13 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 	}
 	b.WriteString("ok\n")
 	writeText(w, http.StatusOK, b.String())
+}
+
+// servingState returns the state and whether /ready may answer 200 in it:
+// Ready, or Draining before the pod is not ready for good.
+func (s *Server) servingState() (State, bool) {
+	st := s.State()
+	return st, st == Ready || (st == Draining && !s.readiness.isClosed())
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

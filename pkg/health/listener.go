@@ -75,12 +75,13 @@ func (l *httpListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor == 2 {
 		l.conns.markH2(r.Context())
 	}
-	if s.draining.Load() {
+	draining := s.draining.Load()
+	if draining {
 		w.Header().Set("Connection", "close")
-		s.drained.Add(1)
-		s.lastRequest.Store(s.clock.Now().UnixNano())
 	}
 	if l.role == roleMain {
+		// Probes are not traffic: the kubelet keeps probing through
+		// the drain, and its requests say nothing of the endpoint lag.
 		switch r.URL.Path {
 		case "/ready":
 			// With an admin listener, probe detail stays off the
@@ -91,6 +92,10 @@ func (l *httpListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.serveLive(w, r)
 			return
 		}
+	}
+	if draining {
+		s.drained.Add(1)
+		s.lastRequest.Store(s.clock.Now().UnixNano())
 	}
 	l.handler.ServeHTTP(w, r)
 }

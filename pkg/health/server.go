@@ -7,16 +7,22 @@
 // as a gRPC server or a queue consumer (Add). On the first SIGTERM or SIGINT
 // (or when Run's context is done) it drains:
 //
-//  1. /ready turns 503 at once, so the kubelet takes the pod out of the
-//     Service's endpoints, and Draining is closed (a gRPC health service
-//     turns NOT_SERVING);
-//  2. it keeps serving for DrainDelay while that removal reaches every
-//     node, answering with Connection: close so keep-alive clients move on;
-//  3. every listener and component stops side by side: a listener stops
-//     accepting, closes each keep-alive connection once it has been idle
-//     for IdleClose (never one a client may be writing to) and lets
-//     http.Server.Shutdown send HTTP/2 GOAWAY and finish; a component's
-//     Shutdown is called. One that hangs holds none of the others;
+//  1. Draining is closed and State turns Draining. /ready keeps answering
+//     200, saying that the pod is draining, for as long as the listeners
+//     accept (ReadyWhileServing, the default: Kubernetes has already made
+//     the endpoint not ready, and falls back to terminating endpoints
+//     that still serve when a Service has no ready one left); with
+//     NotReadyAtSignal it turns 503 at once;
+//  2. it keeps serving for DrainDelay while the endpoint removal reaches
+//     every node, answering with Connection: close so keep-alive clients
+//     move on;
+//  3. /ready turns 503 for good (NotReady is closed: a gRPC health service
+//     turns NOT_SERVING), and every listener and component stops side by
+//     side: a listener stops accepting, closes each keep-alive connection
+//     once it has been idle for IdleClose (never one a client may be
+//     writing to) and lets http.Server.Shutdown send HTTP/2 GOAWAY and
+//     finish; a component's Shutdown is called. One that hangs holds none
+//     of the others;
 //  4. it waits for the background work started with Go;
 //  5. it runs the OnStop hooks in reverse order, removes the liveness
 //     marker, closes the admin listener and returns nil.
@@ -24,7 +30,8 @@
 // ShutdownTimeout, counted from the first signal, bounds it all: on expiry
 // what is left is closed, the work still running is cancelled and counted,
 // and Run returns an error matching ErrShutdownTimeout. A second signal makes
-// Run return ErrInterrupted at once.
+// Run return ErrInterrupted at once, with the work still running counted as
+// abandoned. ExitCode maps each ending to a stable exit status.
 package health
 
 import (
@@ -50,6 +57,9 @@ var (
 	ErrInterrupted = errors.New("interrupted by a second signal")
 	// ErrShutdownTimeout: the drain did not finish within ShutdownTimeout.
 	ErrShutdownTimeout = errors.New("shutdown timeout expired")
+	// ErrServerStopped: a listener or component stopped serving before
+	// the drain, which it then started.
+	ErrServerStopped = errors.New("stopped serving before the drain")
 )
 
 // Defaults applied by New to a zero field of Config.
@@ -99,6 +109,10 @@ type Config struct {
 	// probe fails. Make it check what a wedge would stop (a worker loop's
 	// progress, a lock that must stay free); it must not block.
 	Healthy func() bool
+
+	// DrainReadiness is what /ready answers from the signal on: the
+	// default ReadyWhileServing, or NotReadyAtSignal.
+	DrainReadiness ReadinessPolicy
 
 	// Signals start the drain. Default SIGTERM and SIGINT. Add SIGHUP, say,
 	// for a preStop hook that sends it. (A test ends Run by cancelling its
@@ -165,7 +179,7 @@ type Server struct {
 	drained     atomic.Int64
 	lastRequest atomic.Int64
 	report      drainReport
-	readiness   readiness
+	readiness   *readiness
 
 	mu      sync.Mutex
 	checks  []check
@@ -232,7 +246,7 @@ func newServer(cfg Config, h http.Handler, clk clock, sigs <-chan os.Signal) *Se
 	if h == nil {
 		h = http.NotFoundHandler()
 	}
-	s.readiness.onChange = cfg.OnReadyChange
+	s.readiness = newReadiness(cfg.OnReadyChange)
 	s.main = newHTTPListener(s, roleMain, defaultHTTP(cfg.HTTP), h)
 	s.main.name = "http"
 	return s
@@ -262,6 +276,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: check timeout %s is negative", probe.ErrUsage, c.CheckTimeout)
 	case c.CheckInterval < 0:
 		return fmt.Errorf("%w: check interval %s is negative", probe.ErrUsage, c.CheckInterval)
+	case c.DrainReadiness != ReadyWhileServing && c.DrainReadiness != NotReadyAtSignal:
+		return fmt.Errorf("%w: unknown readiness policy %s", probe.ErrUsage, c.DrainReadiness)
 	case c.MarkerMaxAge < 0:
 		return fmt.Errorf("%w: LIVE_MAX_AGE=%s is negative", probe.ErrUsage, c.MarkerMaxAge)
 	}
@@ -361,6 +377,12 @@ func (s *Server) Go(f func(ctx context.Context)) error { return s.tasks.goTask(f
 // streaming response or a hijacked connection (a websocket) should finish
 // then, as the drain closes such connections only at the deadline.
 func (s *Server) Draining() <-chan struct{} { return s.drainingDone }
+
+// NotReady returns a channel that is closed when /ready turns 503 for
+// good: at the signal with NotReadyAtSignal; with ReadyWhileServing when
+// the drained listeners stop accepting, after the drain delay. A health
+// service of another protocol (pkg/grpcdrain's) turns NOT_SERVING then.
+func (s *Server) NotReady() <-chan struct{} { return s.readiness.closed }
 
 // State returns the server's current state.
 func (s *Server) State() State { return State(s.state.Load()) }
@@ -500,14 +522,13 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 			e.comp.reported = true
 		}
 		cause = e.name + " stopped"
-		failure = fmt.Errorf("%s stopped serving before the drain: %w", e.name, orStopped(e.err))
+		failure = fmt.Errorf("%s %w: %w", e.name, ErrServerStopped, orStopped(e.err))
 		s.log.Error("stopped serving before the drain", "server", e.name, "error", e.err)
 	}
-	stopChecks()
 	s.beginDrain()
 	active, idle, h2, _ := s.main.conns.counts()
 	running, _ := s.tasks.counts()
-	s.log.Info("signal received: not ready, draining", "signal", cause,
+	s.log.Info("signal received: draining", "signal", cause, "readiness", s.cfg.DrainReadiness,
 		"active_conns", active, "idle_conns", idle, "h2_conns", h2, "tasks_running", running,
 		"drain_delay", s.cfg.DrainDelay, "shutdown_timeout", s.cfg.ShutdownTimeout)
 
@@ -517,7 +538,11 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	case err := <-done:
 		return errors.Join(failure, err)
 	case sig := <-sigs:
-		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain())
+		// What was accepted and is not done is dropped: say so.
+		s.readiness.close()
+		abandoned := s.tasks.abandon()
+		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain(),
+			"tasks_abandoned", abandoned)
 		s.logReport("second signal")
 		return errors.Join(failure, fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
 	}
@@ -545,14 +570,19 @@ func (s *Server) readyAttrs() []any {
 	return attrs
 }
 
-// beginDrain turns the server not ready and tells whoever watches Draining.
+// beginDrain tells whoever watches Draining, and turns the server not
+// ready when its policy says so.
 func (s *Server) beginDrain() {
 	s.drainStart = s.clock.Now()
 	s.report.mark = s.drainStart
 	s.draining.Store(true)
 	s.setState(Draining)
 	close(s.drainingDone)
-	s.readiness.set(false, "draining")
+	if s.cfg.DrainReadiness == NotReadyAtSignal {
+		s.readiness.close()
+		return
+	}
+	s.readiness.draining()
 }
 
 func (s *Server) sinceDrain() time.Duration { return s.clock.Now().Sub(s.drainStart) }

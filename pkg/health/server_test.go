@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -165,6 +167,21 @@ func get(t *testing.T, url string) (code int, header http.Header, body string) {
 }
 
 func TestDrainSequence(t *testing.T) {
+	for _, policy := range []ReadinessPolicy{ReadyWhileServing, NotReadyAtSignal} {
+		t.Run(policy.String(), func(t *testing.T) { testDrainSequence(t, policy) })
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	var mu sync.Mutex
 	var order []string
 	record := func(s string) {
@@ -172,7 +189,7 @@ func TestDrainSequence(t *testing.T) {
 		defer mu.Unlock()
 		order = append(order, s)
 	}
-	h := newHarness(t, nil).start()
+	h := newHarness(t, nil, func(c *Config) { c.DrainReadiness = policy }).start()
 	if !h.markerExists() {
 		t.Fatal("no marker while ready")
 	}
@@ -192,9 +209,15 @@ func TestDrainSequence(t *testing.T) {
 	h.srv.OnStop(func(context.Context) error { record("stop 2"); return nil })
 
 	h.signal()
-	// Not ready at once, before any time passes.
-	if code, _, body := get(t, h.url+"/ready"); code != 503 || !strings.Contains(body, "draining") {
-		t.Fatalf("/ready after the signal = %d %q, want 503 draining", code, body)
+	// ReadyWhileServing: still ready (serving, for Kubernetes' terminating
+	// endpoints) and saying it drains; NotReadyAtSignal: not ready at
+	// once, before any time passes.
+	wantCode := map[ReadinessPolicy]int{ReadyWhileServing: 200, NotReadyAtSignal: 503}[policy]
+	if code, _, body := get(t, h.url+"/ready"); code != wantCode || !strings.Contains(body, "draining") {
+		t.Fatalf("/ready after the signal = %d %q, want %d draining", code, body, wantCode)
+	}
+	if got, want := isClosed(h.srv.NotReady()), policy == NotReadyAtSignal; got != want {
+		t.Fatalf("NotReady closed at the signal = %v, want %v", got, want)
 	}
 	// Still serving during the drain delay, with Connection: close (asked
 	// on a keep-alive connection: a client that asks to close gets it
@@ -214,6 +237,9 @@ func TestDrainSequence(t *testing.T) {
 		}
 		return err != nil
 	})
+	if !isClosed(h.srv.NotReady()) {
+		t.Fatal("NotReady still open after the listeners closed")
+	}
 	// The task still runs: no exit, the marker stays.
 	if h.returned() || !h.markerExists() {
 		t.Fatalf("drain ended before its background work: returned=%v marker=%v", h.returned(), h.markerExists())
@@ -244,11 +270,15 @@ func TestSecondSignalReturnsAtOnce(t *testing.T) {
 	h.srv.Go(func(ctx context.Context) { <-ctx.Done() }) // would hold the drain
 	h.signal()
 	h.sigs <- syscall.SIGINT
-	if err := h.wait(); !errors.Is(err, ErrInterrupted) {
-		t.Fatalf("Serve = %v, want ErrInterrupted", err)
+	if err := h.wait(); !errors.Is(err, ErrInterrupted) || ExitCode(err) != ExitInterrupted {
+		t.Fatalf("Serve = %v (exit %d), want ErrInterrupted (exit %d)", err, ExitCode(err), ExitInterrupted)
 	}
 	if h.markerExists() {
 		t.Fatal("marker left after the second signal")
+	}
+	// The work it drops is reported, not hidden.
+	if st := h.srv.Stats(); st.TasksAbandoned != 1 || st.End != "second signal" {
+		t.Fatalf("after the second signal: tasks_abandoned=%d end=%q, want 1 and \"second signal\"", st.TasksAbandoned, st.End)
 	}
 }
 
@@ -526,5 +556,76 @@ func TestServeErrorRemovesMarker(t *testing.T) {
 	}
 	if h.markerExists() {
 		t.Fatal("marker left after a serve error")
+	}
+}
+
+// Under ReadyWhileServing a failing check still makes /ready 503 during the
+// drain, and a check that recovers makes it 200 again, until the listeners
+// close; the admin listener then answers 503 to the end.
+func TestReadyDuringTheDrain(t *testing.T) {
+	var failing atomic.Bool
+	adminLn := listen(t)
+	h := newHarness(t, nil)
+	h.srv.AddAdmin(nil, adminLn)
+	h.srv.AddCheck("db", func(context.Context) error {
+		if failing.Load() {
+			return errors.New("down")
+		}
+		return nil
+	})
+	h.start()
+	admin := "http://" + adminLn.Addr().String()
+	release := make(chan struct{})
+	defer close(release)
+	h.srv.Go(func(context.Context) { <-release }) // holds the drain after the listeners close
+	h.signal()
+	steps := []struct {
+		failing  bool
+		wantCode int
+		wantBody string
+	}{
+		{false, 200, "draining: serving until the listeners close\nok\n"},
+		{true, 503, "[-]db failed\ndraining: serving until the listeners close\nnot ready\n"},
+		{false, 200, "draining: serving until the listeners close\nok\n"},
+	}
+	for _, st := range steps {
+		failing.Store(st.failing)
+		for _, url := range []string{h.url, admin} {
+			if code, _, body := get(t, url+"/ready"); code != st.wantCode || body != st.wantBody {
+				t.Fatalf("%s/ready with the check failing=%v: %d %q, want %d %q", url, st.failing, code, body, st.wantCode, st.wantBody)
+			}
+		}
+	}
+	h.clock.Advance(testDrainDelay)
+	waitFor(t, "main listener closed", func() bool { return refused(strings.TrimPrefix(h.url, "http://")) })
+	if code, _, body := get(t, admin+"/ready"); code != 503 || body != "not ready: draining\n" {
+		t.Fatalf("admin /ready after the listeners closed: %d %q, want 503 not ready: draining", code, body)
+	}
+}
+
+func TestExitCode(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{nil, ExitClean},
+		{errors.New("stop hook failed"), ExitFailed},
+		{fmt.Errorf("%w: DRAIN_DELAY", probe.ErrUsage), ExitUsage},
+		{fmt.Errorf("grpc %w: returned", ErrServerStopped), ExitServerStopped},
+		{fmt.Errorf("%w after 25s", ErrShutdownTimeout), ExitShutdownTimeout},
+		{fmt.Errorf("%w (interrupt)", ErrInterrupted), ExitInterrupted},
+		// The latest ending in the drain wins.
+		{errors.Join(fmt.Errorf("grpc %w", ErrServerStopped), ErrShutdownTimeout), ExitShutdownTimeout},
+		{errors.Join(ErrShutdownTimeout, ErrInterrupted), ExitInterrupted},
+	}
+	seen := map[int]bool{}
+	for _, tt := range tests {
+		if got := ExitCode(tt.err); got != tt.want {
+			t.Errorf("ExitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+		seen[tt.want] = true
+	}
+	if len(seen) != 6 {
+		t.Errorf("%d distinct codes, want 6", len(seen))
 	}
 }

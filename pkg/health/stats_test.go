@@ -37,10 +37,13 @@ func TestStatsAndDrainReport(t *testing.T) {
 	tests := []struct {
 		name     string
 		lastAt   time.Duration // when the last request after the signal comes
+		probesAt time.Duration // when the kubelet probes /ready and /live on the main listener (0: never)
 		wantWarn bool
 	}{
-		{"traffic until the end of the delay", testDrainDelay - testDrainDelay/10, true},
-		{"control: traffic stopped early", testDrainDelay / 5, false},
+		{"traffic until the end of the delay", testDrainDelay - testDrainDelay/10, 0, true},
+		{"control: traffic stopped early", testDrainDelay / 5, 0, false},
+		// Probes are not traffic: they neither count nor warn.
+		{"probes late in the delay", testDrainDelay / 5, testDrainDelay - testDrainDelay/10, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -58,7 +61,17 @@ func TestStatsAndDrainReport(t *testing.T) {
 			if resp := dialRaw(t, h.url).do("/work"); !resp.Close {
 				t.Fatal("no Connection: close during the delay")
 			}
-			h.clock.Advance(testDrainDelay - tt.lastAt)
+			elapsed := tt.lastAt
+			if tt.probesAt > 0 {
+				h.clock.Advance(tt.probesAt - elapsed)
+				elapsed = tt.probesAt
+				for _, path := range []string{"/ready", "/live"} {
+					if code, _, _ := get(t, h.url+path); code != 200 {
+						t.Fatalf("%s during the delay = %d, want 200", path, code)
+					}
+				}
+			}
+			h.clock.Advance(testDrainDelay - elapsed)
 			waitFor(t, "the idle connection closed", func() bool { return idle.closedWithin(time.Millisecond) || h.srv.Stats().ConnsClosedIdle == 1 })
 			h.clock.Advance(testIdleClose)
 			waitFor(t, "requests drained", func() bool { return len(h.srv.Stats().Phases) >= 3 })
@@ -80,8 +93,12 @@ func TestStatsAndDrainReport(t *testing.T) {
 			if got := st.LastRequestAfterSignal.Sub(st.DrainStarted); st.RequestsAfterSignal != 1 || got != tt.lastAt {
 				t.Fatalf("requests after the signal %d, the last at +%s; want 1 at +%s", st.RequestsAfterSignal, got, tt.lastAt)
 			}
-			if st.ConnsClosedIdle != 1 || st.ConnsClosedAfterResponse != 1 || st.ConnsCutAtDeadline != 0 {
-				t.Fatalf("connections: idle %d, after response %d, cut %d; want 1, 1, 0", st.ConnsClosedIdle, st.ConnsClosedAfterResponse, st.ConnsCutAtDeadline)
+			wantAfter := int64(1) // the request's; each probe's connection too
+			if tt.probesAt > 0 {
+				wantAfter += 2
+			}
+			if st.ConnsClosedIdle != 1 || st.ConnsClosedAfterResponse != wantAfter || st.ConnsCutAtDeadline != 0 {
+				t.Fatalf("connections: idle %d, after response %d, cut %d; want 1, %d, 0", st.ConnsClosedIdle, st.ConnsClosedAfterResponse, st.ConnsCutAtDeadline, wantAfter)
 			}
 			if st.TasksStarted != 1 || st.TasksRunning != 0 || st.TasksAbandoned != 0 || st.End != "clean" || st.State != Stopped {
 				t.Fatalf("end: %+v", st)
@@ -171,7 +188,7 @@ func TestBackgroundChecks(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if got := strings.Join(changes, " | "); got != "ready | checks failed: db: down | ready | draining" {
+	if got := strings.Join(changes, " | "); got != "ready | checks failed: db: down | ready | draining: serving until the listeners close | draining: not serving" {
 		t.Fatalf("OnReadyChange heard %q", got)
 	}
 }
