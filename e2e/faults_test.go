@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/pkg/health"
 )
 
 // Redis goes away while increments are pending and comes back before the
@@ -56,8 +57,8 @@ func TestRedisComesBackBeforeDeadline(t *testing.T) {
 	}
 }
 
-// Ten SIGTERMs, spaced so the kernel does not merge them: exit 1 at the
-// second, marker removed.
+// Ten SIGTERMs, spaced so the kernel does not merge them: the second one's
+// exit status, marker removed.
 func TestSignalStorm(t *testing.T) {
 	live := filepath.Join(t.TempDir(), "live")
 	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=5s")
@@ -66,8 +67,8 @@ func TestSignalStorm(t *testing.T) {
 		time.Sleep(15 * time.Millisecond) // standard signals are not queued
 	}
 	code, err := p.Wait(5 * time.Second)
-	if err != nil || code != 1 {
-		t.Fatalf("exit %d %v, want 1", code, err)
+	if err != nil || code != health.ExitInterrupted {
+		t.Fatalf("exit %d %v, want %d", code, err, health.ExitInterrupted)
 	}
 	if !strings.Contains(p.Stderr(), "second signal") {
 		t.Fatalf("no second-signal exit in the log:\n%s", p.Stderr())
@@ -85,7 +86,7 @@ func TestSIGKILLMidDrainLeavesStaleMarker(t *testing.T) {
 	env := []string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + live, "LIVE_MAX_AGE=300ms", "DRAIN_DELAY=5s"}
 	p := start(t, bins["app"], env...)
 	p.Signal(syscall.SIGTERM)
-	waitReady503(t, "http://"+p.Addr)
+	waitDraining(t, "http://"+p.Addr)
 	p.Signal(syscall.SIGKILL)
 	p.Wait(5 * time.Second)
 	if !exists(live) {
@@ -163,7 +164,7 @@ func TestLoadDuringDrain(t *testing.T) {
 		}
 	}
 	p.Signal(syscall.SIGTERM)
-	waitReady503(t, "http://"+p.Addr)
+	waitDraining(t, "http://"+p.Addr)
 	var wg sync.WaitGroup
 	errs := make(chan error, conns)
 	for _, c := range clients {

@@ -73,7 +73,7 @@ func TestMetricsThroughADrain(t *testing.T) {
 		resp.Body.Close()
 	}
 	p.Signal(syscall.SIGTERM)
-	waitReady503(t, "http://"+p.AdminAddr)
+	waitDraining(t, "http://"+p.AdminAddr)
 	resp, err := http.Post("http://"+p.Addr+"/incr", "", nil) // routed by a stale endpoint
 	if err != nil {
 		t.Fatal(err)

@@ -141,9 +141,10 @@ func run() error {
 			return
 		}
 		if mode == "bodyfirst" {
-			fmt.Fprintln(w, "not ready") // sends 200 before the status below
+			fmt.Fprintln(w, "not ready: draining") // sends 200 before the status below
 		}
 		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintln(w, "not ready: draining") // not ready at the signal, as pkg/health's NotReadyAtSignal
 	})
 
 	ln, err := net.Listen("tcp", addr)

@@ -25,9 +25,11 @@ import (
 )
 
 // Main runs the app command with args and returns the process's exit
-// status: 0 after a clean drain or a live marker, 1 for a failed check, a
-// lost increment or an interrupted drain, 2 for bad usage or configuration.
-// The environment is the process's (envconfig reads it).
+// status, health.ExitCode's: 0 after a clean drain (or, for `live`, a live
+// marker), 1 for a failed check or an abandoned increment, 2 for bad usage
+// or configuration, 3 for a server that stopped serving, 4 for the
+// shutdown deadline, 5 for a second signal. The environment is the
+// process's (envconfig reads it).
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root := Command(stderr)
 	root.SetArgs(args)
@@ -37,7 +39,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", root.Name(), err)
 	}
-	return probe.ExitCode(err)
+	return health.ExitCode(err)
 }
 
 // Command returns the app's root command: `app` and `app serve` run the
@@ -100,6 +102,7 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		IdleClose:       cfg.IdleClose,
 		CheckInterval:   cfg.CheckInterval,
+		DrainReadiness:  cfg.ReadinessPolicy(),
 		OnReadyChange: func(ready bool, reason string) {
 			log.Info("readiness changed", "ready", ready, "reason", reason)
 		},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/drainwell/drainwell/pkg/health"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
@@ -26,7 +27,20 @@ type Config struct {
 	IdleClose       time.Duration `envconfig:"IDLE_CLOSE" default:"1s"`
 	CheckInterval   time.Duration `envconfig:"CHECK_INTERVAL" default:"0"`
 	WorkDelay       time.Duration `envconfig:"WORK_DELAY" default:"5s"`
+	// DrainReadiness is /ready's policy during the drain: "serving"
+	// (health.ReadyWhileServing, the default) or "not-ready"
+	// (health.NotReadyAtSignal).
+	DrainReadiness string `envconfig:"DRAIN_READINESS" default:"serving"`
 }
+
+// readinessPolicies are DRAIN_READINESS's values.
+var readinessPolicies = map[string]health.ReadinessPolicy{
+	"serving":   health.ReadyWhileServing,
+	"not-ready": health.NotReadyAtSignal,
+}
+
+// ReadinessPolicy is DrainReadiness as pkg/health's policy.
+func (c Config) ReadinessPolicy() health.ReadinessPolicy { return readinessPolicies[c.DrainReadiness] }
 
 // LoadConfig reads Config from the environment and validates it. Its errors
 // are one line, name the variable and match probe.ErrUsage.
@@ -81,6 +95,8 @@ func (c Config) Validate() error {
 		return bad("CHECK_INTERVAL=%s is negative", c.CheckInterval)
 	case c.WorkDelay < 0:
 		return bad("WORK_DELAY=%s is negative", c.WorkDelay)
+	case readinessPolicies[c.DrainReadiness] == health.ReadyWhileServing && c.DrainReadiness != "serving":
+		return bad("DRAIN_READINESS=%q is neither serving nor not-ready", c.DrainReadiness)
 	case c.DrainDelay >= c.ShutdownTimeout:
 		return bad("DRAIN_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", c.DrainDelay, c.ShutdownTimeout)
 	case c.DrainDelay+c.IdleClose >= c.ShutdownTimeout:

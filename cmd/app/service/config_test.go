@@ -13,7 +13,7 @@ var durationVars = []string{"LIVE_MAX_AGE", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "
 // setEnv sets the app's variables for one case, and unsets the others.
 func setEnv(t *testing.T, vars map[string]string) {
 	t.Helper()
-	for _, k := range append([]string{"ADDR", "GRPC_ADDR", "ADMIN_ADDR", "REDIS_ADDR", "REDIS_PASSWORD", "LIVE_FILE"}, durationVars...) {
+	for _, k := range append([]string{"ADDR", "GRPC_ADDR", "ADMIN_ADDR", "REDIS_ADDR", "REDIS_PASSWORD", "LIVE_FILE", "DRAIN_READINESS"}, durationVars...) {
 		t.Setenv(k, "") // registers the restore
 		if v, ok := vars[k]; ok {
 			t.Setenv(k, v)
@@ -48,6 +48,10 @@ func TestLoadConfig(t *testing.T) {
 		{"work cannot finish", map[string]string{"WORK_DELAY": "21s"}, "WORK_DELAY"},
 		{"idle close beyond the deadline", map[string]string{"IDLE_CLOSE": "20s"}, "IDLE_CLOSE"},
 		{"zero idle close", map[string]string{"IDLE_CLOSE": "0"}, "IDLE_CLOSE"},
+		{"readiness serving", map[string]string{"DRAIN_READINESS": "serving"}, ""},
+		{"readiness not-ready", map[string]string{"DRAIN_READINESS": "not-ready"}, ""},
+		{"readiness unknown", map[string]string{"DRAIN_READINESS": "ready"}, "DRAIN_READINESS"},
+		{"readiness empty", map[string]string{"DRAIN_READINESS": ""}, "DRAIN_READINESS"},
 	}
 	// Every duration variable: empty, negative, huge, no unit, wrong type.
 	for _, k := range durationVars {
