@@ -63,6 +63,9 @@ type Config struct {
 	// ServicePorts names the container ports the Service exposes, each
 	// through a proxy of its own. Default: "http" (Spec.Port).
 	ServicePorts []string
+	// StartDelay is how long a pod created after Start waits before its
+	// container runs: scheduling, the sandbox, the container's creation.
+	StartDelay time.Duration
 }
 
 // Cluster is one Deployment and its Service.
@@ -122,7 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	}
 	c.revision = 1
 	for range cfg.Spec.Replicas {
-		if _, err := c.createPod(1); err != nil {
+		if _, err := c.createPod(1, 0); err != nil {
 			return nil, err
 		}
 	}
@@ -211,17 +214,27 @@ func (c *Cluster) event(p *Pod, ph Phase, note string) {
 	c.mu.Unlock()
 }
 
-// endpointsChanged publishes the ready, non-terminating pods to every
-// port's proxy.
+// endpointsChanged publishes every port's EndpointSlice to its proxy, with
+// the conditions the EndpointSlice controller sets (podToEndpoint in
+// k8s.io/endpointslice's utils.go, KEP-1672): serving is the pod's Ready
+// condition, which the readiness probe keeps driving during termination;
+// terminating is a deletion timestamp; ready is serving and not
+// terminating ("ready should never be true if a pod is terminating"),
+// whatever the probe says.
 func (c *Cluster) endpointsChanged() {
 	for name, px := range c.proxies {
-		var eps []string
+		var eps endpoints
 		for _, p := range c.Pods() {
-			if p.ready.Load() && !p.terminating.Load() {
-				eps = append(eps, c.portAddr(p, name))
+			serving, terminating := p.ready.Load(), p.terminating.Load()
+			switch {
+			case serving && !terminating:
+				eps.ready = append(eps.ready, c.portAddr(p, name))
+			case serving && terminating:
+				eps.servingTerminating = append(eps.servingTerminating, c.portAddr(p, name))
 			}
 		}
-		sort.Strings(eps)
+		sort.Strings(eps.ready)
+		sort.Strings(eps.servingTerminating)
 		px.publish(eps)
 	}
 }
@@ -253,7 +266,7 @@ func (c *Cluster) env(p *Pod) []string {
 	return out
 }
 
-func (c *Cluster) createPod(rev int) (*Pod, error) {
+func (c *Cluster) createPod(rev int, startDelay time.Duration) (*Pod, error) {
 	c.mu.Lock()
 	ip := c.nextIP
 	c.nextIP++
@@ -277,15 +290,27 @@ func (c *Cluster) createPod(rev int) (*Pod, error) {
 	c.mu.Lock()
 	c.pods = append(c.pods, p)
 	c.mu.Unlock()
-	go p.run()
+	go p.run(startDelay)
 	return p, nil
 }
 
 // run is the pod's kubelet: it starts the container, probes it, restarts it
 // when liveness fails, and terminates it when the pod is deleted.
-func (p *Pod) run() {
+func (p *Pod) run(startDelay time.Duration) {
 	defer close(p.gone)
 	spec := p.c.cfg.Spec
+	// The kubelet's prober worker starts with the pod and probes on its
+	// ticker, from the first tick at which the container has run for
+	// initialDelaySeconds (doProbe skips a container not yet running).
+	anchor := time.Now()
+	if startDelay > 0 {
+		select {
+		case <-time.After(startDelay):
+		case <-p.terminate:
+			p.c.event(p, Exited, "deleted before it started")
+			return
+		}
+	}
 	for {
 		p.c.event(p, Starting, "")
 		proc, err := harness.Launch(p.c.cfg.Bin, p.c.env(p), p.c.cfg.Args...)
@@ -296,7 +321,8 @@ func (p *Pod) run() {
 		p.proc.Store(proc)
 		probes, stopProbes := context.WithCancel(context.Background())
 		livenessFailed := make(chan struct{})
-		go p.readiness(probes, proc)
+		go p.readiness(probes, firstTick(anchor, time.Now(), spec.Readiness))
+		anchor = time.Now() // a restarted container's worker starts anew
 		if len(spec.Liveness.Exec) > 0 {
 			go p.liveness(probes, livenessFailed)
 		}
@@ -371,12 +397,12 @@ func (p *Pod) setReady(r bool) {
 }
 
 // readiness runs the httpGet readiness probe with its thresholds.
-func (p *Pod) readiness(ctx context.Context, proc *harness.Proc) {
+func (p *Pod) readiness(ctx context.Context, first time.Duration) {
 	pr := p.c.cfg.Spec.Readiness
 	client := &http.Client{Timeout: pr.Timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	url := "http://" + net.JoinHostPort(p.IP, strconv.Itoa(p.c.cfg.Spec.ProbePort)) + pr.HTTPPath
 	ok, fail := 0, 0
-	tick(ctx, pr.InitialDelay, pr.Period, func() {
+	tick(ctx, first, pr.Period, func() {
 		resp, err := client.Get(url)
 		good := err == nil && resp.StatusCode >= 200 && resp.StatusCode < 400
 		if err == nil {
@@ -420,6 +446,16 @@ func (p *Pod) liveness(ctx context.Context, failed chan<- struct{}) {
 		}
 		fails = 0
 	})
+}
+
+// firstTick is how long after started (the container's start) the first
+// readiness probe comes: at the first tick of a ticker started at anchor
+// (the pod's creation), after the one at anchor itself, at which the
+// container has run for the probe's initial delay.
+func firstTick(anchor, started time.Time, pr Probe) time.Duration {
+	due := started.Add(pr.InitialDelay).Sub(anchor)
+	ticks := max(1, int64((due+pr.Period-1)/pr.Period))
+	return max(time.Until(anchor.Add(time.Duration(ticks)*pr.Period)), 0)
 }
 
 func tick(ctx context.Context, initial, period time.Duration, f func()) {
@@ -498,7 +534,7 @@ func (c *Cluster) RollingUpdate(ctx context.Context) error {
 			}
 		}
 		if len(cur) < s.Replicas && len(old)+len(cur) < s.Replicas+s.MaxSurge {
-			c.createPod(rev)
+			c.createPod(rev, c.cfg.StartDelay)
 			return false
 		}
 		// Old pods that are not ready go first; they cost no

@@ -14,14 +14,22 @@ import (
 // connection goes to a random endpoint of its current view, and stays there
 // (existing connections are never moved). Its view is what the endpoint
 // controller published a propagation lag ago.
+//
+// It picks as kube-proxy's CategorizeEndpoints (pkg/proxy/topology.go,
+// Cluster traffic policy) does: among the ready endpoints; when there is
+// none, among the endpoints that are serving and terminating ("If there
+// are no ready endpoints, fall back to terminating endpoints that are
+// serving", KEP-1669, ProxyTerminatingEndpoints, GA in 1.28); when there
+// is neither, the connection is refused (iptables' REJECT rule for a
+// Service without endpoints).
 type proxy struct {
 	ln  net.Listener
 	lag time.Duration
 
 	mu      sync.Mutex
-	view    []string // endpoint addresses
-	applied uint64   // sequence of the view in place
-	next    uint64   // sequence of the last published view
+	view    endpoints
+	applied uint64 // sequence of the view in place
+	next    uint64 // sequence of the last published view
 
 	conns    sync.WaitGroup
 	refused  atomic.Int64 // connections with no endpoint, or whose dial failed
@@ -43,9 +51,15 @@ func newProxy(addr string, lag time.Duration) (*proxy, error) {
 
 func (p *proxy) addr() string { return p.ln.Addr().String() }
 
+// endpoints is a Service's EndpointSlice as kube-proxy reads it: the
+// addresses of the ready endpoints, and of those serving and terminating.
+type endpoints struct {
+	ready, servingTerminating []string
+}
+
 // publish hands the proxy a new endpoint set; it takes effect after the
 // lag. Views are applied in publication order.
-func (p *proxy) publish(endpoints []string) {
+func (p *proxy) publish(endpoints endpoints) {
 	p.mu.Lock()
 	p.next++
 	seq := p.next
@@ -64,19 +78,23 @@ func (p *proxy) publish(endpoints []string) {
 	time.AfterFunc(p.lag, apply)
 }
 
+// viewSize is how many ready endpoints the proxy routes to.
 func (p *proxy) viewSize() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.view)
+	return len(p.view.ready)
 }
 
+// pick returns a ready endpoint, else a serving terminating one, else "".
 func (p *proxy) pick() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if len(p.view) == 0 {
-		return ""
+	for _, set := range [][]string{p.view.ready, p.view.servingTerminating} {
+		if len(set) > 0 {
+			return set[rand.IntN(len(set))]
+		}
 	}
-	return p.view[rand.IntN(len(p.view))]
+	return ""
 }
 
 func (p *proxy) serve() {

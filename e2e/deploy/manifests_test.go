@@ -162,8 +162,13 @@ func TestArticlesManifestsRejected(t *testing.T) {
 		}},
 		{"no-grace.yaml", []string{
 			"SHUTDOWN_TIMEOUT 30s + margin 5s exceeds terminationGracePeriodSeconds 30s",
-			"DRAIN_DELAY 0s does not cover readiness periodSeconds 10 x failureThreshold 3",
+			"DRAIN_DELAY 0s does not cover a replacement's readiness (periodSeconds 10 x successThreshold 1) + propagation 1s",
 			"LIVE_FILE /tmp/live is not on a writable emptyDir",
+		}},
+		{"lifecycle-conflicts.yaml", []string{
+			"DRAIN_READINESS=not-ready with one replica: every endpoint terminates at once",
+			"preStop sleep 5s and DRAIN_DELAY 5s add up: use one",
+			"lifecycle.stopSignal SIGUSR1 is not a signal the app drains on",
 		}},
 		{"wedge-old-values.yaml", []string{
 			"livenessProbe.terminationGracePeriodSeconds is not set",
@@ -220,12 +225,18 @@ func TestProbesAreServed(t *testing.T) {
 			v = r.Addr
 		case "LIVE_FILE":
 			v = live
+		case "GRPC_ADDR", "ADMIN_ADDR":
+			// The manifest's ports are fixed ones another test may hold.
+			v = "127.0.0.1:0"
 		}
 		env = append(env, k+"="+v)
 	}
 	p := harness.TestStart(t, bins["app"], env)
-	path := c.ReadinessProbe.HTTPGet.Path
-	resp, err := http.Get("http://" + p.Addr + path)
+	path, addr := c.ReadinessProbe.HTTPGet.Path, p.Addr
+	if c.ReadinessProbe.HTTPGet.Port.StrVal == "admin" {
+		addr = p.AdminAddr
+	}
+	resp, err := http.Get("http://" + addr + path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,6 +29,7 @@ type result struct {
 // (its own HTTP/2 connection, as separate calling pods have), grpc-go's
 // defaults (pick_first, no retry policy, not wait-for-ready), each RPC
 // started on schedule whatever the others do (an open loop, as vegeta's).
+// With p.GRPCDialPerCall each RPC opens a connection of its own instead.
 // With p.HealthCheck the clients also watch the health service: grpc-go's
 // client-side health checking on each connection (which ends its own Watch
 // when the connection gets GOAWAY), and a Watch stream each client opens
@@ -100,7 +101,17 @@ func grpcAttack(ctx context.Context, addr string, p Profile) (_ <-chan result, s
 					cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 					defer cancel()
 					t0 := time.Now()
-					err := cc.Invoke(cctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
+					conn := cc
+					if p.GRPCDialPerCall {
+						fresh, err := grpc.NewClient(addr, opts...)
+						if err != nil {
+							out <- result{At: t0, Kind: "dial: " + err.Error()}
+							return
+						}
+						defer fresh.Close()
+						conn = fresh
+					}
+					err := conn.Invoke(cctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
 					r := result{At: t0, Latency: time.Since(t0), OK: err == nil}
 					if err != nil {
 						r.Kind = grpcErrorKind(err)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+	policyv1 "k8s.io/api/policy/v1"
 
 	"github.com/drainwell/drainwell/e2e/cluster"
 	"github.com/drainwell/drainwell/e2e/harness"
@@ -55,9 +56,35 @@ type Profile struct {
 	// Redis that faults every RedisFaults-th write (reply dropped after
 	// the write, reply delayed past the client's timeout, reset before).
 	RedisFaults int
+	// Disrupt, when set, disrupts every pod at DisruptAt, so that every
+	// endpoint of the Service is terminating at once.
+	Disrupt   Disruption
+	DisruptAt time.Duration
+	// PDB replaces the manifest's disruption budget for a Drain.
+	PDB *policyv1.PodDisruptionBudgetSpec
+	// StartDelay is how long a pod created during the run takes before
+	// its container runs (scheduling, sandbox, container creation); see
+	// cluster.Config.
+	StartDelay time.Duration
+	// GRPCDialPerCall makes each RPC on a connection of its own, as
+	// short-lived callers do (jobs, CLIs, a caller per request).
+	GRPCDialPerCall bool
 	// Expect is what the run must show.
 	Expect Expect
 }
+
+// Disruption is what happens to every pod at once.
+type Disruption int
+
+const (
+	// NoDisruption: only rolling updates and freezes.
+	NoDisruption Disruption = iota
+	// DeleteAll deletes every pod at once; the ReplicaSet replaces them.
+	DeleteAll
+	// Drain drains the node of every pod through the eviction API,
+	// honouring the disruption budget.
+	Drain
+)
 
 // Expect is a profile's verdict rule.
 type Expect int
@@ -202,6 +229,7 @@ func Judge(rows []Row) []string {
 type Env struct {
 	Bins map[string]string // "app", "badserver"
 	Spec cluster.Spec
+	PDB  *policyv1.PodDisruptionBudgetSpec // the manifest's, if any
 	Dir  string
 	Log  io.Writer
 }
@@ -224,7 +252,13 @@ func Setup(dir, deployDir string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Env{Bins: bins, Spec: spec, Dir: dir, Log: io.Discard}, nil
+	e := &Env{Bins: bins, Spec: spec, Dir: dir, Log: io.Discard}
+	for _, pdb := range set.PDBs {
+		if pdb.Name == "app" {
+			e.PDB = &pdb.Spec
+		}
+	}
+	return e, nil
 }
 
 // Result is a run's row and its timeline.
@@ -286,6 +320,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		Dir:          podDir,
 		Net:          fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250)),
 		Lag:          p.Lag,
+		StartDelay:   p.StartDelay,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%s: start: %w", p.Name, err)
@@ -318,6 +353,21 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 			frozen = pods[rand.IntN(len(pods))]
 			frozenAt = time.Now()
 			frozen.Freeze()
+		}
+		if p.Disrupt != NoDisruption {
+			sleepCtx(ctx, p.DisruptAt-time.Since(start))
+			t0 := time.Now()
+			switch p.Disrupt {
+			case DeleteAll:
+				c.DeleteAll()
+			case Drain:
+				pdb := e.PDB
+				if p.PDB != nil {
+					pdb = p.PDB
+				}
+				rollErr = c.Drain(ctx, pdb)
+			}
+			rollout = time.Since(t0)
 		}
 		if p.Updates == 0 {
 			return

@@ -155,19 +155,57 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 	if st, ok := dur("SHUTDOWN_TIMEOUT"); ok && preStop+st+app.Margin > grace {
 		bad("preStop %s + SHUTDOWN_TIMEOUT %s + margin %s exceeds terminationGracePeriodSeconds %s", preStop, st, app.Margin, grace)
 	}
-	// Drain delay: readiness must notice and endpoints must update.
-	if dd, ok := dur("DRAIN_DELAY"); ok && c.ReadinessProbe != nil {
+	// A preStop sleep and DRAIN_DELAY add up (both count against the
+	// grace period, and the app keeps serving through both): use one.
+	dd, hasDelay := dur("DRAIN_DELAY")
+	if hasDelay && dd > 0 && preStop > 0 {
+		bad("preStop sleep %s and DRAIN_DELAY %s add up: use one (DRAIN_DELAY, which the drain report checks)", preStop, dd)
+	}
+	// Drain delay: the endpoint change must reach every node. With the
+	// default readiness (DRAIN_READINESS=serving) the endpoint turns not
+	// ready at termination whatever the probe says, and the pod serves
+	// kube-proxy's fallback while every endpoint terminates, until a
+	// replacement passes its first probes: periodSeconds x
+	// successThreshold + propagation. Not ready at the signal, the delay
+	// must also let a load balancer that probes the pod notice:
+	// periodSeconds x failureThreshold + propagation.
+	readiness := env["DRAIN_READINESS"]
+	if readiness == "" {
+		readiness = "serving"
+	}
+	if hasDelay && c.ReadinessProbe != nil {
 		rp := c.ReadinessProbe
-		period, failures := rp.PeriodSeconds, rp.FailureThreshold
+		period, failures, successes := rp.PeriodSeconds, rp.FailureThreshold, rp.SuccessThreshold
 		if period == 0 {
 			period = 10 // the API's defaults
 		}
 		if failures == 0 {
 			failures = 3
 		}
-		need := time.Duration(period*failures)*time.Second + app.Propagation
-		if preStop+dd < need {
-			bad("DRAIN_DELAY %s does not cover readiness periodSeconds %d x failureThreshold %d + propagation %s", dd, period, failures, app.Propagation)
+		if successes == 0 {
+			successes = 1
+		}
+		if readiness == "not-ready" {
+			if need := time.Duration(period*failures)*time.Second + app.Propagation; preStop+dd < need {
+				bad("DRAIN_DELAY %s does not cover readiness periodSeconds %d x failureThreshold %d + propagation %s", dd, period, failures, app.Propagation)
+			}
+		} else if need := time.Duration(period*successes)*time.Second + app.Propagation; preStop+dd < need {
+			bad("DRAIN_DELAY %s does not cover a replacement's readiness (periodSeconds %d x successThreshold %d) + propagation %s", dd, period, successes, app.Propagation)
+		}
+	}
+	// Not ready at the signal where every endpoint terminates at once.
+	if readiness == "not-ready" && (d.Spec.Replicas == nil || *d.Spec.Replicas == 1) {
+		bad("DRAIN_READINESS=not-ready with one replica: every endpoint terminates at once and its requests are refused (keep serving)")
+	}
+	// lifecycle.stopSignal (alpha 1.33, ContainerStopSignals): the app
+	// drains on SIGTERM and SIGINT; another stop signal leaves it running
+	// until SIGKILL. It also needs spec.os.name.
+	if lc := c.Lifecycle; lc != nil && lc.StopSignal != nil {
+		switch sig := *lc.StopSignal; {
+		case sig != corev1.SIGTERM && sig != corev1.SIGINT:
+			bad("lifecycle.stopSignal %s is not a signal the app drains on (SIGTERM, SIGINT): it would run until SIGKILL", sig)
+		case pod.OS == nil || pod.OS.Name == "":
+			bad("lifecycle.stopSignal needs spec.os.name")
 		}
 	}
 
