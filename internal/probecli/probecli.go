@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -38,6 +39,8 @@ commands:
   sleep DURATION         sleep, then exit 0 (a preStop hook)
   run [flags] -- CMD ... run CMD as a child, keep the marker while it lives,
                          forward signals, reap zombies; exit with its code
+                         (128+N if signal N killed it; 127 not found, 126 not
+                         executable)
 
 TLS flags (grpc, http), in probe-tls only: --tls, --tls-ca-cert FILE,
   --tls-client-cert FILE, --tls-client-key FILE, --tls-no-verify,
@@ -359,7 +362,8 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 	defer flush()
 	if err != nil {
 		_ = m.Remove() // the error below is the one to report
-		return fail(fmt.Errorf("%w: %v", marker.ErrUsage, err))
+		fmt.Fprintf(stderr, "probe run: %v\n", err)
+		return startFailure(err)
 	}
 	child := cmd.Process.Pid
 
@@ -392,6 +396,15 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 			return ws.ExitStatus()
 		}
 	}
+}
+
+// startFailure is the exit status of a command that could not be started,
+// as a shell's: 127 when it is not found, 126 when it cannot be executed.
+func startFailure(err error) int {
+	if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+		return 127
+	}
+	return 126
 }
 
 // reap waits for the child. As PID 1 it waits for any process, so that

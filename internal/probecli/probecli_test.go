@@ -226,11 +226,39 @@ func TestRunExitsWithChildStatusAndRemovesMarker(t *testing.T) {
 	if _, err := os.Lstat(live); err == nil {
 		t.Fatal("marker left after the child exited")
 	}
-	if code, _ := runProbe(t, env(nil), "run", "--file", live, "--", filepath.Join(dir, "nonexistent")); code != 2 {
-		t.Fatalf("missing program: exit %d, want 2", code)
+}
+
+// Each of run's own endings has its code; the child's pass through.
+func TestRunExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	live := filepath.Join(dir, "live")
+	notExec := filepath.Join(dir, "data")
+	if err := os.WriteFile(notExec, []byte("not a program"), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if code, _ := runProbe(t, env(nil), "run", "--file", live); code != 2 {
-		t.Fatalf("no command: exit %d, want 2", code)
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"the child's clean exit", []string{"--", "/bin/sh", "-c", "exit 0"}, 0},
+		{"the child's deadline code passes through", []string{"--", "/bin/sh", "-c", "exit 4"}, 4},
+		{"the child killed by SIGTERM", []string{"--", "/bin/sh", "-c", "kill -TERM $$"}, 128 + 15},
+		{"no command", nil, 2},
+		{"not found", []string{"--", filepath.Join(dir, "nonexistent")}, 127},
+		{"not found on PATH", []string{"--", "no-such-program-here"}, 127},
+		{"not executable", []string{"--", notExec}, 126},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := runProbe(t, env(nil), append([]string{"run", "--file", live}, tt.args...)...)
+			if code != tt.want {
+				t.Fatalf("exit %d %q, want %d", code, out, tt.want)
+			}
+			if _, err := os.Lstat(live); err == nil {
+				t.Fatal("marker left behind")
+			}
+		})
 	}
 }
 
