@@ -12,7 +12,7 @@
 //  3. the request path: a trivial handler bare and behind pkg/health
 //     (go test -bench in pkg/health);
 //
-//  4. readiness flip: SIGTERM to the first 503 on /ready;
+//  4. drain seen: SIGTERM to the first /ready that says draining;
 //
 //  5. shutdown promptness: exit time beyond what the drain must wait for;
 //
@@ -469,14 +469,14 @@ func drainTimes(dir, app string) ([]row, error) {
 		}
 		url := "http://" + p.Addr
 		client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 2 * time.Second}
-		get := func(path string) (int, time.Time, error) {
+		get := func(path string) (string, time.Time, error) {
 			resp, err := client.Get(url + path)
 			if err != nil {
-				return 0, time.Time{}, err
+				return "", time.Time{}, err
 			}
-			io.Copy(io.Discard, resp.Body)
+			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			return resp.StatusCode, time.Now(), nil
+			return string(b), time.Now(), nil
 		}
 		withWork := i%2 == 1
 		var mustWait time.Time
@@ -492,12 +492,12 @@ func drainTimes(dir, app string) ([]row, error) {
 		t0 := time.Now()
 		p.Signal(syscall.SIGTERM)
 		for {
-			code, at, err := get("/ready")
+			body, at, err := get("/ready")
 			if err != nil {
 				p.Kill()
 				return nil, err
 			}
-			if code == http.StatusServiceUnavailable {
+			if strings.Contains(body, "draining") {
 				flips = append(flips, float64(at.Sub(t0)))
 				break
 			}
@@ -520,7 +520,7 @@ func drainTimes(dir, app string) ([]row, error) {
 	ms := func(v float64) string { return time.Duration(v).Round(10 * time.Microsecond).String() }
 	p99flip := pct(flips, 0.99)
 	return []row{
-		{what: fmt.Sprintf("readiness flip: SIGTERM to the first 503 on /ready (%d runs)", len(flips)),
+		{what: fmt.Sprintf("drain seen: SIGTERM to the first /ready that says draining (%d runs)", len(flips)),
 			figure: fmt.Sprintf("p50 %s, p99 %s", ms(median(flips)), ms(p99flip)),
 			target: "p99 < 5 ms", verdict: verdict(p99flip < float64(5*time.Millisecond))},
 		{what: fmt.Sprintf("shutdown promptness, idle: exit minus DRAIN_DELAY end (%d runs)", len(idle)),

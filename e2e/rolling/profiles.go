@@ -116,20 +116,20 @@ func Profiles(short bool) []Profile {
 	onlyReplica.Name, onlyReplica.Replicas = "delete the only replica", 1
 	one := intstr.FromInt32(1)
 	nodeDrain := allTerminating
-	nodeDrain.Name, nodeDrain.Disrupt, nodeDrain.Replicas = "node drain, one replica", Drain, 1
+	nodeDrain.Name, nodeDrain.Disrupt, nodeDrain.Replicas = "node drain of the only replica", Drain, 1
 	nodeDrain.PDB = &policyv1.PodDisruptionBudgetSpec{MaxUnavailable: &one}
 	// The manifest's budget (minAvailable 1) over two replicas: one
 	// eviction at a time, each after the last replacement is ready.
 	nodeDrainPDB := allTerminating
-	nodeDrainPDB.Name, nodeDrainPDB.Disrupt, nodeDrainPDB.Duration = "node drain, budget one at a time", Drain, scale(25*time.Second, 14*time.Second)
+	nodeDrainPDB.Name, nodeDrainPDB.Disrupt, nodeDrainPDB.Duration = "node drain under the budget", Drain, scale(25*time.Second, 14*time.Second)
 	grpcDeleteAll := deleteAll
-	grpcDeleteAll.Name, grpcDeleteAll.GRPC, grpcDeleteAll.GRPCDialPerCall = "grpc, delete all pods", true, true
+	grpcDeleteAll.Name, grpcDeleteAll.GRPC, grpcDeleteAll.GRPCDialPerCall = "grpc delete all pods", true, true
 	notReadyAtSignal := func(p Profile) Profile {
 		env := map[string]string{"DRAIN_READINESS": "not-ready"}
 		for k, v := range p.Env {
 			env[k] = v
 		}
-		return with(p, "control: "+p.Name+", not ready at the signal", "app", env)
+		return with(p, "control: not ready at the signal: "+p.Name, "app", env)
 	}
 	return []Profile{
 		deleteAll,

@@ -18,10 +18,10 @@ import (
 // control waits for SIGKILL) run in `make rollout`; pkg/grpcdrain's tests
 // show the Watch hold and its fix in every run.
 var inCI = []string{
-	"delete all pods", "control: delete all pods, not ready at the signal",
-	"delete the only replica", "control: delete the only replica, not ready at the signal",
-	"node drain, one replica", "control: node drain, one replica, not ready at the signal",
-	"grpc, delete all pods", "control: grpc, delete all pods, not ready at the signal",
+	"delete all pods", "control: not ready at the signal: delete all pods",
+	"delete the only replica", "control: not ready at the signal: delete the only replica",
+	"node drain of the only replica", "control: not ready at the signal: node drain of the only replica",
+	"grpc delete all pods", "control: not ready at the signal: grpc delete all pods",
 	"articles", "heavy", "control: hard shutdown", "control: DRAIN_DELAY=0", "control: no wait for work",
 	"redis faults", "control: redis faults, plain INCR retried",
 	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay",
