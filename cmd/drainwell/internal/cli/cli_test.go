@@ -1,0 +1,126 @@
+package cli
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Main(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+const corpus = "../../vet/testdata/corpus/"
+
+func TestExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	huge := filepath.Join(dir, "huge.yaml")
+	f, err := os.Create(huge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(17 << 20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	warnOnly := corpus + "exec-liveness-cost/fires.yaml"
+	tests := []struct {
+		name    string
+		stdin   string
+		args    []string
+		want    int
+		wantOut string // in stdout
+		wantErr string // the one line on stderr
+	}{
+		{"the project's deploy/", "", []string{"vet", "../../../../deploy"}, 0, "0 errors, 0 warnings", ""},
+		{"an error finding", "", []string{"vet", corpus + "grace-period/fires.yaml"}, 1, "error grace-period", ""},
+		{"warnings only", "", []string{"vet", warnOnly}, 0, "warning exec-liveness-cost", ""},
+		{"a folder, recursively", "", []string{"vet", corpus}, 1, "error service-target-port", ""},
+		{"stdin", mustRead(t, corpus+"grace-period/fires.yaml"), []string{"vet", "-"}, 1, "stdin:", ""},
+		{"flags after files", "", []string{"vet", warnOnly, "--format", "json"}, 0, `"rule": "exec-liveness-cost"`, ""},
+		{"malformed YAML", "", []string{"vet", write("bad.yaml", "apiVersion: v1\nkind: Service\n  metadata: [\n")}, 2, "", "bad.yaml:3: not YAML"},
+		{"an unknown kind", "", []string{"vet", write("kind.yaml", "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n")}, 2, "", `kind.yaml:2: unknown kind "Deploymnet"`},
+		{"a huge file", "", []string{"vet", huge}, 2, "", "huge.yaml: larger than 16 MiB"},
+		{"empty stdin", "", []string{"vet"}, 2, "", "stdin: empty input"},
+		{"a missing file", "", []string{"vet", filepath.Join(dir, "nope.yaml")}, 2, "", "nope.yaml: no such file or directory"},
+		{"a folder with no manifest", "", []string{"vet", t.TempDir()}, 2, "", "no .yaml, .yml or .json file"},
+		{"an unknown format", "", []string{"vet", "--format", "xml", warnOnly}, 2, "", `--format "xml"`},
+		{"a bad kube version", "", []string{"vet", "--kube-version", "33", warnOnly}, 2, "", `--kube-version "33"`},
+		{"an unknown flag", "", []string{"vet", "--nope"}, 2, "", "flag provided but not defined: -nope"},
+		{"an unknown command", "", []string{"lint"}, 2, "", `unknown command "lint"`},
+		{"explain", "", []string{"vet", "--explain", "readiness-at-signal"}, 0, "KEP-1669", ""},
+		{"explain an unknown rule", "", []string{"vet", "--explain", "nope"}, 2, "", `no rule "nope"`},
+		{"the rules", "", []string{"vet", "--rules"}, 0, "wedge-restart", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errOut := run(t, tt.stdin, tt.args...)
+			if code != tt.want || !strings.Contains(out, tt.wantOut) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want %d with %q", code, out, errOut, tt.want, tt.wantOut)
+			}
+			if tt.wantErr != "" {
+				if lines := strings.Split(strings.TrimSpace(errOut), "\n"); len(lines) != 1 || !strings.Contains(lines[0], tt.wantErr) {
+					t.Fatalf("stderr %q, want one line with %q", errOut, tt.wantErr)
+				}
+			}
+		})
+	}
+}
+
+func mustRead(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The SARIF log holds every rule and one result per finding, at its file
+// and line (e2e's TestSARIFSchema validates it against the 2.1.0 schema).
+func TestSARIF(t *testing.T) {
+	code, out, errOut := run(t, "", "vet", "--format", "sarif", corpus+"grace-period/fires.yaml")
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var log struct {
+		Version string `json:"version"`
+		Runs    []struct {
+			Tool struct {
+				Driver struct {
+					Rules []struct{ ID string } `json:"rules"`
+				} `json:"driver"`
+			} `json:"tool"`
+			Results []struct {
+				RuleID    string `json:"ruleId"`
+				Locations []struct {
+					PhysicalLocation struct {
+						Region struct{ StartLine int } `json:"region"`
+					} `json:"physicalLocation"`
+				} `json:"locations"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &log); err != nil {
+		t.Fatal(err)
+	}
+	if log.Version != "2.1.0" || len(log.Runs) != 1 || len(log.Runs[0].Tool.Driver.Rules) < 15 || len(log.Runs[0].Results) != 1 {
+		t.Fatalf("SARIF log: %s", out)
+	}
+	if r := log.Runs[0].Results[0]; r.RuleID != "grace-period" || r.Locations[0].PhysicalLocation.Region.StartLine == 0 {
+		t.Fatalf("result: %+v", r)
+	}
+}

@@ -1,0 +1,845 @@
+package vet
+
+import (
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Margin is the time the rules leave between the drain's bound and SIGKILL:
+// the deadline's own cleanup (hooks, the marker) needs a moment.
+const Margin = 5 * time.Second
+
+// MaxWedge is how long a frozen process may keep its pod before the kubelet
+// has killed it.
+const MaxWedge = time.Minute
+
+// MinExecLivenessPeriod keeps an exec liveness probe's node cost low: each
+// run costs the node about 35-66 ms of CPU (the runtime's exec), an httpGet
+// about nothing.
+const MinExecLivenessPeriod = 10
+
+var rules = []Rule{
+	{
+		Name: "grace-period", Severity: Error,
+		Summary: "terminationGracePeriodSeconds leaves no time for preStop plus the drain",
+		Explain: `The kubelet runs the preStop hook, then sends SIGTERM, and sends SIGKILL when
+terminationGracePeriodSeconds (default 30) has passed since the pod was marked
+terminating: the preStop hook's time counts against it. A drain bounded by
+SHUTDOWN_TIMEOUT (pkg/health) must therefore end, with a margin for its own
+cleanup, before that: preStop + SHUTDOWN_TIMEOUT + 5s <= terminationGracePeriodSeconds.
+Otherwise SIGKILL cuts the requests and background work the drain was finishing.`,
+		check: checkGrace,
+	},
+	{
+		Name: "exec-needs-program", Severity: Error,
+		Summary: "a preStop hook or exec probe runs a program a shell-less image does not have",
+		Explain: `An exec hook or probe runs its command inside the container. Distroless,
+scratch and static images have no /bin/sh, kill, sleep, cat or curl: a preStop
+hook fails at once (FailedPreStopHook, and SIGTERM comes without the wait it was
+for), an exec liveness probe fails forever and the pod restarts in a loop. Use
+the sleep action (lifecycle.preStop.sleep, GA in 1.34), an httpGet probe, or the
+image's own binary (["/app","live"] with pkg/probe). The rule fires unless the
+image is one known to ship a shell (alpine, debian, ubuntu, busybox, nginx, ...):
+for another image that has one, turn it off with the annotation
+ignore.vet.drainwell.io/exec-needs-program.`,
+		check: checkExecProgram,
+	},
+	{
+		Name: "exec-liveness-cost", Severity: Warning,
+		Summary: "an exec liveness probe runs more often than every 10 s",
+		Explain: `Each exec probe makes the container runtime create a process in the
+container: about 35-66 ms of node CPU per run, measured on a real kubelet with
+containerd (an httpGet or tcpSocket probe costs about nothing). Every second that
+is 3-7% of a core per pod. Keep exec liveness probes at periodSeconds 10 or more,
+and readiness probes on httpGet.`,
+		check: checkExecCost,
+	},
+	{
+		Name: "wedge-restart", Severity: Warning,
+		Summary: "a frozen process keeps its pod for over a minute",
+		Explain: `A wedged process (deadlocked, frozen) is found by the liveness probe: with a
+liveness marker it goes stale after LIVE_MAX_AGE, then the probe must fail
+failureThreshold times periodSeconds apart, then the kubelet kills the container
+after the probe-level terminationGracePeriodSeconds, or the pod's when that is
+not set (a frozen process never acts on SIGTERM, so the whole grace is waited).
+Set livenessProbe.terminationGracePeriodSeconds (GA in 1.27) and periods that
+bring it under a minute.`,
+		check: checkWedge,
+	},
+	{
+		Name: "rollout-all-at-once", Severity: Error,
+		Summary: "the rollout strategy can take every replica at once",
+		Explain: `A Deployment's RollingUpdate removes up to maxUnavailable pods before their
+replacements are ready; with maxUnavailable at the replica count (100%, or 1 with
+one replica and maxSurge 0) every pod goes at once, and Recreate kills them all
+before starting any. Every endpoint is then terminating or absent: requests are
+refused until a new pod is ready. Use maxSurge 1, maxUnavailable 0.`,
+		check: checkRollout,
+	},
+	{
+		Name: "pdb-blocks-eviction", Severity: Warning,
+		Summary: "the disruption budget blocks every eviction",
+		Explain: `The eviction API (kubectl drain, the cluster autoscaler) evicts a pod only
+while the healthy pods exceed the budget's desired count (minAvailable, or the
+replicas less maxUnavailable). With minAvailable at the replica count, or
+maxUnavailable 0, no pod can ever be evicted: node drains hang until someone
+deletes the pods by hand, which ignores the budget altogether.`,
+		check: checkPDBBlocks,
+	},
+	{
+		Name: "pdb-allows-all", Severity: Warning,
+		Summary: "the disruption budget lets a drain evict every replica at once",
+		Explain: `A budget that allows as many disruptions as there are replicas lets a node
+drain evict them all together: every endpoint is terminating at once, and the
+Service lives on kube-proxy's fallback to terminating endpoints that still serve
+(KEP-1669) until the replacements are ready. Keep at least one replica: minAvailable 1
+with two or more replicas.`,
+		check: checkPDBAllowsAll,
+	},
+	{
+		Name: "readiness-at-signal", Severity: Error,
+		Summary: "not ready at SIGTERM where every endpoint may terminate at once",
+		Explain: `Kubernetes marks a terminating pod's endpoint ready: false at once (KEP-1672)
+and, when a Service has no ready endpoint left, kube-proxy falls back to the
+terminating endpoints that are still serving, that is whose readiness probe still
+passes (KEP-1669, GA in 1.28). A pod that turns not ready at SIGTERM
+(DRAIN_READINESS=not-ready) opts out of that fallback: when every endpoint is
+terminating (one replica, a rollout or budget that takes all), its requests are
+refused. Measured on a real cluster: 202-405 of 8,000 requests refused when the
+only pod was deleted, none when it stayed ready until its listeners closed.`,
+		check: checkReadinessAtSignal,
+	},
+	{
+		Name: "readiness-single-failure", Severity: Error,
+		Summary: "a readiness probe that checks dependencies removes the pod on one failure",
+		Explain: `A readiness endpoint that checks dependencies (/ready, /readyz) fails on every
+pod at once when the dependency blips: with failureThreshold 1 one slow answer
+takes every endpoint out of the Service, and requests are refused until the next
+successful probe. Use failureThreshold 2 or more.`,
+		check: checkReadinessSingleFailure,
+	},
+	{
+		Name: "readiness-port-not-routed", Severity: Warning,
+		Summary: "the readiness probe asks a port no Service routes",
+		Explain: `Readiness decides whether a pod receives a Service's traffic; a probe on a port
+that the Service does not route can pass while the routed port is dead. The
+exception is pkg/health's admin listener (ADMIN_ADDR), whose /ready answers for
+every server of the pod.`,
+		check: checkReadinessPort,
+	},
+	{
+		Name: "drain-delay-short", Severity: Error,
+		Summary: "DRAIN_DELAY is shorter than what the endpoint change needs",
+		Explain: `After SIGTERM the pod keeps serving for DRAIN_DELAY while its endpoint's change
+reaches every kube-proxy (about 1 s measured). With DRAIN_READINESS=serving (the
+default) it also serves kube-proxy's fallback while every endpoint terminates,
+until a replacement passes its first probes: periodSeconds x successThreshold +
+propagation. With DRAIN_READINESS=not-ready a load balancer that probes the pod
+must notice: periodSeconds x failureThreshold + propagation. A shorter delay
+refuses the requests still routed to the pod.`,
+		check: checkDrainDelay,
+	},
+	{
+		Name: "prestop-and-drain-delay", Severity: Warning,
+		Summary: "a preStop sleep and DRAIN_DELAY add up",
+		Explain: `A preStop sleep delays SIGTERM; DRAIN_DELAY then delays the drain again. Both
+count against terminationGracePeriodSeconds, and only DRAIN_DELAY is checked by
+the drain report's late-traffic warning. Use one: DRAIN_DELAY.`,
+		check: checkPreStopAndDelay,
+	},
+	{
+		Name: "stop-signal", Severity: Error,
+		Summary: "lifecycle.stopSignal is one the service does not drain on, or lacks spec.os.name",
+		Explain: `lifecycle.stopSignal (KEP-4960, alpha in 1.33, gate ContainerStopSignals)
+replaces the image's STOPSIGNAL. A process that does not handle it keeps running
+until SIGKILL: no drain at all. pkg/health drains on SIGTERM and SIGINT. The API
+also requires spec.os.name with a stopSignal.`,
+		check: checkStopSignal,
+	},
+	{
+		Name: "sidecar-grace", Severity: Warning,
+		Summary: "native sidecars get what is left of the grace period",
+		Explain: `Native sidecars (init containers with restartPolicy Always, GA in 1.33) get
+SIGTERM only after every main container has exited, in reverse start order, with
+what is left of terminationGracePeriodSeconds; when it runs out every container
+left gets SIGTERM and SIGKILL 2 s later. A sidecar with a drain of its own needs
+the main container's drain plus its own within the grace period.`,
+		check: checkSidecarGrace,
+	},
+	{
+		Name: "kube-version", Severity: Warning,
+		Summary: "a field needs a newer cluster, or a feature gate",
+		Explain: `Some lifecycle fields are newer than the oldest cluster the manifests target
+(--kube-version): preStop sleep (beta 1.30, GA 1.34; seconds 0 from 1.34),
+native sidecars (GA 1.33), livenessProbe.terminationGracePeriodSeconds (GA 1.27),
+lifecycle.stopSignal (alpha 1.33, off by default). An older API server rejects
+the field or drops it silently.`,
+		check: checkKubeVersion,
+	},
+}
+
+var ruleServiceTargetPort = Rule{
+	Name: "service-target-port", Severity: Error,
+	Summary: "a Service port targets no container port of the pods it selects",
+	Explain: `A Service forwards each port to its targetPort, a number or a container port's
+name on the selected pods. A name no container declares, or a number no container
+listens on, leaves the port without endpoints: every connection is refused.`,
+}
+
+// The library's environment in a container.
+type drainEnv struct {
+	shutdown, delay, maxAge time.Duration
+	hasShutdown, hasDelay   bool
+	hasMaxAge               bool
+	readiness               string // "serving" unless set
+	adminPort               int32  // -1: none
+}
+
+func libraryEnv(c *corev1.Container) drainEnv {
+	e := env(c)
+	d := drainEnv{readiness: "serving", adminPort: -1}
+	d.shutdown, d.hasShutdown = parseDur(e["SHUTDOWN_TIMEOUT"])
+	d.delay, d.hasDelay = parseDur(e["DRAIN_DELAY"])
+	d.maxAge, d.hasMaxAge = parseDur(e["LIVE_MAX_AGE"])
+	if v := e["DRAIN_READINESS"]; v != "" {
+		d.readiness = v
+	}
+	if a, ok := e["ADMIN_ADDR"]; ok {
+		if i := strings.LastIndexByte(a, ':'); i >= 0 {
+			if n, err := strconv.Atoi(a[i+1:]); err == nil {
+				d.adminPort = int32(n) // #nosec G109 G115 -- a port number, checked by the service itself
+			}
+		}
+	}
+	return d
+}
+
+// uses reports whether the container is a pkg/health service.
+func (d drainEnv) uses() bool { return d.hasShutdown || d.hasDelay }
+
+func parseDur(v string) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	d, err := time.ParseDuration(v)
+	return d, err == nil
+}
+
+// preStopTime is how long a container's preStop hook takes, when it can
+// tell: a sleep action, or an exec of `sleep N` (or `probe sleep 5s`).
+func preStopTime(c *corev1.Container) time.Duration {
+	lc := c.Lifecycle
+	if lc == nil || lc.PreStop == nil {
+		return 0
+	}
+	if s := lc.PreStop.Sleep; s != nil {
+		return time.Duration(s.Seconds) * time.Second
+	}
+	if e := lc.PreStop.Exec; e != nil {
+		for i, a := range e.Command {
+			if (path.Base(a) == "sleep" || strings.HasSuffix(a, " sleep")) && i+1 < len(e.Command) {
+				if d, ok := parseDur(e.Command[i+1]); ok {
+					return d
+				}
+				if n, err := strconv.ParseFloat(e.Command[i+1], 64); err == nil {
+					return time.Duration(n * float64(time.Second))
+				}
+			}
+			// sh -c "sleep 5 && ..."
+			if f := strings.Fields(a); len(f) >= 2 && f[0] == "sleep" {
+				if n, err := strconv.ParseFloat(f[1], 64); err == nil {
+					return time.Duration(n * float64(time.Second))
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func eachContainer(w *Workload, f func(i int, c *corev1.Container)) {
+	for i := range w.Pod.Containers {
+		f(i, &w.Pod.Containers[i])
+	}
+}
+
+func checkGrace(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	grace := w.grace()
+	eachContainer(w, func(i int, c *corev1.Container) {
+		pre, d := preStopTime(c), libraryEnv(c)
+		need := pre
+		what := ""
+		switch {
+		case d.hasShutdown && pre > 0:
+			need += d.shutdown + Margin
+			what = fmt.Sprintf("preStop %s + SHUTDOWN_TIMEOUT %s + margin %s = %s", pre, d.shutdown, Margin, need)
+		case d.hasShutdown:
+			need += d.shutdown + Margin
+			what = fmt.Sprintf("SHUTDOWN_TIMEOUT %s + margin %s = %s", d.shutdown, Margin, need)
+		case pre > 0:
+			what = fmt.Sprintf("preStop %s", pre)
+		default:
+			return
+		}
+		if need <= grace && !(pre > 0 && !d.hasShutdown && pre >= grace) {
+			return
+		}
+		p := append(append([]any(nil), w.podPath...), "terminationGracePeriodSeconds")
+		fix := fmt.Sprintf("set terminationGracePeriodSeconds to at least %d", int((need+time.Second-1)/time.Second))
+		if d.hasShutdown {
+			fix += " or lower SHUTDOWN_TIMEOUT"
+		}
+		out = append(out, w.finding(c.Name, p, fieldPath(p),
+			fmt.Sprintf("%s exceeds terminationGracePeriodSeconds %s: SIGKILL cuts the drain", what, grace), fix))
+	})
+	return out
+}
+
+// shellPrograms are what exec hooks and probes commonly run that a
+// shell-less image lacks.
+var shellPrograms = map[string]bool{"sh": true, "bash": true, "ash": true, "dash": true, "zsh": true,
+	"kill": true, "sleep": true, "curl": true, "wget": true, "cat": true, "test": true, "pgrep": true}
+
+// withShell are images known to ship a shell, by the last element of their
+// repository.
+var withShell = map[string]bool{"alpine": true, "debian": true, "ubuntu": true, "busybox": true, "nginx": true,
+	"httpd": true, "redis": true, "postgres": true, "mysql": true, "python": true, "node": true, "ruby": true,
+	"php": true, "golang": true, "openjdk": true, "eclipse-temurin": true, "centos": true, "fedora": true,
+	"amazonlinux": true, "rabbitmq": true, "memcached": true, "traefik": true, "haproxy": true}
+
+// hasShell reports an image known to ship a shell.
+func hasShell(image string) bool {
+	if strings.Contains(image, "distroless") || strings.Contains(image, "scratch") || strings.Contains(image, "static") {
+		return false
+	}
+	repo := image
+	if i := strings.LastIndexByte(repo, '@'); i >= 0 {
+		repo = repo[:i]
+	}
+	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
+		repo = repo[:i]
+	}
+	return withShell[path.Base(repo)]
+}
+
+func checkExecProgram(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, c *corev1.Container) {
+		if hasShell(c.Image) {
+			return
+		}
+		check := func(cmd []string, field ...any) {
+			if len(cmd) == 0 || (len(c.Command) > 0 && c.Command[0] == cmd[0]) || !shellPrograms[path.Base(cmd[0])] {
+				return
+			}
+			p := w.containerPath(false, i, field...)
+			out = append(out, w.finding(c.Name, p, fieldPath(p),
+				fmt.Sprintf("exec %q needs %s, which the image %s is not known to have (distroless, scratch and static images have none)", cmd, path.Base(cmd[0]), c.Image),
+				"the image's own binary, an httpGet probe or lifecycle.preStop.sleep"))
+		}
+		if lc := c.Lifecycle; lc != nil && lc.PreStop != nil && lc.PreStop.Exec != nil {
+			check(lc.PreStop.Exec.Command, "lifecycle", "preStop", "exec", "command")
+		}
+		for name, pr := range map[string]*corev1.Probe{"livenessProbe": c.LivenessProbe, "readinessProbe": c.ReadinessProbe, "startupProbe": c.StartupProbe} {
+			if pr != nil && pr.Exec != nil {
+				check(pr.Exec.Command, name, "exec", "command")
+			}
+		}
+	})
+	return out
+}
+
+func checkExecCost(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, c *corev1.Container) {
+		lp := c.LivenessProbe
+		if lp == nil || lp.Exec == nil {
+			return
+		}
+		period := lp.PeriodSeconds
+		if period == 0 {
+			period = 10
+		}
+		if period >= MinExecLivenessPeriod {
+			return
+		}
+		p := w.containerPath(false, i, "livenessProbe", "periodSeconds")
+		out = append(out, w.finding(c.Name, p, fieldPath(p),
+			fmt.Sprintf("exec every %s costs the node about %d-%d ms of CPU a second per pod", seconds(period), 35/period, 66/period),
+			fmt.Sprintf("periodSeconds %d or more (or an httpGet probe)", MinExecLivenessPeriod)))
+	})
+	return out
+}
+
+func checkWedge(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, c *corev1.Container) {
+		lp := c.LivenessProbe
+		if lp == nil {
+			return
+		}
+		period, failures := orDefault(lp.PeriodSeconds, 10), orDefault(lp.FailureThreshold, 3)
+		grace, graceWhat := w.grace(), "the pod's terminationGracePeriodSeconds"
+		if g := lp.TerminationGracePeriodSeconds; g != nil {
+			grace, graceWhat = time.Duration(*g)*time.Second, "the probe's terminationGracePeriodSeconds"
+		}
+		d := libraryEnv(c)
+		total := time.Duration(period*failures)*time.Second + grace
+		what := fmt.Sprintf("periodSeconds %d x failureThreshold %d + %s %s", period, failures, graceWhat, grace)
+		if d.hasMaxAge {
+			total += d.maxAge
+			what = fmt.Sprintf("LIVE_MAX_AGE %s + ", d.maxAge) + what
+		}
+		if total <= MaxWedge {
+			return
+		}
+		p := w.containerPath(false, i, "livenessProbe")
+		fix := "set livenessProbe.terminationGracePeriodSeconds (10 is plenty for a frozen process) and shorter periods"
+		if lp.TerminationGracePeriodSeconds != nil {
+			fix = "shorten periodSeconds x failureThreshold (or LIVE_MAX_AGE)"
+		}
+		out = append(out, w.finding(c.Name, p, fieldPath(p),
+			fmt.Sprintf("a frozen process is killed up to %s after it froze (%s), over %s", total, what, MaxWedge), fix))
+	})
+	return out
+}
+
+func orDefault(v, def int32) int32 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func checkRollout(_ *checker, w *Workload) []Finding {
+	d := w.Deployment
+	if d == nil {
+		return nil
+	}
+	if d.Spec.Strategy.Type == "Recreate" {
+		p := []any{"spec", "strategy", "type"}
+		return []Finding{w.finding("", p, fieldPath(p), "Recreate kills every pod before it starts new ones: requests are refused until one is ready",
+			"type RollingUpdate with maxSurge 1, maxUnavailable 0")}
+	}
+	ru := d.Spec.Strategy.RollingUpdate
+	def := intstr.FromString("25%")
+	maxU, maxS := &def, &def
+	if ru != nil {
+		if ru.MaxUnavailable != nil {
+			maxU = ru.MaxUnavailable
+		}
+		if ru.MaxSurge != nil {
+			maxS = ru.MaxSurge
+		}
+	}
+	unavailable, err1 := intstr.GetScaledValueFromIntOrPercent(maxU, w.Replicas, false)
+	surge, err2 := intstr.GetScaledValueFromIntOrPercent(maxS, w.Replicas, true)
+	if err1 != nil || err2 != nil || w.Replicas == 0 {
+		return nil
+	}
+	// The Deployment controller takes at least one when both round to 0.
+	if unavailable == 0 && surge == 0 {
+		unavailable = 1
+	}
+	if unavailable < w.Replicas {
+		return nil
+	}
+	p := []any{"spec", "strategy", "rollingUpdate", "maxUnavailable"}
+	return []Finding{w.finding("", p, fieldPath(p),
+		fmt.Sprintf("maxUnavailable %s (maxSurge %s) lets the rollout take all %d replicas at once", maxU.String(), maxS.String(), w.Replicas),
+		"maxSurge 1, maxUnavailable 0")}
+}
+
+// budgets returns the disruption budgets that select w, with their
+// desired healthy count.
+func (c *checker) budgets(w *Workload) []struct {
+	obj     *Object[policyvPDB]
+	desired int
+} {
+	var out []struct {
+		obj     *Object[policyvPDB]
+		desired int
+	}
+	for _, p := range c.set.PDBs {
+		sel, err := metav1.LabelSelectorAsSelector(p.Obj.Spec.Selector)
+		if err != nil || !w.selectedBy(p.Meta.Namespace, sel) {
+			continue
+		}
+		desired, err := desiredHealthy(p.Obj, w.Replicas)
+		if err != nil {
+			continue
+		}
+		out = append(out, struct {
+			obj     *Object[policyvPDB]
+			desired int
+		}{p, desired})
+	}
+	return out
+}
+
+func checkPDBBlocks(c *checker, w *Workload) []Finding {
+	if !w.serves() || w.Replicas == 0 {
+		return nil
+	}
+	var out []Finding
+	for _, b := range c.budgets(w) {
+		if b.desired < w.Replicas {
+			continue
+		}
+		f := pdbFinding(b.obj, fmt.Sprintf("the budget wants %d healthy of %s's %d replicas: no pod can ever be evicted, node drains hang", b.desired, w.Name(), w.Replicas),
+			"minAvailable below the replicas (and two or more replicas), or maxUnavailable 1")
+		out = append(out, f)
+	}
+	return out
+}
+
+func checkPDBAllowsAll(c *checker, w *Workload) []Finding {
+	if !w.serves() || w.Replicas < 2 {
+		return nil
+	}
+	var out []Finding
+	for _, b := range c.budgets(w) {
+		if b.desired > 0 {
+			continue
+		}
+		out = append(out, pdbFinding(b.obj, fmt.Sprintf("the budget lets a drain evict all %d replicas of %s at once", w.Replicas, w.Name()),
+			"minAvailable 1, or maxUnavailable below the replicas"))
+	}
+	return out
+}
+
+func pdbFinding(p *Object[policyvPDB], msg, fix string) Finding {
+	field := "spec.minAvailable"
+	if p.Obj.Spec.MaxUnavailable != nil {
+		field = "spec.maxUnavailable"
+	}
+	return Finding{Object: objectName(p.Kind, p.Meta), Field: field, Message: msg, Fix: fix,
+		File: p.src.file, Line: p.src.Line(strings.Split(field, ".")[0], strings.Split(field, ".")[1])}
+}
+
+// allAtOnce says why every endpoint of w may terminate at once, or "".
+func (c *checker) allAtOnce(w *Workload) string {
+	if w.Replicas <= 1 {
+		return fmt.Sprintf("%d replica", w.Replicas)
+	}
+	if len(checkRollout(c, w)) > 0 {
+		return "the rollout strategy takes every replica at once"
+	}
+	for _, b := range c.budgets(w) {
+		if b.desired == 0 {
+			return "the disruption budget allows evicting every replica"
+		}
+	}
+	return ""
+}
+
+func checkReadinessAtSignal(c *checker, w *Workload) []Finding {
+	if !w.serves() {
+		return nil
+	}
+	var out []Finding
+	eachContainer(w, func(i int, ct *corev1.Container) {
+		if libraryEnv(ct).readiness != "not-ready" {
+			return
+		}
+		why := c.allAtOnce(w)
+		if why == "" {
+			return
+		}
+		p := w.containerPath(false, i, "env")
+		out = append(out, w.finding(ct.Name, p, fieldPath(p)+"[DRAIN_READINESS]",
+			fmt.Sprintf("DRAIN_READINESS=not-ready with %s: when every endpoint terminates at once kube-proxy's fallback to serving endpoints is refused", why),
+			"DRAIN_READINESS=serving (the default)"))
+	})
+	return out
+}
+
+func checkReadinessSingleFailure(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, c *corev1.Container) {
+		rp := c.ReadinessProbe
+		if rp == nil || rp.HTTPGet == nil || rp.FailureThreshold != 1 {
+			return
+		}
+		if p := strings.TrimRight(rp.HTTPGet.Path, "/"); p != "/ready" && p != "/readyz" && p != "/health/ready" {
+			return
+		}
+		p := w.containerPath(false, i, "readinessProbe", "failureThreshold")
+		out = append(out, w.finding(c.Name, p, fieldPath(p),
+			fmt.Sprintf("failureThreshold 1 on %s, which checks dependencies: one blip takes every pod out at once", rp.HTTPGet.Path),
+			"failureThreshold 2 or more"))
+	})
+	return out
+}
+
+// containerPort resolves a probe's or a Service's port (a number, or a
+// name) against a container's ports.
+func containerPort(c *corev1.Container, port intstr.IntOrString) (int32, bool) {
+	if port.Type == intstr.Int {
+		return port.IntVal, true
+	}
+	for _, p := range c.Ports {
+		if p.Name == port.StrVal {
+			return p.ContainerPort, true
+		}
+	}
+	return 0, false
+}
+
+func checkReadinessPort(c *checker, w *Workload) []Finding {
+	var svcs []*Object[corev1.Service]
+	for _, s := range c.set.Services {
+		if len(s.Obj.Spec.Selector) > 0 && w.selectedBy(s.Meta.Namespace, selectorOf(s.Obj.Spec.Selector)) {
+			svcs = append(svcs, s)
+		}
+	}
+	if len(svcs) == 0 {
+		return nil
+	}
+	var out []Finding
+	eachContainer(w, func(i int, ct *corev1.Container) {
+		rp := ct.ReadinessProbe
+		if rp == nil || rp.HTTPGet == nil && rp.TCPSocket == nil && rp.GRPC == nil {
+			return
+		}
+		var port int32
+		switch {
+		case rp.HTTPGet != nil:
+			n, ok := containerPort(ct, rp.HTTPGet.Port)
+			if !ok {
+				return
+			}
+			port = n
+		case rp.TCPSocket != nil:
+			n, ok := containerPort(ct, rp.TCPSocket.Port)
+			if !ok {
+				return
+			}
+			port = n
+		default:
+			port = rp.GRPC.Port
+		}
+		if port == libraryEnv(ct).adminPort {
+			return // pkg/health's admin listener answers for every server
+		}
+		for _, s := range svcs {
+			for _, sp := range s.Obj.Spec.Ports {
+				target := sp.TargetPort
+				if target.Type == intstr.Int && target.IntVal == 0 {
+					target = intstr.FromInt32(sp.Port)
+				}
+				if n, ok := containerPort(ct, target); ok && n == port {
+					return
+				}
+			}
+		}
+		p := w.containerPath(false, i, "readinessProbe")
+		out = append(out, w.finding(ct.Name, p, fieldPath(p),
+			fmt.Sprintf("the readiness probe asks port %d, which no Service selecting the pod routes (%s)", port, serviceNames(svcs)),
+			"probe a port the Service routes, or pkg/health's admin listener (ADMIN_ADDR)"))
+	})
+	return out
+}
+
+func serviceNames(svcs []*Object[corev1.Service]) string {
+	var names []string
+	for _, s := range svcs {
+		names = append(names, objectName(s.Kind, s.Meta))
+	}
+	return strings.Join(names, ", ")
+}
+
+func checkDrainDelay(c *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, ct *corev1.Container) {
+		d := libraryEnv(ct)
+		rp := ct.ReadinessProbe
+		if !d.hasDelay || rp == nil {
+			return
+		}
+		period := time.Duration(orDefault(rp.PeriodSeconds, 10)) * time.Second
+		pre := preStopTime(ct)
+		var need time.Duration
+		var what string
+		if d.readiness == "not-ready" {
+			f := orDefault(rp.FailureThreshold, 3)
+			need = time.Duration(f)*period + c.opts.Propagation
+			what = fmt.Sprintf("readiness periodSeconds %d x failureThreshold %d + propagation %s", int(period/time.Second), f, c.opts.Propagation)
+		} else {
+			s := orDefault(rp.SuccessThreshold, 1)
+			need = time.Duration(s)*period + c.opts.Propagation
+			what = fmt.Sprintf("a replacement's readiness (periodSeconds %d x successThreshold %d) + propagation %s", int(period/time.Second), s, c.opts.Propagation)
+		}
+		if pre+d.delay >= need {
+			return
+		}
+		p := w.containerPath(false, i, "env")
+		out = append(out, w.finding(ct.Name, p, fieldPath(p)+"[DRAIN_DELAY]",
+			fmt.Sprintf("DRAIN_DELAY %s does not cover %s = %s", d.delay, what, need),
+			fmt.Sprintf("DRAIN_DELAY %s or more", need+2*time.Second)))
+	})
+	return out
+}
+
+func checkPreStopAndDelay(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, c *corev1.Container) {
+		d, pre := libraryEnv(c), preStopTime(c)
+		if !d.hasDelay || d.delay == 0 || pre == 0 {
+			return
+		}
+		p := w.containerPath(false, i, "lifecycle", "preStop")
+		out = append(out, w.finding(c.Name, p, fieldPath(p),
+			fmt.Sprintf("preStop sleep %s and DRAIN_DELAY %s add up: %s before the drain stops accepting", pre, d.delay, pre+d.delay),
+			"use one: remove the preStop hook (DRAIN_DELAY is checked by the drain report)"))
+	})
+	return out
+}
+
+func checkStopSignal(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, c *corev1.Container) {
+		if c.Lifecycle == nil || c.Lifecycle.StopSignal == nil {
+			return
+		}
+		sig := *c.Lifecycle.StopSignal
+		p := w.containerPath(false, i, "lifecycle", "stopSignal")
+		if libraryEnv(c).uses() && sig != corev1.SIGTERM && sig != corev1.SIGINT {
+			out = append(out, w.finding(c.Name, p, fieldPath(p),
+				fmt.Sprintf("stopSignal %s is not a signal pkg/health drains on (SIGTERM, SIGINT): the process runs until SIGKILL", sig),
+				"remove stopSignal, or add the signal to health.Config.Signals"))
+		}
+		if w.Pod.OS == nil || w.Pod.OS.Name == "" {
+			out = append(out, w.finding(c.Name, p, fieldPath(p), "a stopSignal needs spec.os.name: the API server rejects the pod",
+				"set spec.os.name: linux"))
+		}
+	})
+	return out
+}
+
+func checkSidecarGrace(_ *checker, w *Workload) []Finding {
+	mainDrain := time.Duration(0)
+	eachContainer(w, func(_ int, c *corev1.Container) {
+		d := libraryEnv(c)
+		mainDrain = max(mainDrain, preStopTime(c)+d.shutdown)
+	})
+	var out []Finding
+	for i := range w.Pod.InitContainers {
+		c := &w.Pod.InitContainers[i]
+		if !sidecar(c) {
+			continue
+		}
+		d := libraryEnv(c)
+		own := preStopTime(c) + d.shutdown
+		if own == 0 {
+			continue
+		}
+		if need := mainDrain + own; need > w.grace() {
+			p := append(append([]any(nil), w.podPath...), "terminationGracePeriodSeconds")
+			out = append(out, w.finding(c.Name, p, fieldPath(p),
+				fmt.Sprintf("the sidecar's drain (%s) starts after the main containers' (%s): %s exceeds terminationGracePeriodSeconds %s", own, mainDrain, need, w.grace()),
+				fmt.Sprintf("terminationGracePeriodSeconds %d or more", int(need/time.Second)+5)))
+		}
+	}
+	return out
+}
+
+// version facts: a field, the minor release from which it works without a
+// feature gate (0: alpha, needs a gate), and what it is.
+func checkKubeVersion(c *checker, w *Workload) []Finding {
+	var out []Finding
+	add := func(path []any, since int, what string) {
+		if since > 0 && c.opts.KubeVersion >= since {
+			return
+		}
+		msg := fmt.Sprintf("%s needs Kubernetes 1.%d (the oldest target is 1.%d)", what, since, c.opts.KubeVersion)
+		if since == 0 {
+			msg = what + " is alpha: off unless its feature gate is on"
+		}
+		out = append(out, w.finding("", path, fieldPath(path), msg, "set --kube-version to your oldest cluster, or drop the field"))
+	}
+	for i := range w.Pod.Containers {
+		ct := &w.Pod.Containers[i]
+		if lc := ct.Lifecycle; lc != nil {
+			if lc.PreStop != nil && lc.PreStop.Sleep != nil {
+				if lc.PreStop.Sleep.Seconds == 0 {
+					add(w.containerPath(false, i, "lifecycle", "preStop", "sleep"), 34, "preStop sleep of 0 seconds")
+				} else {
+					add(w.containerPath(false, i, "lifecycle", "preStop", "sleep"), 30, "the preStop sleep action")
+				}
+			}
+			if lc.StopSignal != nil {
+				add(w.containerPath(false, i, "lifecycle", "stopSignal"), 0, "lifecycle.stopSignal (ContainerStopSignals)")
+			}
+		}
+		if lp := ct.LivenessProbe; lp != nil && lp.TerminationGracePeriodSeconds != nil {
+			add(w.containerPath(false, i, "livenessProbe", "terminationGracePeriodSeconds"), 27, "a probe-level terminationGracePeriodSeconds")
+		}
+	}
+	for i := range w.Pod.InitContainers {
+		if sidecar(&w.Pod.InitContainers[i]) {
+			add(w.containerPath(true, i, "restartPolicy"), 33, "a native sidecar (restartPolicy Always)")
+		}
+	}
+	return out
+}
+
+// serviceTargets checks each port of a Service against the pods it
+// selects.
+func (c *checker) serviceTargets(s *Object[corev1.Service]) []Finding {
+	if len(s.Obj.Spec.Selector) == 0 {
+		return nil
+	}
+	sel := selectorOf(s.Obj.Spec.Selector)
+	var pods []*Workload
+	for _, w := range c.set.Workloads {
+		if w.selectedBy(s.Meta.Namespace, sel) {
+			pods = append(pods, w)
+		}
+	}
+	if len(pods) == 0 {
+		return nil
+	}
+	var out []Finding
+	for i, sp := range s.Obj.Spec.Ports {
+		target := sp.TargetPort
+		if target.Type == intstr.Int && target.IntVal == 0 {
+			target = intstr.FromInt32(sp.Port)
+		}
+		found := false
+		for _, w := range pods {
+			for j := range w.Pod.Containers {
+				ct := &w.Pod.Containers[j]
+				if n, ok := containerPort(ct, target); ok {
+					if target.Type == intstr.String || declares(ct, n) {
+						found = true
+					}
+				}
+			}
+		}
+		if found {
+			continue
+		}
+		p := []any{"spec", "ports", i, "targetPort"}
+		out = append(out, Finding{Object: objectName(s.Kind, s.Meta), Field: fieldPath(p),
+			Message: fmt.Sprintf("port %d targets %s, which no container of %s declares: the port has no endpoints", sp.Port, target.String(), pods[0].Name()),
+			Fix:     "target a containerPort's name or number", File: s.src.file, Line: s.src.Line(p...)})
+	}
+	return out
+}
+
+func declares(c *corev1.Container, port int32) bool {
+	for _, p := range c.Ports {
+		if p.ContainerPort == port {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,180 @@
+package vet
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func load(t *testing.T, names ...string) *Set {
+	t.Helper()
+	set, err := Load(names, strings.NewReader(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return set
+}
+
+func byRule(fs []Finding, rule string) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		if f.Rule == rule {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Every rule has a manifest that triggers it and a near miss that must
+// not; each finding names its object, field, numbers and fix, at a line.
+func TestCorpus(t *testing.T) {
+	for _, r := range Rules() {
+		t.Run(r.Name, func(t *testing.T) {
+			dir := filepath.Join("testdata", "corpus", r.Name)
+			fires := byRule(Check(load(t, filepath.Join(dir, "fires.yaml")), Options{}), r.Name)
+			if len(fires) == 0 {
+				t.Fatalf("%s/fires.yaml: no %s finding", dir, r.Name)
+			}
+			for _, f := range fires {
+				if f.Severity != r.Severity || f.Object == "" || f.Field == "" || f.Message == "" || f.Fix == "" || f.Line == 0 {
+					t.Errorf("incomplete finding: %+v", f)
+				}
+				t.Log(f)
+			}
+			if near := byRule(Check(load(t, filepath.Join(dir, "near-miss.yaml")), Options{}), r.Name); len(near) > 0 {
+				t.Fatalf("%s/near-miss.yaml: %v", dir, near)
+			}
+		})
+	}
+	// No corpus folder without its rule.
+	entries, err := os.ReadDir(filepath.Join("testdata", "corpus"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if _, ok := Lookup(e.Name()); !ok {
+			t.Errorf("testdata/corpus/%s: no such rule", e.Name())
+		}
+	}
+}
+
+// The project's own manifests pass.
+func TestDeployPasses(t *testing.T) {
+	if fs := Check(load(t, "../../../deploy"), Options{}); len(fs) > 0 {
+		for _, f := range fs {
+			t.Error(f)
+		}
+	}
+}
+
+// The articles the project was founded on get the findings their flaws
+// deserve (e2e/deploy/testdata/articles holds their manifests): either a
+// finding of each rule named, or input the API server would reject.
+func TestArticles(t *testing.T) {
+	tests := []struct {
+		file  string
+		rules []string
+		input string // an InputError that says this
+	}{
+		{file: "strategy-type-typo.yaml", input: `spec.strategy.type "RollingUpdates"`},
+		{file: "max-unavailable-typo.yaml", input: `max-unavailable-typo.yaml:15: Deployment: unknown field "spec.strategy.rollingUpdate.maxUnavaliable"`},
+		{file: "containers-wrong-level.yaml", input: `unknown field "spec.containers"`},
+		{file: "prestop-kill.yaml", rules: []string{"exec-needs-program"}},
+		{file: "liveness-cat.yaml", rules: []string{"exec-needs-program"}},
+		{file: "no-grace.yaml", rules: []string{"grace-period", "drain-delay-short"}},
+		{file: "wedge-old-values.yaml", rules: []string{"wedge-restart", "readiness-single-failure"}},
+		{file: "lifecycle-conflicts.yaml", rules: []string{"readiness-at-signal", "prestop-and-drain-delay", "stop-signal", "kube-version"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			set, err := Load([]string{filepath.Join("../../../e2e/deploy/testdata/articles", tt.file)}, nil)
+			if tt.input != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.input) {
+					t.Fatalf("Load = %v, want an input error saying %q", err, tt.input)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			fs := Check(set, Options{})
+			for _, r := range tt.rules {
+				if len(byRule(fs, r)) == 0 {
+					t.Errorf("no %s finding; got %v", r, fs)
+				}
+			}
+		})
+	}
+}
+
+func TestKubeVersion(t *testing.T) {
+	set := load(t, "testdata/corpus/kube-version/fires.yaml")
+	if fs := byRule(Check(set, Options{KubeVersion: 34}), "kube-version"); len(fs) > 0 {
+		t.Fatalf("1.34 has the zero-second sleep: %v", fs)
+	}
+}
+
+func TestIgnoreAnnotation(t *testing.T) {
+	b, err := os.ReadFile("testdata/corpus/rollout-all-at-once/fires.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	annotated := strings.Replace(string(b), "  name: web\n", "  name: web\n  annotations:\n    ignore.vet.drainwell.io/rollout-all-at-once: a singleton\n", 1)
+	set := &Set{}
+	if err := set.Add("annotated.yaml", []byte(annotated)); err != nil {
+		t.Fatal(err)
+	}
+	if fs := byRule(Check(set, Options{}), "rollout-all-at-once"); len(fs) > 0 {
+		t.Fatalf("annotated object still reported: %v", fs)
+	}
+}
+
+func TestLoadKinds(t *testing.T) {
+	tests := []struct {
+		name, doc string
+		wantErr   string // "" for accepted
+	}{
+		{"every workload kind", `
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: s}
+spec: {selector: {matchLabels: {a: b}}, serviceName: s, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: d}
+spec: {selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: c}
+spec: {schedule: "* * * * *", jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: i}]}}}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p}
+spec: {containers: [{name: c, image: i}]}
+`, ""},
+		{"JSON", `{"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "r"}, "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}`, ""},
+		{"kinds no rule reads", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n", ""},
+		{"an unknown built-in kind", "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n", `unknown kind "Deploymnet"`},
+		{"no kind", "metadata: {name: x}\n", "without apiVersion and kind"},
+		{"not a mapping", "- a\n- b\n", "not a Kubernetes object"},
+		{"malformed", "apiVersion: v1\nkind: Service\n  metadata: [\n", "not YAML"},
+		{"duplicate field", "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nmetadata: {name: b}\n", `in.yaml:4: duplicate field "metadata"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := (&Set{}).Add("in.yaml", []byte(tt.doc))
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Add = %v, want %q", err, tt.wantErr)
+			case err != nil && strings.Contains(err.Error(), "\n"):
+				t.Fatalf("error of more than one line: %q", err)
+			}
+		})
+	}
+}
