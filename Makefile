@@ -4,11 +4,12 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN     := bin
 LDFLAGS := -s -w
 
-# Five modules, one workspace (go.work): the library at the root, its gRPC
+# Six modules, one workspace (go.work): the library at the root, its gRPC
 # and Prometheus integrations in pkg/grpcdrain and pkg/metrics (so that gRPC
-# and client_golang reach only their importers), the example service in
-# cmd/app, the process tests and tools in e2e.
-PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/app/... ./e2e/...
+# and client_golang reach only their importers), the manifest checker in
+# cmd/drainwell (so that k8s.io/api reaches neither the library nor the
+# probe), the example service in cmd/app, the process tests and tools in e2e.
+PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/... ./e2e/...
 
 # The library's go line is the oldest supported Go; it is built and tested
 # with that exact release and with the newest one, from the module proxy
@@ -27,7 +28,8 @@ APIDIFF := golang.org/x/exp/cmd/apidiff@v0.0.0-20261014143641-f0251eb4aa3e
 # Each record: FILE:FLAG:PACKAGE[:FOLDER of its module, default the root].
 API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(MODULE)/internal/marker \
 	api/grpcdrain.api:-m:$(MODULE)/pkg/grpcdrain:pkg/grpcdrain \
-	api/metrics.api:-m:$(MODULE)/pkg/metrics:pkg/metrics
+	api/metrics.api:-m:$(MODULE)/pkg/metrics:pkg/metrics \
+	api/vet.api:-m:$(MODULE)/cmd/drainwell:cmd/drainwell
 
 .PHONY: test deps vet lint toolchains apicheck api run build clean rollout bench
 
@@ -60,6 +62,7 @@ toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
 	cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 	cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
+	cd cmd/drainwell && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 
 # A real redis-server for the process tests, from Debian's packages.
 deps:
@@ -70,6 +73,7 @@ deps:
 	$(GO) mod download
 	cd pkg/grpcdrain && $(GO) mod download
 	cd pkg/metrics && $(GO) mod download
+	cd cmd/drainwell && $(GO) mod download
 	cd cmd/app && $(GO) mod download
 	cd e2e && $(GO) mod download
 
@@ -84,7 +88,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOSEC       := github.com/securego/gosec/v2/cmd/gosec@v2.30.0
 lint:
 	$(GO) run $(STATICCHECK) $(PKGS)
-	$(GO) run $(GOSEC) -quiet ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/app/...
+	$(GO) run $(GOSEC) -quiet ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/...
 
 run:
 	$(GO) run ./cmd/app

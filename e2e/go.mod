@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/drainwell/drainwell v0.0.0-00010101000000-000000000000
 	github.com/drainwell/drainwell/cmd/app v0.0.0-00010101000000-000000000000
+	github.com/drainwell/drainwell/cmd/drainwell v0.0.0-00010101000000-000000000000
 	github.com/moby/buildkit v0.34.2
 	github.com/prometheus/client_model v0.6.3
 	github.com/prometheus/common v0.73.1
@@ -48,6 +49,7 @@ require (
 	github.com/x448/float16 v0.8.4 // indirect
 	go.uber.org/atomic v1.12.0 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
+	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.49.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
@@ -63,6 +65,7 @@ require (
 replace (
 	github.com/drainwell/drainwell => ../
 	github.com/drainwell/drainwell/cmd/app => ../cmd/app
+	github.com/drainwell/drainwell/cmd/drainwell => ../cmd/drainwell
 	github.com/drainwell/drainwell/pkg/grpcdrain => ../pkg/grpcdrain
 	github.com/drainwell/drainwell/pkg/metrics => ../pkg/metrics
 )

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/drainwell/drainwell/cmd/app/service"
+	"github.com/drainwell/drainwell/cmd/drainwell/vet"
 	"github.com/drainwell/drainwell/e2e/harness"
 	"github.com/drainwell/drainwell/e2e/internal/dockerfile"
 	"github.com/drainwell/drainwell/e2e/internal/manifest"
@@ -37,13 +38,9 @@ func appSpec(t *testing.T) manifest.App {
 		// asks the running binary.
 		Routes: []string{"/ready", "/live", "/incr", "/count"},
 		Env:    configVars(t, "REDIS_PASSWORD"),
-		// Measured on a real cluster: kube-proxy rules lag about 1s
-		// (../shared/FACTS.md).
-		Propagation: time.Second,
 		// Freeze to kill within a minute, restart included (issue: a
 		// wedged pod back within a minute).
 		MaxWedge:          50 * time.Second,
-		Margin:            5 * time.Second,
 		MinLivenessPeriod: 10,
 	}
 }
@@ -118,6 +115,18 @@ func TestAppDeploymentIsConsistent(t *testing.T) {
 	}
 }
 
+// deploy/ passes what the project ships to its users: drainwell vet, with
+// no finding at all.
+func TestDrainwellVetPasses(t *testing.T) {
+	set, err := vet.Load([]string{"../../deploy"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range vet.Check(set, vet.Options{}) {
+		t.Error(f)
+	}
+}
+
 func TestPodDisruptionBudget(t *testing.T) {
 	set := load(t)
 	d := set.Deployment("app")
@@ -154,21 +163,21 @@ func TestArticlesManifestsRejected(t *testing.T) {
 		{"strategy-type-typo.yaml", []string{`spec.strategy.type "RollingUpdates"`}},
 		{"max-unavailable-typo.yaml", []string{`unknown field "spec.strategy.rollingUpdate.maxUnavaliable"`}},
 		{"containers-wrong-level.yaml", []string{`unknown field "spec.containers"`, `unknown field "spec.terminationGracePeriodSeconds"`}},
-		{"prestop-kill.yaml", []string{`preStop exec ["kill" "-1" "1"] needs a program the distroless image lacks`}},
+		{"prestop-kill.yaml", []string{`preStop exec ["kill" "-1" "1"] needs a program the distroless image lacks`, "error exec-needs-program"}},
 		{"liveness-cat.yaml", []string{
 			`livenessProbe exec ["cat" "/tmp/live"] is not ["/app" "live"]`,
 			`readinessProbe path "/health" is not a route the app serves`,
 			`readinessProbe port 80 is not the app's port 8080`,
 		}},
 		{"no-grace.yaml", []string{
-			"SHUTDOWN_TIMEOUT 30s + margin 5s exceeds terminationGracePeriodSeconds 30s",
-			"DRAIN_DELAY 0s does not cover a replacement's readiness (periodSeconds 10 x successThreshold 1) + propagation 1s",
+			"error grace-period: Deployment/app container app spec.template.spec.terminationGracePeriodSeconds: SHUTDOWN_TIMEOUT 30s + margin 5s = 35s exceeds terminationGracePeriodSeconds 30s",
+			"error drain-delay-short: Deployment/app container app spec.template.spec.containers[0].env[DRAIN_DELAY]: DRAIN_DELAY 0s does not cover a replacement's readiness (periodSeconds 10 x successThreshold 1) + propagation 1s",
 			"LIVE_FILE /tmp/live is not on a writable emptyDir",
 		}},
 		{"lifecycle-conflicts.yaml", []string{
-			"DRAIN_READINESS=not-ready with one replica: every endpoint terminates at once",
-			"preStop sleep 5s and DRAIN_DELAY 5s add up: use one",
-			"lifecycle.stopSignal SIGUSR1 is not a signal the app drains on",
+			"error readiness-at-signal",
+			"warning prestop-and-drain-delay",
+			"error stop-signal",
 		}},
 		{"wedge-old-values.yaml", []string{
 			"livenessProbe.terminationGracePeriodSeconds is not set",
@@ -189,6 +198,13 @@ func TestArticlesManifestsRejected(t *testing.T) {
 				errs = []error{err}
 			} else {
 				errs = manifest.CheckApp(set.Deployments[0], set, spec)
+				vset := &vet.Set{}
+				if err := vset.Add(tt.file, b); err != nil {
+					t.Fatalf("vet refuses what the manifest loader accepts: %v", err)
+				}
+				for _, f := range vet.Check(vset, vet.Options{}) {
+					errs = append(errs, errors.New(f.String()))
+				}
 			}
 			all := errors.Join(errs...)
 			if all == nil {

@@ -23,10 +23,6 @@ type App struct {
 	Live       string   // the subcommand of the exec liveness probe
 	Routes     []string // the paths the app serves
 	Env        []string // variables that must be set explicitly
-	// Margin is the time SIGKILL must leave after SHUTDOWN_TIMEOUT.
-	Margin time.Duration
-	// Propagation is how long endpoint removal takes to reach every node.
-	Propagation time.Duration
 	// MinLivenessPeriod keeps the exec probe's cost low.
 	MinLivenessPeriod int32
 	// MaxWedge bounds the time from a process freezing to the kubelet
@@ -36,7 +32,13 @@ type App struct {
 }
 
 // CheckApp checks the app's Deployment d against the app, and the Services
-// of set against d. It returns every problem found, each one line.
+// of set against d: what the code and the image say (routes, ports,
+// variables set explicitly, the marker's volume, the project's own
+// one-minute wedge promise, security). It returns every problem found,
+// each one line. The timing relations every service shares (grace period,
+// preStop, DRAIN_DELAY, readiness policy, rollout, budgets) are drainwell
+// vet's rules (github.com/drainwell/drainwell/cmd/drainwell/vet): the
+// project checks deploy/ with both.
 func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -58,19 +60,6 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 			bad("env %s is not set explicitly", k)
 		}
 	}
-	dur := func(k string) (time.Duration, bool) {
-		v, ok := env[k]
-		if !ok {
-			return 0, false
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			bad("env %s=%q: %v", k, v, err)
-			return 0, false
-		}
-		return d, true
-	}
-
 	// The app's ports, from ADDR, GRPC_ADDR and ADMIN_ADDR.
 	port := func(key string) int32 {
 		addr, ok := env[key]
@@ -134,78 +123,12 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 	}
 	errs = append(errs, checkWedge(pod, c, env, app.MaxWedge)...)
 
-	// Lifecycle hooks: no program but the image's own.
-	var preStop time.Duration
-	if lc := c.Lifecycle; lc != nil && lc.PreStop != nil {
-		switch {
-		case lc.PreStop.Exec != nil:
-			if cmd := lc.PreStop.Exec.Command; len(cmd) == 0 || cmd[0] != app.Entrypoint[0] {
-				bad("preStop exec %q needs a program the distroless image lacks; use the sleep action", cmd)
-			}
-		case lc.PreStop.Sleep != nil:
-			preStop = time.Duration(lc.PreStop.Sleep.Seconds) * time.Second
-		}
-	}
-
-	// Grace: the drain ends before SIGKILL; preStop time counts against it.
-	grace := 30 * time.Second
-	if pod.TerminationGracePeriodSeconds != nil {
-		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
-	}
-	if st, ok := dur("SHUTDOWN_TIMEOUT"); ok && preStop+st+app.Margin > grace {
-		bad("preStop %s + SHUTDOWN_TIMEOUT %s + margin %s exceeds terminationGracePeriodSeconds %s", preStop, st, app.Margin, grace)
-	}
-	// A preStop sleep and DRAIN_DELAY add up (both count against the
-	// grace period, and the app keeps serving through both): use one.
-	dd, hasDelay := dur("DRAIN_DELAY")
-	if hasDelay && dd > 0 && preStop > 0 {
-		bad("preStop sleep %s and DRAIN_DELAY %s add up: use one (DRAIN_DELAY, which the drain report checks)", preStop, dd)
-	}
-	// Drain delay: the endpoint change must reach every node. With the
-	// default readiness (DRAIN_READINESS=serving) the endpoint turns not
-	// ready at termination whatever the probe says, and the pod serves
-	// kube-proxy's fallback while every endpoint terminates, until a
-	// replacement passes its first probes: periodSeconds x
-	// successThreshold + propagation. Not ready at the signal, the delay
-	// must also let a load balancer that probes the pod notice:
-	// periodSeconds x failureThreshold + propagation.
-	readiness := env["DRAIN_READINESS"]
-	if readiness == "" {
-		readiness = "serving"
-	}
-	if hasDelay && c.ReadinessProbe != nil {
-		rp := c.ReadinessProbe
-		period, failures, successes := rp.PeriodSeconds, rp.FailureThreshold, rp.SuccessThreshold
-		if period == 0 {
-			period = 10 // the API's defaults
-		}
-		if failures == 0 {
-			failures = 3
-		}
-		if successes == 0 {
-			successes = 1
-		}
-		if readiness == "not-ready" {
-			if need := time.Duration(period*failures)*time.Second + app.Propagation; preStop+dd < need {
-				bad("DRAIN_DELAY %s does not cover readiness periodSeconds %d x failureThreshold %d + propagation %s", dd, period, failures, app.Propagation)
-			}
-		} else if need := time.Duration(period*successes)*time.Second + app.Propagation; preStop+dd < need {
-			bad("DRAIN_DELAY %s does not cover a replacement's readiness (periodSeconds %d x successThreshold %d) + propagation %s", dd, period, successes, app.Propagation)
-		}
-	}
-	// Not ready at the signal where every endpoint terminates at once.
-	if readiness == "not-ready" && (d.Spec.Replicas == nil || *d.Spec.Replicas == 1) {
-		bad("DRAIN_READINESS=not-ready with one replica: every endpoint terminates at once and its requests are refused (keep serving)")
-	}
-	// lifecycle.stopSignal (alpha 1.33, ContainerStopSignals): the app
-	// drains on SIGTERM and SIGINT; another stop signal leaves it running
-	// until SIGKILL. It also needs spec.os.name.
-	if lc := c.Lifecycle; lc != nil && lc.StopSignal != nil {
-		switch sig := *lc.StopSignal; {
-		case sig != corev1.SIGTERM && sig != corev1.SIGINT:
-			bad("lifecycle.stopSignal %s is not a signal the app drains on (SIGTERM, SIGINT): it would run until SIGKILL", sig)
-		case pod.OS == nil || pod.OS.Name == "":
-			bad("lifecycle.stopSignal needs spec.os.name")
+	// Lifecycle hooks: no program but the image's own. (The timings of
+	// the grace period, the preStop hook, DRAIN_DELAY and the readiness
+	// policy are drainwell vet's rules: CheckApp's caller runs them.)
+	if lc := c.Lifecycle; lc != nil && lc.PreStop != nil && lc.PreStop.Exec != nil {
+		if cmd := lc.PreStop.Exec.Command; len(cmd) == 0 || cmd[0] != app.Entrypoint[0] {
+			bad("preStop exec %q needs a program the distroless image lacks; use the sleep action", cmd)
 		}
 	}
 
