@@ -34,7 +34,18 @@ API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(M
 .PHONY: test deps vet lint toolchains apicheck api run build clean rollout bench
 
 test: deps vet lint apicheck toolchains
-	$(GO) test -race -count=1 $(PKGS)
+	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -count=1 $(PKGS)
+
+# The SARIF 2.1.0 JSON schema that drainwell vet's output is validated
+# against (e2e/deploy TestSARIFSchema), from the npm package of Microsoft's
+# SARIF test matchers; the digest pins its content.
+SARIF_PKG     := @microsoft/jest-sarif@1.0.0-beta.0
+SARIF_SCHEMA  := $(CURDIR)/.cache/sarif-schema-2.1.0.json
+SARIF_SHA256  := 2d99159ae54a3eea97f81781cff48780548657c35949f4b7f25e99a2ba4de4f8
+$(SARIF_SCHEMA):
+	@mkdir -p $(@D) && tmp=$$(mktemp -d) && trap 'rm -rf $$tmp' EXIT && \
+	  (cd $$tmp && npm pack --silent $(SARIF_PKG) >/dev/null && tar xzf *.tgz package/lib/schemas/sarif-2.1.0-rtm.5.json -O > schema.json) && \
+	  echo "$(SARIF_SHA256)  $$tmp/schema.json" | sha256sum -c --quiet && mv $$tmp/schema.json $@
 
 # Fails on any change to the exported API until `make api` rewrites the
 # record (and CHANGELOG.md says what changed).
@@ -65,7 +76,7 @@ toolchains:
 	cd cmd/drainwell && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 
 # A real redis-server for the process tests, from Debian's packages.
-deps:
+deps: $(SARIF_SCHEMA)
 	@command -v redis-server >/dev/null 2>&1 || { \
 	  echo "installing redis-server"; \
 	  $(SUDO) apt-get update -qq && \

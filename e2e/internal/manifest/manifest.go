@@ -1,4 +1,4 @@
-// Package manifest loads the deploy/ kustomization strictly into
+// Package manifest builds the deploy/ kustomization and loads it strictly into
 // Kubernetes' own API types, so that a misspelled or misplaced field fails
 // as it would with kubectl's server-side validation, and checks the
 // semantic rules a cluster would apply or silently ignore.
@@ -8,8 +8,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,32 +16,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
 
-// Kustomization is the part of kustomize's file this project uses.
-type Kustomization struct {
-	APIVersion string   `json:"apiVersion"`
-	Kind       string   `json:"kind"`
-	Resources  []string `json:"resources"`
-	Images     []struct {
-		Name    string `json:"name"`
-		NewName string `json:"newName,omitempty"`
-		NewTag  string `json:"newTag,omitempty"`
-		Digest  string `json:"digest,omitempty"`
-	} `json:"images,omitempty"`
-	Patches []struct {
-		Path   string `json:"path,omitempty"`
-		Patch  string `json:"patch,omitempty"`
-		Target *struct {
-			Kind string `json:"kind,omitempty"`
-			Name string `json:"name,omitempty"`
-		} `json:"target,omitempty"`
-	} `json:"patches,omitempty"`
-}
-
 // Set is every object of a kustomization, by kind.
 type Set struct {
+	Rendered    []byte // the kustomization's output, when built by LoadDir
 	Deployments []*appsv1.Deployment
 	Services    []*corev1.Service
 	PDBs        []*policyv1.PodDisruptionBudget
@@ -69,29 +49,22 @@ func (s *Set) Service(name string) *corev1.Service {
 	return nil
 }
 
-// LoadDir reads dir/kustomization.yaml and every resource it lists. Every
-// resource must exist and decode strictly.
+// LoadDir builds the kustomization in dir with kustomize's own library (as
+// `kubectl kustomize` does: bases, patches, images) and decodes every
+// object it renders strictly.
 func LoadDir(dir string) (*Set, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "kustomization.yaml")) // #nosec G304 -- the caller names the folder to read
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	out, err := m.AsYaml()
+	if err != nil {
+		return nil, fmt.Errorf("kustomize build %s: %w", dir, err)
+	}
+	set := &Set{Rendered: out}
+	if err := set.Add("kustomize build "+dir, out); err != nil {
 		return nil, err
-	}
-	var k Kustomization
-	if err := yaml.UnmarshalStrict(b, &k); err != nil {
-		return nil, fmt.Errorf("kustomization.yaml: %w", err)
-	}
-	if k.Kind != "Kustomization" {
-		return nil, fmt.Errorf("kustomization.yaml: kind %q, want Kustomization", k.Kind)
-	}
-	set := &Set{}
-	for _, r := range k.Resources {
-		b, err := os.ReadFile(filepath.Join(dir, r)) // #nosec G304 -- the kustomization names its resources
-		if err != nil {
-			return nil, fmt.Errorf("kustomization resource: %w", err)
-		}
-		if err := set.Add(r, b); err != nil {
-			return nil, err
-		}
 	}
 	return set, nil
 }
