@@ -285,3 +285,31 @@ func TestProbesAreServed(t *testing.T) {
 		t.Fatalf("liveness %q: %v %s", argv, err, out)
 	}
 }
+
+// The README's example of a service on the base builds, renames and
+// relabels everything, keeps the drain's settings, and passes vet.
+func TestUserOverlay(t *testing.T) {
+	set, err := manifest.LoadDir("testdata/user")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := set.Deployment("shop-app")
+	if d == nil || set.Service("shop-app") == nil || len(set.PDBs) != 1 {
+		t.Fatalf("rendered: %d Deployments, %d Services, %d PDBs; want shop-app each", len(set.Deployments), len(set.Services), len(set.PDBs))
+	}
+	c := manifest.Container(d, "app")
+	if c.Image != "REGISTRY/shop:v1.2.3" || d.Spec.Selector.MatchLabels["app.kubernetes.io/name"] != "shop" ||
+		set.Service("shop-app").Spec.Selector["app.kubernetes.io/name"] != "shop" {
+		t.Fatalf("image %s, selectors %v / %v", c.Image, d.Spec.Selector.MatchLabels, set.Service("shop-app").Spec.Selector)
+	}
+	if env := manifest.Env(c); env["DRAIN_DELAY"] == "" || env["LIVE_FILE"] == "" {
+		t.Fatalf("the base's drain settings lost: %v", env)
+	}
+	vs := &vet.Set{}
+	if err := vs.Add("kustomize build testdata/user", set.Rendered); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range vet.Check(vs, vet.Options{}) {
+		t.Error(f)
+	}
+}

@@ -493,7 +493,7 @@ func checkPDBBlocks(c *checker, w *Workload) []Finding {
 		if b.desired < w.Replicas {
 			continue
 		}
-		f := pdbFinding(b.obj, fmt.Sprintf("the budget wants %d healthy of %s's %d replicas: no pod can ever be evicted, node drains hang", b.desired, w.Name(), w.Replicas),
+		f := pdbFinding(b.obj, fmt.Sprintf("the budget wants %d healthy of %s's %s: no pod can ever be evicted, node drains hang", b.desired, w.Name(), replicas(w.Replicas)),
 			"minAvailable below the replicas (and two or more replicas), or maxUnavailable 1")
 		out = append(out, f)
 	}
@@ -527,7 +527,7 @@ func pdbFinding(p *Object[policyvPDB], msg, fix string) Finding {
 // allAtOnce says why every endpoint of w may terminate at once, or "".
 func (c *checker) allAtOnce(w *Workload) string {
 	if w.Replicas <= 1 {
-		return fmt.Sprintf("%d replica", w.Replicas)
+		return replicas(w.Replicas)
 	}
 	if len(checkRollout(c, w)) > 0 {
 		return "the rollout strategy takes every replica at once"
@@ -538,6 +538,23 @@ func (c *checker) allAtOnce(w *Workload) string {
 		}
 	}
 	return ""
+}
+
+// envPath is the path of the variable name's value in container i.
+func envPath(w *Workload, i int, c *corev1.Container, name string) []any {
+	for j, e := range c.Env {
+		if e.Name == name {
+			return w.containerPath(false, i, "env", j, "value")
+		}
+	}
+	return w.containerPath(false, i, "env")
+}
+
+func replicas(n int) string {
+	if n == 1 {
+		return "1 replica"
+	}
+	return strconv.Itoa(n) + " replicas"
 }
 
 func checkReadinessAtSignal(c *checker, w *Workload) []Finding {
@@ -553,8 +570,8 @@ func checkReadinessAtSignal(c *checker, w *Workload) []Finding {
 		if why == "" {
 			return
 		}
-		p := w.containerPath(false, i, "env")
-		out = append(out, w.finding(ct.Name, p, fieldPath(p)+"[DRAIN_READINESS]",
+		p := envPath(w, i, ct, "DRAIN_READINESS")
+		out = append(out, w.finding(ct.Name, p, fieldPath(w.containerPath(false, i, "env"))+"[DRAIN_READINESS]",
 			fmt.Sprintf("DRAIN_READINESS=not-ready with %s: when every endpoint terminates at once kube-proxy's fallback to serving endpoints is refused", why),
 			"DRAIN_READINESS=serving (the default)"))
 	})
@@ -680,8 +697,8 @@ func checkDrainDelay(c *checker, w *Workload) []Finding {
 		if pre+d.delay >= need {
 			return
 		}
-		p := w.containerPath(false, i, "env")
-		out = append(out, w.finding(ct.Name, p, fieldPath(p)+"[DRAIN_DELAY]",
+		p := envPath(w, i, ct, "DRAIN_DELAY")
+		out = append(out, w.finding(ct.Name, p, fieldPath(w.containerPath(false, i, "env"))+"[DRAIN_DELAY]",
 			fmt.Sprintf("DRAIN_DELAY %s does not cover %s = %s", d.delay, what, need),
 			fmt.Sprintf("DRAIN_DELAY %s or more", need+2*time.Second)))
 	})

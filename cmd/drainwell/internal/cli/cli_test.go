@@ -124,3 +124,23 @@ func TestSARIF(t *testing.T) {
 		t.Fatalf("result: %+v", r)
 	}
 }
+
+// The README's run of drainwell vet is this run's output.
+func TestREADMEOutput(t *testing.T) {
+	code, out, errOut := run(t, "", "vet", "../../vet/testdata/readme/flawed.yaml")
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	out = strings.ReplaceAll(out, "../../vet/testdata/readme/flawed.yaml", "shop.yaml")
+	readme := mustRead(t, "../../../../README.md")
+	const start = "$ drainwell vet shop.yaml\n"
+	i := strings.Index(readme, start)
+	if i < 0 {
+		t.Fatal("README has no drainwell vet run")
+	}
+	block := readme[i+len(start):]
+	block = block[:strings.Index(block, "```")]
+	if block != out {
+		t.Fatalf("README's output differs from a real run:\n--- README\n%s--- run\n%s", block, out)
+	}
+}
