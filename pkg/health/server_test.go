@@ -603,6 +603,24 @@ func TestReadyDuringTheDrain(t *testing.T) {
 	}
 }
 
+// A clean drain whose stop hook fails ends with the catch-all code, and
+// a clean one with 0.
+func TestExitCodeOfADrain(t *testing.T) {
+	for _, hookErr := range []error{nil, errors.New("db close failed")} {
+		h := newHarness(t, nil, func(c *Config) { c.DrainDelay = -1 }).start()
+		h.srv.OnStop(func(context.Context) error { return hookErr })
+		h.sigs <- syscall.SIGTERM // no delay, no connection: the drain needs no time
+		err := h.wait()
+		want := ExitClean
+		if hookErr != nil {
+			want = ExitFailed
+		}
+		if !errors.Is(err, hookErr) || ExitCode(err) != want {
+			t.Fatalf("hook error %v: Serve = %v (exit %d), want exit %d", hookErr, err, ExitCode(err), want)
+		}
+	}
+}
+
 func TestExitCode(t *testing.T) {
 	tests := []struct {
 		err  error

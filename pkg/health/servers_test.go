@@ -194,6 +194,9 @@ func TestComponentFailureStartsTheDrain(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "consumer") || !strings.Contains(err.Error(), "queue gone") {
 		t.Fatalf("Serve = %v, want the consumer's error", err)
 	}
+	if !errors.Is(err, ErrServerStopped) || ExitCode(err) != ExitServerStopped {
+		t.Fatalf("Serve = %v (exit %d), want ErrServerStopped (exit %d)", err, ExitCode(err), ExitServerStopped)
+	}
 	if h.markerExists() {
 		t.Fatal("marker left")
 	}
