@@ -106,10 +106,18 @@ func Profiles(short bool) []Profile {
 	// of that fallback and its requests are refused. A replacement's
 	// container starts 1.5 s after its pod is created, and its first
 	// readiness probe comes at the prober's next tick (2 s): the window a
-	// real cluster shows (FACTS: 202-405 of 8,000 refused at 200 req/s).
-	// WORK_DELAY 1s keeps each pod's drain short.
+	// real cluster shows (docs/terminating-endpoints.md: 202-405 of 8,000
+	// refused at 200 req/s). The readiness probe fails after one failure,
+	// as deploy/'s did when that was measured: a pod not ready at the
+	// signal then leaves the fallback 1-3 s after SIGTERM, before its
+	// replacement is ready (3 s). With deploy/'s failureThreshold 2 it
+	// leaves only after 3-5 s, about when DRAIN_DELAY ends anyway, and the
+	// old policy loses only replacements slower than that ("delete all
+	// pods, deploy/'s probe" shows the default with it). WORK_DELAY 1s
+	// keeps each pod's drain short.
 	allTerminating := Profile{Server: "app", Rate: 200, Duration: scale(20*time.Second, 7*time.Second),
-		DisruptAt: 2 * time.Second, Lag: lag, StartDelay: 1500 * time.Millisecond, Env: map[string]string{"WORK_DELAY": "1s"}}
+		DisruptAt: 2 * time.Second, Lag: lag, StartDelay: 1500 * time.Millisecond, ReadinessFailures: 1,
+		Env: map[string]string{"WORK_DELAY": "1s"}}
 	deleteAll := allTerminating
 	deleteAll.Name, deleteAll.Disrupt = "delete all pods", DeleteAll
 	onlyReplica := deleteAll
@@ -122,6 +130,8 @@ func Profiles(short bool) []Profile {
 	// eviction at a time, each after the last replacement is ready.
 	nodeDrainPDB := allTerminating
 	nodeDrainPDB.Name, nodeDrainPDB.Disrupt, nodeDrainPDB.Duration = "node drain under the budget", Drain, scale(25*time.Second, 14*time.Second)
+	deleteAllDeploy := deleteAll
+	deleteAllDeploy.Name, deleteAllDeploy.ReadinessFailures = "delete all pods, deploy/'s probe", 0
 	grpcDeleteAll := deleteAll
 	grpcDeleteAll.Name, grpcDeleteAll.GRPC, grpcDeleteAll.GRPCDialPerCall = "grpc delete all pods", true, true
 	notReadyAtSignal := func(p Profile) Profile {
@@ -139,6 +149,7 @@ func Profiles(short bool) []Profile {
 		nodeDrain,
 		notReadyAtSignal(nodeDrain),
 		nodeDrainPDB,
+		deleteAllDeploy,
 		grpcDeleteAll,
 		notReadyAtSignal(grpcDeleteAll),
 		articles,

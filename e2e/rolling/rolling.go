@@ -46,6 +46,9 @@ type Profile struct {
 	FreezeAt time.Duration
 	// Liveness, when set, replaces the manifest's liveness timings.
 	Liveness *cluster.Probe
+	// ReadinessFailures, when set, replaces the readiness probe's
+	// failureThreshold.
+	ReadinessFailures int
 	// GRPC sends the load as Incr RPCs through the Service's grpc port
 	// instead of POST /incr.
 	GRPC bool
@@ -288,6 +291,9 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	spec := e.Spec
 	if p.Replicas > 0 {
 		spec.Replicas = p.Replicas
+	}
+	if p.ReadinessFailures > 0 {
+		spec.Readiness.Failure = p.ReadinessFailures
 	}
 	if p.Liveness != nil {
 		spec.Liveness.Period, spec.Liveness.Timeout = p.Liveness.Period, p.Liveness.Timeout

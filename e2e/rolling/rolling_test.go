@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/drainwell/drainwell/e2e/harness"
@@ -38,27 +39,47 @@ func TestRollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
 	var rows []Row
+	run := func(t *testing.T, p Profile) {
+		res, err := Run(context.Background(), env, p)
+		if errors.Is(err, harness.ErrNoRedis) {
+			t.Skip(err)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		rows = append(rows, res.Row)
+		mu.Unlock()
+		if res.Row.Verdict() != "ok" {
+			var b strings.Builder
+			Table(&b, []Row{res.Row})
+			t.Errorf("verdict FAIL:\n%s", b.String())
+		}
+	}
+	var disruptions []Profile
 	for _, p := range Profiles(true) {
 		if !contains(inCI, p.Name) {
 			continue
 		}
-		t.Run(p.Name, func(t *testing.T) {
-			res, err := Run(context.Background(), env, p)
-			if errors.Is(err, harness.ErrNoRedis) {
-				t.Skip(err)
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			rows = append(rows, res.Row)
-			if res.Row.Verdict() != "ok" {
-				var b strings.Builder
-				Table(&b, []Row{res.Row})
-				t.Errorf("verdict FAIL:\n%s", b.String())
-			}
-		})
+		if p.Disrupt != NoDisruption {
+			disruptions = append(disruptions, p)
+			continue
+		}
+		t.Run(p.Name, func(t *testing.T) { run(t, p) })
 	}
+	// The every-endpoint-terminating profiles are light (200 req/s) and
+	// their verdicts rest on the prober's ticks, not on CPU: they run two
+	// at a time (go test's -parallel, GOMAXPROCS on this machine).
+	t.Run("every endpoint terminating", func(t *testing.T) {
+		for _, p := range disruptions {
+			t.Run(p.Name, func(t *testing.T) {
+				t.Parallel()
+				run(t, p)
+			})
+		}
+	})
 	var b strings.Builder
 	Table(&b, rows)
 	t.Logf("\n%s", b.String())
