@@ -2,12 +2,12 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	policyv1 "k8s.io/api/policy/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/drainwell/drainwell/cmd/drainwell/vet"
 )
 
 // DeleteAll deletes every pod at once (`kubectl delete pod -l ...`, or the
@@ -86,7 +86,7 @@ func (c *Cluster) Drain(ctx context.Context, pdb *policyv1.PodDisruptionBudgetSp
 // while the healthy pods exceed the desired healthy count. Healthy pods are
 // Ready and not being deleted (countHealthyPods); the desired count is
 // minAvailable, or the expected count (the Deployment's replicas) less
-// maxUnavailable, percentages rounded up.
+// maxUnavailable, percentages rounded up (vet.DesiredHealthy).
 func (c *Cluster) evictionAllowed(pdb *policyv1.PodDisruptionBudgetSpec) (bool, error) {
 	if pdb == nil {
 		return true, nil
@@ -97,24 +97,9 @@ func (c *Cluster) evictionAllowed(pdb *policyv1.PodDisruptionBudgetSpec) (bool, 
 			healthy++
 		}
 	}
-	desired, err := DesiredHealthy(pdb, c.cfg.Spec.Replicas)
+	desired, err := vet.DesiredHealthy(pdb, c.cfg.Spec.Replicas)
 	if err != nil {
 		return false, err
 	}
 	return healthy-desired > 0, nil
-}
-
-// DesiredHealthy is the disruption controller's desiredHealthy for a budget
-// over a controller of replicas.
-func DesiredHealthy(pdb *policyv1.PodDisruptionBudgetSpec, replicas int) (int, error) {
-	switch {
-	case pdb.MinAvailable != nil && pdb.MaxUnavailable != nil:
-		return 0, errors.New("a budget sets minAvailable or maxUnavailable, not both")
-	case pdb.MinAvailable != nil:
-		return intstr.GetScaledValueFromIntOrPercent(pdb.MinAvailable, replicas, true)
-	case pdb.MaxUnavailable != nil:
-		n, err := intstr.GetScaledValueFromIntOrPercent(pdb.MaxUnavailable, replicas, true)
-		return max(replicas-n, 0), err
-	}
-	return 0, nil
 }

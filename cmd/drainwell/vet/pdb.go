@@ -10,17 +10,18 @@ import (
 
 type policyvPDB = policyv1.PodDisruptionBudget
 
-// desiredHealthy is the disruption controller's desiredHealthy for a budget
+// DesiredHealthy is the disruption controller's desiredHealthy for a budget
 // over a controller of replicas (pkg/controller/disruption): minAvailable,
-// or the replicas less maxUnavailable, percentages rounded up.
-func desiredHealthy(p *policyv1.PodDisruptionBudget, replicas int) (int, error) {
-	switch s := p.Spec; {
-	case s.MinAvailable != nil && s.MaxUnavailable != nil:
-		return 0, errors.New("both minAvailable and maxUnavailable")
-	case s.MinAvailable != nil:
-		return intstr.GetScaledValueFromIntOrPercent(s.MinAvailable, replicas, true)
-	case s.MaxUnavailable != nil:
-		n, err := intstr.GetScaledValueFromIntOrPercent(s.MaxUnavailable, replicas, true)
+// or the replicas less maxUnavailable, percentages rounded up. An eviction
+// is allowed while the healthy pods (Ready, not being deleted) exceed it.
+func DesiredHealthy(spec *policyv1.PodDisruptionBudgetSpec, replicas int) (int, error) {
+	switch {
+	case spec.MinAvailable != nil && spec.MaxUnavailable != nil:
+		return 0, errors.New("a budget sets minAvailable or maxUnavailable, not both")
+	case spec.MinAvailable != nil:
+		return intstr.GetScaledValueFromIntOrPercent(spec.MinAvailable, replicas, true)
+	case spec.MaxUnavailable != nil:
+		n, err := intstr.GetScaledValueFromIntOrPercent(spec.MaxUnavailable, replicas, true)
 		return max(replicas-n, 0), err
 	}
 	return 0, nil

@@ -472,7 +472,7 @@ func (c *checker) budgets(w *Workload) []struct {
 		if err != nil || !w.selectedBy(p.Meta.Namespace, sel) {
 			continue
 		}
-		desired, err := desiredHealthy(p.Obj, w.Replicas)
+		desired, err := DesiredHealthy(&p.Obj.Spec, w.Replicas)
 		if err != nil {
 			continue
 		}
