@@ -393,3 +393,52 @@ func childOf(t *testing.T, pid int) int {
 	t.Fatalf("no child of %d", pid)
 	return 0
 }
+
+// Every stop signal the app handles drains it: SIGHUP (the articles'
+// preStop hooks send it) and SIGQUIT (nginx's graceful stop) as SIGTERM
+// does: the answered increment lands, the marker goes, exit 0, never 2.
+// The control: SIGUSR1, which the app does not handle, starts nothing (Go
+// ignores it): a SIGTERM after it is the first signal of the drain.
+func TestStopSignals(t *testing.T) {
+	tests := []struct {
+		name string
+		sigs []syscall.Signal
+	}{
+		{"SIGTERM", []syscall.Signal{syscall.SIGTERM}},
+		{"SIGINT", []syscall.Signal{syscall.SIGINT}},
+		{"SIGHUP", []syscall.Signal{syscall.SIGHUP}},
+		{"SIGQUIT", []syscall.Signal{syscall.SIGQUIT}},
+		{"control: SIGUSR1 then SIGTERM", []syscall.Signal{syscall.SIGUSR1, syscall.SIGTERM}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startRedis(t)
+			live := filepath.Join(t.TempDir(), "live")
+			p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "REDIS_ADDR="+r.Addr,
+				"DRAIN_DELAY=200ms", "WORK_DELAY=300ms", "IDLE_CLOSE=100ms")
+			resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			for i, sig := range tt.sigs {
+				if i > 0 {
+					time.Sleep(20 * time.Millisecond) // standard signals are not queued
+				}
+				p.Signal(sig)
+			}
+			code, err := p.Wait(10 * time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n, err := r.Count(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := tt.sigs[len(tt.sigs)-1]
+			if code != 0 || n != 1 || exists(live) || !strings.Contains(p.Stderr(), fmt.Sprintf("signal=%q", first.String())) && !strings.Contains(p.Stderr(), "signal="+first.String()) {
+				t.Fatalf("exit %d, counter %d, marker left %v; want a clean drain started by %s:\n%s", code, n, exists(live), first, p.Stderr())
+			}
+		})
+	}
+}

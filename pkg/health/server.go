@@ -114,9 +114,15 @@ type Config struct {
 	// default ReadyWhileServing, or NotReadyAtSignal.
 	DrainReadiness ReadinessPolicy
 
-	// Signals start the drain. Default SIGTERM and SIGINT. Add SIGHUP, say,
-	// for a preStop hook that sends it. (A test ends Run by cancelling its
-	// context, which starts the drain as the first signal does.)
+	// Signals start the drain (a second one ends it at once). Default
+	// SIGTERM and SIGINT. Add SIGHUP, say, for a preStop hook that sends
+	// it, or the signal of a container's lifecycle.stopSignal. A signal
+	// not listed keeps Go's default: SIGHUP ends the process at once,
+	// without a drain (answered work lost, the marker left behind);
+	// SIGQUIT dumps the goroutines and exits 2; SIGUSR1, SIGUSR2 and the
+	// rest are ignored, so a stopSignal among them leaves the process
+	// running until SIGKILL. (A test ends Run by cancelling its context,
+	// which starts the drain as the first signal does.)
 	Signals []os.Signal
 
 	// HTTP, when set, is the http.Server to use, for its timeouts,

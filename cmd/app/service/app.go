@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -103,6 +105,11 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 		IdleClose:       cfg.IdleClose,
 		CheckInterval:   cfg.CheckInterval,
 		DrainReadiness:  cfg.ReadinessPolicy(),
+		// SIGHUP drains too (the articles' preStop hooks send it), and
+		// SIGQUIT (nginx's graceful stop, a stopSignal some images set):
+		// Go's default for it, a goroutine dump and exit 2, would drop
+		// every answered increment and say "bad configuration".
+		Signals: []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP, syscall.SIGQUIT},
 		OnReadyChange: func(ready bool, reason string) {
 			log.Info("readiness changed", "ready", ready, "reason", reason)
 		},
