@@ -52,8 +52,17 @@ type Server struct {
 	notServe sync.Once
 }
 
-// New returns a gRPC server built with opts (to which it adds a stats
-// handler that counts RPCs in flight) with the health service registered.
+// DefaultMaxConcurrentStreams bounds the RPCs one client connection may
+// run at once, as net/http's HTTP/2 server does (250), unless opts set
+// grpc.MaxConcurrentStreams: grpc-go's own default is unlimited, and its
+// mitigation of HTTP/2 rapid reset (CVE-2023-44487) bounds handlers by
+// this setting.
+const DefaultMaxConcurrentStreams = 250
+
+// New returns a gRPC server built with opts (after
+// grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams), which an option
+// of opts overrides, and before a stats handler that counts RPCs in
+// flight) with the health service registered.
 // It serves on ln while srv runs and drains with it, under name "grpc" in
 // the log; log nil means slog.Default(). Call it before srv.Run.
 func New(srv *health.Server, ln net.Listener, log *slog.Logger, opts ...grpc.ServerOption) *Server {
@@ -73,7 +82,8 @@ func newServer(srv *health.Server, ln net.Listener, log *slog.Logger, endWatches
 		log:      log,
 		draining: make(chan struct{}),
 	}
-	s.Server = grpc.NewServer(append(opts, grpc.StatsHandler(&s.rpcs))...)
+	all := append([]grpc.ServerOption{grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams)}, opts...)
+	s.Server = grpc.NewServer(append(all, grpc.StatsHandler(&s.rpcs))...)
 	if endWatches {
 		healthpb.RegisterHealthServer(s.Server, &watchEnder{Server: s.Health, draining: s.draining})
 	} else {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -350,3 +351,63 @@ func TestPlainHealthWatchHoldsGracefulStop(t *testing.T) {
 }
 
 func wrapTrue() *testpb.BoolValue { return &testpb.BoolValue{Value: true} }
+
+// The server bounds each connection's concurrent streams (grpc-go's
+// default is unlimited), and a caller's own bound wins.
+func TestMaxConcurrentStreams(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []grpc.ServerOption
+		want uint32
+	}{
+		{"default", nil, DefaultMaxConcurrentStreams},
+		{"the caller's", []grpc.ServerOption{grpc.MaxConcurrentStreams(10)}, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := health.New(health.Config{DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+			ln := listen(t)
+			newServer(srv, ln, nil, true, tt.opts)
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, listen(t)) }()
+			t.Cleanup(func() { stop(); <-done })
+			if got := serverMaxStreams(t, ln.Addr().String()); got != tt.want {
+				t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+// serverMaxStreams reads the server's first SETTINGS frame.
+func serverMaxStreams(t *testing.T, addr string) uint32 {
+	t.Helper()
+	var c net.Conn
+	var err error
+	waitFor(t, "the gRPC listener", func() bool {
+		c, err = net.Dial("tcp", addr)
+		return err == nil
+	})
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			v, ok := sf.Value(http2.SettingMaxConcurrentStreams)
+			if !ok {
+				return 0 // not sent: unlimited
+			}
+			return v
+		}
+	}
+}
