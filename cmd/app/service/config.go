@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -75,6 +76,11 @@ func (c Config) Validate() error {
 		return bad("GRPC_ADDR=%q is not HOST:PORT", c.GRPCAddr)
 	case c.AdminAddr != "" && !validAddr(c.AdminAddr):
 		return bad("ADMIN_ADDR=%q is not HOST:PORT", c.AdminAddr)
+	case strings.Contains(c.RedisAddr, "://") || strings.Contains(c.RedisAddr, "@"):
+		// A URL may hold a password: never echo it.
+		return bad("REDIS_ADDR is a URL, not HOST:PORT (put the password in REDIS_PASSWORD)")
+	case c.RedisAddr != "" && !validAddr(c.RedisAddr):
+		return bad("REDIS_ADDR=%q is not HOST:PORT", c.RedisAddr)
 	case samePort(c.Addr, c.GRPCAddr):
 		return bad("GRPC_ADDR=%q and ADDR=%q share a port", c.GRPCAddr, c.Addr)
 	case samePort(c.Addr, c.AdminAddr):

@@ -48,6 +48,10 @@ func TestLoadConfig(t *testing.T) {
 		{"work cannot finish", map[string]string{"WORK_DELAY": "21s"}, "WORK_DELAY"},
 		{"idle close beyond the deadline", map[string]string{"IDLE_CLOSE": "20s"}, "IDLE_CLOSE"},
 		{"zero idle close", map[string]string{"IDLE_CLOSE": "0"}, "IDLE_CLOSE"},
+		{"REDIS_ADDR host:port", map[string]string{"REDIS_ADDR": "redis:6379"}, ""},
+		{"REDIS_ADDR without a port", map[string]string{"REDIS_ADDR": "nocolon"}, "REDIS_ADDR"},
+		{"REDIS_ADDR a URL with a password", map[string]string{"REDIS_ADDR": "redis://:secret@redis:6379"}, "REDIS_ADDR is a URL"},
+		{"REDIS_ADDR user:password@", map[string]string{"REDIS_ADDR": "app:secret@redis:6379"}, "REDIS_ADDR is a URL"},
 		{"readiness serving", map[string]string{"DRAIN_READINESS": "serving"}, ""},
 		{"readiness not-ready", map[string]string{"DRAIN_READINESS": "not-ready"}, ""},
 		{"readiness unknown", map[string]string{"DRAIN_READINESS": "ready"}, "DRAIN_READINESS"},
@@ -75,6 +79,9 @@ func TestLoadConfig(t *testing.T) {
 			}
 			if err == nil || !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "\n") {
 				t.Fatalf("LoadConfig = %v, want one usage line naming %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Fatalf("LoadConfig = %v: the error shows the password", err)
 			}
 		})
 	}
