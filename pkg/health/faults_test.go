@@ -289,3 +289,41 @@ func TestHTTP2OverTLSDrains(t *testing.T) {
 		t.Fatalf("Serve = %v", err)
 	}
 }
+
+// TLS settings are kept: NextProtos without "h2" (kubebuilder's HTTP/2
+// rapid-reset mitigation) negotiates HTTP/1.1; without NextProtos (the
+// control) HTTP/2 is offered. (Issue 21 item 11 reported h2 negotiated
+// here; with Go 1.26.0 and 1.26.8 ServeTLS keeps such a NextProtos, and
+// this test passes on the code as it was: a guard, not a fix.)
+func TestNextProtosHonoured(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	ts.EnableHTTP2 = true
+	ts.StartTLS()
+	base := ts.TLS.Clone()
+	roots := ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs
+	ts.Close()
+	tests := []struct {
+		name       string
+		nextProtos []string
+		want       string
+	}{
+		{"http/1.1 only", []string{"http/1.1"}, "http/1.1"},
+		{"control: none set", nil, "h2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := base.Clone()
+			cfg.NextProtos = tt.nextProtos
+			h := newHarness(t, nil, func(c *Config) { c.HTTP = &http.Server{TLSConfig: cfg} }).start()
+			conn, err := tls.Dial("tcp", strings.TrimPrefix(h.url, "http://"), &tls.Config{
+				RootCAs: roots, ServerName: "example.com", NextProtos: []string{"h2", "http/1.1"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if got := conn.ConnectionState().NegotiatedProtocol; got != tt.want {
+				t.Fatalf("negotiated %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
