@@ -331,6 +331,24 @@ func TestGRPCHostileServers(t *testing.T) {
 				c.Write(frame(3, 0, 1, []byte{0, 0, 0, 2}))
 			}
 		}), "RST_STREAM"},
+		// Small HEADERS frames, each naming a 3 KB dynamic-table entry a
+		// hundred times: 300 KB decoded per 100 bytes read (the probe
+		// grew to 1.17 GB within --timeout before the bound).
+		{"a header-block flood", raw(t, func(c net.Conn) {
+			if readRequest(c) {
+				c.Write(frame(4, 0, 0, nil))
+				big := append([]byte{0x40, 0x05}, "x-big"...)
+				big = append(big, hpackLen(3000)...) // a 3,000-byte value
+				big = append(big, bytes.Repeat([]byte("v"), 3000)...)
+				c.Write(frame(1, 4, 1, append(append([]byte(nil), okHeaders...), big...)))
+				refs := bytes.Repeat([]byte{0x80 | 62}, 100) // the entry just added
+				for range 100000 {
+					if _, err := c.Write(frame(1, 4, 1, refs)); err != nil {
+						return
+					}
+				}
+			}
+		}), "too large"},
 		{"headers, no grpc-status", raw(t, func(c net.Conn) {
 			if readRequest(c) {
 				c.Write(frame(4, 0, 0, nil))
@@ -478,4 +496,19 @@ func TestHTTPS(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// hpackLen encodes a string literal's length (no Huffman) as RFC 7541's
+// 7-bit prefix integer.
+func hpackLen(n int) []byte {
+	if n < 127 {
+		return []byte{byte(n)}
+	}
+	out := []byte{0x7f}
+	n -= 127
+	for n >= 128 {
+		out = append(out, byte(n%128)|0x80)
+		n /= 128
+	}
+	return append(out, byte(n))
 }

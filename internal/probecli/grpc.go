@@ -254,6 +254,9 @@ func (c *h2conn) readResponse() (uint64, error) {
 		inBlock    bool
 		gotHeaders bool
 		body       []byte
+		// What the blocks decode to, over all of them: a small block can
+		// name a large dynamic-table entry many times over.
+		decoded int
 	)
 	for {
 		typ, flags, stream, p, err := c.readFrame()
@@ -320,6 +323,15 @@ func (c *h2conn) readResponse() (uint64, error) {
 				return 0, fmt.Errorf("not HTTP/2: %v", err)
 			}
 			block = block[:0]
+			for _, f := range fields {
+				decoded += len(f.Name) + len(f.Value) + 32 // RFC 7541's size of a field
+			}
+			if decoded > maxHeaders {
+				return 0, fmt.Errorf("response headers too large: more than %d bytes decoded", maxHeaders)
+			}
+			if gotHeaders && !blockEnds {
+				return 0, errors.New("not gRPC: a header block after the headers that does not end the call")
+			}
 			if !gotHeaders {
 				gotHeaders = true
 				if err := checkResponseHeaders(fields); err != nil {
