@@ -241,27 +241,61 @@ func httpCheck(ctx context.Context, client TLSClient, args []string, stderr io.W
 	if _, err := io.WriteString(conn, req); err != nil {
 		return err
 	}
-	// A status line longer than 4 KiB is not HTTP.
-	br := bufio.NewReader(io.LimitReader(conn, 4096))
-	line, err := br.ReadString('\n')
+	// Response heads, interim (1xx) ones included, of at most 64 KiB.
+	br := bufio.NewReader(io.LimitReader(conn, maxResponseHead))
+	code, err := readFinalHead(br)
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			return fmt.Errorf("no response within %s", *timeout)
 		}
-		return fmt.Errorf("reading status line: %w", err)
+		return err
 	}
 	// The server closes after its response (Connection: close): read to
 	// its end, a little of it, so that our close sends no reset.
 	_ = conn.SetReadDeadline(earliest(deadline, time.Now().Add(200*time.Millisecond)))
 	_, _ = io.Copy(io.Discard, io.LimitReader(io.MultiReader(br, conn), 64<<10))
-	code, err := statusCode(line)
-	if err != nil {
-		return err
-	}
 	if code < 200 || code > 399 {
 		return fmt.Errorf("status %d", code)
 	}
 	return nil
+}
+
+// maxResponseHead bounds the status lines and headers a probe reads.
+const maxResponseHead = 64 << 10
+
+// readFinalHead reads response heads as net/http's client (and so the
+// kubelet) does: it skips interim 1xx responses (100 Continue, 103 Early
+// Hints; 101 is final) and returns the final status once its header block
+// is complete, up to the empty line.
+func readFinalHead(br *bufio.Reader) (int, error) {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, errors.New("connection closed before a status line")
+			}
+			return 0, fmt.Errorf("reading status line: %w", err)
+		}
+		code, err := statusCode(line)
+		if err != nil {
+			return 0, err
+		}
+		for {
+			h, err := br.ReadString('\n')
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					return 0, fmt.Errorf("status %d: incomplete response headers (no end, or more than %d KiB)", code, maxResponseHead>>10)
+				}
+				return 0, fmt.Errorf("reading headers: %w", err)
+			}
+			if h == "\r\n" || h == "\n" {
+				break
+			}
+		}
+		if code >= 200 || code == 101 {
+			return code, nil
+		}
+	}
 }
 
 // statusCode parses "HTTP/1.1 200 OK\r\n".

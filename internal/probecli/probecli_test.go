@@ -1,8 +1,10 @@
 package probecli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -87,6 +89,34 @@ func TestHTTP(t *testing.T) {
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedAddr := closed.Addr().String()
 	closed.Close()
+	// Servers that answer with raw bytes, then close.
+	raw := func(answer string) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					br := bufio.NewReader(c)
+					for { // the request's head
+						l, err := br.ReadString('\n')
+						if err != nil || l == "\r\n" {
+							break
+						}
+					}
+					io.WriteString(c, answer)
+				}()
+			}
+		}()
+		return "http://" + ln.Addr().String() + "/"
+	}
 
 	tests := []struct {
 		name    string
@@ -107,6 +137,13 @@ func TestHTTP(t *testing.T) {
 		{"no URL", nil, 2, "want one URL"},
 		{"not a URL", []string{"::"}, 2, ""},
 		{"bad timeout", []string{"--timeout=0", srv.URL}, 2, "must be positive"},
+		// As the kubelet's net/http client: interim responses skipped,
+		// a head that never ends is no answer.
+		{"103 Early Hints, then 200", []string{raw("HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")}, 0, ""},
+		{"100 Continue, then 500", []string{raw("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")}, 1, "status 500"},
+		{"a bare status line", []string{raw("HTTP/1.1 200 OK\r\n")}, 1, "incomplete response headers"},
+		{"headers without their end", []string{raw("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")}, 1, "incomplete response headers"},
+		{"a huge head", []string{raw("HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 70<<10) + "\r\n\r\n")}, 1, "incomplete response headers"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
