@@ -427,11 +427,11 @@ func answer(fields []hpack.Field, body []byte) (uint64, error) {
 	case "":
 		return 0, errors.New("not a gRPC answer: no grpc-status")
 	case "5": // NOT_FOUND: grpc-go's and grpc-java's answer for a service they do not know
-		return 0, fmt.Errorf("SERVICE_UNKNOWN (NotFound: %s)", oneLine(message))
+		return 0, fmt.Errorf("SERVICE_UNKNOWN (NotFound: %s)", printable(message))
 	case "12":
 		return 0, errors.New("the server does not implement grpc.health.v1.Health (Unimplemented)")
 	default:
-		return 0, fmt.Errorf("the call failed: %s: %s", codeName(code), oneLine(message))
+		return 0, fmt.Errorf("the call failed: %s: %s", codeName(code), printable(message))
 	}
 	if len(body) < 5 {
 		return 0, errors.New("not a gRPC answer: no message")
@@ -588,7 +588,28 @@ func percentDecode(s string) string {
 	return b.String()
 }
 
-func oneLine(s string) string { return strings.ReplaceAll(strings.ReplaceAll(s, "\r", " "), "\n", " ") }
+// printable is a server's text made safe for one line of stderr: control
+// characters (escape sequences, newlines) become spaces, invalid UTF-8
+// becomes U+FFFD, and it is cut at maxMessageText runes.
+func printable(s string) string {
+	var b strings.Builder
+	n := 0
+	for _, r := range s {
+		if n == maxMessageText {
+			b.WriteString("...")
+			break
+		}
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			r = ' '
+		}
+		b.WriteRune(r)
+		n++
+	}
+	return b.String()
+}
+
+// maxMessageText bounds what the probe prints of a grpc-message.
+const maxMessageText = 200
 
 func earliest(a, b time.Time) time.Time {
 	if a.Before(b) {

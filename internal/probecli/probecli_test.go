@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drainwell/drainwell/internal/hpack"
 	"github.com/drainwell/drainwell/internal/marker"
 )
 
@@ -305,5 +306,19 @@ func TestRunning(t *testing.T) {
 	}
 	if running(1 << 30) {
 		t.Fatal("a nonexistent pid is running")
+	}
+}
+
+// A server's grpc-message reaches stderr as one printable line of bounded
+// length: no escape sequences, no newlines (it came raw, 15 KB on a line).
+func TestGRPCMessagePrintable(t *testing.T) {
+	msg := "\x1b[31mred\x1b[0m\nsecond line\r" + strings.Repeat("x", 15000)
+	_, err := answer([]hpack.Field{{Name: "grpc-status", Value: "13"}, {Name: "grpc-message", Value: msg}}, nil)
+	if err == nil {
+		t.Fatal("a failed call passed")
+	}
+	got := err.Error()
+	if strings.ContainsAny(got, "\x1b\n\r") || len(got) > 300 || !strings.Contains(got, "[31mred") {
+		t.Fatalf("error %q (%d bytes): want one printable line under 300 bytes", got, len(got))
 	}
 }

@@ -26,6 +26,7 @@ type conns struct {
 	// them only at the deadline.
 	hijacked map[net.Conn]struct{}
 	changed  chan struct{} // a connection closed or was hijacked
+	cutting  atomic.Bool   // the deadline is closing what is left: counted as cut
 }
 
 type connInfo struct {
@@ -80,7 +81,7 @@ func (cs *conns) connState(c net.Conn, st http.ConnState) {
 	case http.StateClosed:
 		// Closed by net/http after a Connection: close response, or by
 		// the client; the drain's own closes are counted where made.
-		if ci := cs.http1[c]; ci != nil && !ci.closing && cs.draining.Load() {
+		if ci := cs.http1[c]; ci != nil && !ci.closing && cs.draining.Load() && !cs.cutting.Load() {
 			cs.stats.closedAfterResponse.Add(1)
 		}
 		delete(cs.http1, c)

@@ -179,7 +179,8 @@ func (l *httpListener) closeConns(ctx context.Context) bool {
 // it cut.
 func (l *httpListener) cut() (active, idle, h2, hijacked int) {
 	active, idle, h2, _ = l.conns.counts()
-	_ = l.hs.Close() // the deadline passed; what is left is cut either way
+	l.conns.cutting.Store(true) // their closes are counted here, not as after-response
+	_ = l.hs.Close()            // the deadline passed; what is left is cut either way
 	hijacked = l.conns.closeHijacked()
 	l.conns.stats.cut.Add(int64(active + idle + h2 + hijacked))
 	return active, idle, h2, hijacked

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net/http"
 	"log/slog"
 	"strings"
 	"sync"
@@ -190,5 +191,36 @@ func TestBackgroundChecks(t *testing.T) {
 	defer mu.Unlock()
 	if got := strings.Join(changes, " | "); got != "ready | checks failed: db: down | ready | draining: serving until the listeners close | draining: not serving" {
 		t.Fatalf("OnReadyChange heard %q", got)
+	}
+}
+
+// A connection cut at the deadline counts once, as cut, not also as closed
+// after a response.
+func TestCutConnectionsCountOnce(t *testing.T) {
+	started := make(chan struct{}, 1)
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-r.Context().Done() // never answers
+	})).start()
+	failed := make(chan error, 1)
+	go func() {
+		resp, err := noKeepAlive.Get(h.url + "/block")
+		if err == nil {
+			resp.Body.Close()
+		}
+		failed <- err
+	}()
+	<-started
+	h.signal()
+	h.clock.Advance(testTimeout)
+	if err := h.wait(); !errors.Is(err, ErrShutdownTimeout) {
+		t.Fatal(err)
+	}
+	if err := <-failed; err == nil {
+		t.Fatal("the blocked request got an answer")
+	}
+	waitFor(t, "the cut connection's close seen", func() bool { return h.srv.Stats().InFlight == 0 })
+	if st := h.srv.Stats(); st.ConnsCutAtDeadline != 1 || st.ConnsClosedAfterResponse != 0 {
+		t.Fatalf("cut %d, closed after response %d; want 1, 0", st.ConnsCutAtDeadline, st.ConnsClosedAfterResponse)
 	}
 }
