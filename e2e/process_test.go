@@ -403,6 +403,15 @@ func TestLiveWithoutShell(t *testing.T) {
 			if err := os.WriteFile(live, nil, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			// Planted by another user (root here): it says nothing of
+			// the service's process.
+			if code, out := run(); code != 1 || !strings.Contains(out, "another user") {
+				t.Fatalf("marker owned by root: exit %d %q, want 1 another user", code, out)
+			}
+			// As the service (uid 65532) writes it.
+			if err := os.Chown(live, 65532, 65532); err != nil {
+				t.Fatal(err)
+			}
 			if code, out := run(); code != 0 {
 				t.Fatalf("fresh marker: exit %d %q, want 0", code, out)
 			}

@@ -28,7 +28,15 @@ var (
 	// symlink, a folder, a device) is at the marker's path. It is never
 	// followed, written through or removed.
 	ErrNotRegular = errors.New("not a regular file")
+	// ErrForeign means the marker is not owned by the user the check runs
+	// as: a file someone else planted says nothing of this process.
+	ErrForeign = errors.New("marker owned by another user")
 )
+
+// MaxClockSkew is how far in the future a marker's time may be and still
+// count as fresh: further, and the clock stepped back or the file was
+// planted; either way it says nothing of the heartbeat.
+const MaxClockSkew = time.Second
 
 // StaleError reports a marker older than the allowed age.
 type StaleError struct {
@@ -37,6 +45,9 @@ type StaleError struct {
 }
 
 func (e *StaleError) Error() string {
+	if e.Age < 0 {
+		return fmt.Sprintf("marker stale: refreshed %s in the future (a clock step, or not our heartbeat)", (-e.Age).Round(time.Second))
+	}
 	return fmt.Sprintf("marker stale for %s (max age %s)", e.Age.Round(time.Second), e.MaxAge)
 }
 
@@ -44,9 +55,11 @@ func (e *StaleError) Error() string {
 func (e *StaleError) Is(target error) bool { return target == ErrStale }
 
 // Check reports whether the marker at path is live at time now: nil when it
-// is a regular file refreshed within maxAge (or merely exists, when maxAge is
-// 0); otherwise an error that matches ErrMissing, ErrStale or ErrNotRegular,
-// or the underlying file-system error. It makes a single lstat call.
+// is a regular file owned by the user Check runs as and refreshed within
+// maxAge, and not more than MaxClockSkew in the future (or merely exists,
+// when maxAge is 0); otherwise an error that matches ErrMissing, ErrStale,
+// ErrNotRegular or ErrForeign, or the underlying file-system error. It
+// makes a single lstat call.
 func Check(path string, maxAge time.Duration, now time.Time) error {
 	fi, err := os.Lstat(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -58,8 +71,12 @@ func Check(path string, maxAge time.Duration, now time.Time) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("%s: %w", path, ErrNotRegular)
 	}
+	if uid, ok := owner(fi); ok && uid != os.Geteuid() {
+		return fmt.Errorf("%s: %w (uid %d, not %d)", path, ErrForeign, uid, os.Geteuid())
+	}
 	if maxAge > 0 {
-		if age := now.Sub(fi.ModTime()); age > maxAge {
+		age := now.Sub(fi.ModTime())
+		if age > maxAge || age < -MaxClockSkew {
 			return fmt.Errorf("%s: %w", path, &StaleError{Age: age, MaxAge: maxAge})
 		}
 	}

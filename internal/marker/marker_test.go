@@ -269,3 +269,53 @@ func TestExitCode(t *testing.T) {
 		}
 	}
 }
+
+// A marker time in the future beyond the skew is not fresh (a frozen
+// process after a clock step back, or a planted file); within it, it is.
+func TestFutureMarkerIsStale(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "live")
+	m := &Marker{Path: path}
+	if err := m.Create(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		now     time.Time
+		wantErr error
+	}{
+		{"refreshed now", fi.ModTime(), nil},
+		{"within the skew", fi.ModTime().Add(-MaxClockSkew / 2), nil},
+		{"an hour in the future", fi.ModTime().Add(-time.Hour), ErrStale},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := Check(path, 30*time.Second, tt.now); !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("Check = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// A marker another user owns says nothing of this process.
+func TestForeignMarkerFails(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the file away")
+	}
+	path := filepath.Join(t.TempDir(), "live")
+	if err := (&Marker{Path: path}).Create(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(path, time.Minute, time.Now()); err != nil {
+		t.Fatalf("own marker: %v", err)
+	}
+	if err := os.Chown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(path, time.Minute, time.Now()); !errors.Is(err, ErrForeign) {
+		t.Fatalf("Check of a marker owned by uid 65534 = %v, want ErrForeign", err)
+	}
+}

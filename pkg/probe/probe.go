@@ -37,6 +37,9 @@ var (
 	ErrStale = marker.ErrStale
 	// ErrNotRegular: something other than a regular file is at the path.
 	ErrNotRegular = marker.ErrNotRegular
+	// ErrForeign: the marker is owned by another user than the one
+	// checking (the live probe runs as the container's user).
+	ErrForeign = marker.ErrForeign
 	// ErrTimeout: the check did not finish in time (a hung file system).
 	ErrTimeout = marker.ErrTimeout
 	// ErrUsage: a bad flag or environment variable; ExitCode maps it to 2.
@@ -51,9 +54,10 @@ const (
 )
 
 // Check reports whether the marker at path is live at time now: nil when it
-// is a regular file refreshed within maxAge (or merely exists, when maxAge
-// is 0), else an error matching ErrMissing, ErrStale or ErrNotRegular, or
-// the file system's error. It makes a single lstat call.
+// is a regular file owned by the checking user and refreshed within maxAge,
+// and not more than a second in the future (or merely exists, when maxAge
+// is 0), else an error matching ErrMissing, ErrStale, ErrNotRegular or
+// ErrForeign, or the file system's error. It makes a single lstat call.
 func Check(path string, maxAge time.Duration, now time.Time) error {
 	return marker.Check(path, maxAge, now)
 }
