@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -108,7 +109,33 @@ func (m *Marker) Create() error {
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("create marker: %w", err)
 	}
+	m.removeStaleTemps()
 	return m.write()
+}
+
+// removeStaleTemps removes the temporary files that an earlier process
+// killed during a heartbeat (SIGKILL between create and rename) left
+// beside the marker: regular files named as write names them, for another
+// pid. Nothing else in the folder is touched.
+func (m *Marker) removeStaleTemps() {
+	dir, base := filepath.Split(m.Path)
+	if dir == "" {
+		dir = "."
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return // write reports what is wrong with the folder
+	}
+	prefix, own := "."+base+".tmp.", "."+base+".tmp."+strconv.Itoa(os.Getpid())
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, prefix) || name == own || !e.Type().IsRegular() {
+			continue
+		}
+		if _, err := strconv.Atoi(strings.TrimPrefix(name, prefix)); err == nil {
+			_ = os.Remove(filepath.Join(dir, name)) // best effort: a leftover, not the marker
+		}
+	}
 }
 
 // Touch refreshes the marker, again by an atomic replace, so that a symlink
@@ -121,8 +148,8 @@ func (m *Marker) write() error {
 	// The pid makes the temporary name unique between processes; O_EXCL
 	// makes it safe against a file planted under that name.
 	tmp := filepath.Join(dir, "."+filepath.Base(m.Path)+".tmp."+strconv.Itoa(os.Getpid()))
-	// 0644: the marker holds only a pid, and a probe running as another
-	// user of the pod may read it. O_EXCL and O_NOFOLLOW: never through a
+	// 0644: the marker holds only a pid; a probe running as another user
+	// may read it, though Check fails a marker it does not own. O_EXCL and O_NOFOLLOW: never through a
 	// planted file or link.
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644) // #nosec G302 G304 -- see above; the path is the configured marker's
 	if errors.Is(err, fs.ErrExist) {

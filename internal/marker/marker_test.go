@@ -319,3 +319,28 @@ func TestForeignMarkerFails(t *testing.T) {
 		t.Fatalf("Check of a marker owned by uid 65534 = %v, want ErrForeign", err)
 	}
 }
+
+// A temporary file left by a process killed mid-heartbeat is removed at the
+// next start; other files in the folder are not.
+func TestCreateRemovesStaleTemps(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "live")
+	stale := filepath.Join(dir, ".live.tmp.4242")
+	others := []string{filepath.Join(dir, ".live.tmp.notapid"), filepath.Join(dir, ".other.tmp.4242"), filepath.Join(dir, "data")}
+	for _, p := range append(others, stale) {
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := (&Marker{Path: path}).Create(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stale temporary file left: %v", err)
+	}
+	for _, p := range others {
+		if _, err := os.Lstat(p); err != nil {
+			t.Fatalf("%s removed: %v", p, err)
+		}
+	}
+}
