@@ -331,6 +331,9 @@ func TestBadConfigurationExits2BeforeListening(t *testing.T) {
 		{"marker folder missing", []string{"LIVE_FILE=" + filepath.Join(dir, "none", "live")}, "LIVE_FILE"},
 		{"marker is a folder", []string{"LIVE_FILE=" + dir}, "LIVE_FILE"},
 		{"marker is a symlink", []string{"LIVE_FILE=" + link}, "LIVE_FILE"},
+		// Nothing listens, the gRPC and admin listeners neither.
+		{"marker folder missing, with gRPC and admin", []string{"LIVE_FILE=" + filepath.Join(dir, "none", "live"),
+			"GRPC_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0"}, "LIVE_FILE"},
 		{"bad max age", []string{"LIVE_MAX_AGE=soon"}, "LIVE_MAX_AGE"},
 		{"bad address", []string{"ADDR=nonsense"}, "ADDR"},
 		{"bad port", []string{"ADDR=:99999"}, "ADDR"},

@@ -96,6 +96,19 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 	if drainDelay == 0 {
 		drainDelay = -1 // health's "no delay"
 	}
+	// The marker's path is checked (by creating it) before anything
+	// listens: a bad LIVE_FILE ends the process with nothing served. Run
+	// creates it anew; a failure before Run removes it.
+	marker := &probe.Marker{Path: cfg.LiveFile}
+	if err := marker.Create(); err != nil {
+		return fmt.Errorf("%w: LIVE_FILE=%s: %v", probe.ErrUsage, cfg.LiveFile, err)
+	}
+	running := false
+	defer func() {
+		if !running {
+			_ = marker.Remove() // the error that ends Serve is the one to report
+		}
+	}()
 	svc := &service{log: log, counter: c, workDelay: cfg.WorkDelay}
 	mux := svc.routes()
 	srv := health.New(health.Config{
@@ -113,7 +126,7 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 		OnReadyChange: func(ready bool, reason string) {
 			log.Info("readiness changed", "ready", ready, "reason", reason)
 		},
-		Marker:       &probe.Marker{Path: cfg.LiveFile},
+		Marker:       marker,
 		MarkerMaxAge: cfg.LiveMaxAge,
 		Logger:       log,
 	}, mux)
@@ -152,6 +165,7 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 		srv.AddCheck("redis", c.Ping)
 	}
 	srv.OnStop(func(context.Context) error { return c.Close() })
+	running = true // Run removes the marker on every path
 	err = srv.Run(ctx)
 	if n := svc.abandoned.Load(); n > 0 && err == nil {
 		err = fmt.Errorf("%d increments abandoned", n)
