@@ -80,3 +80,40 @@ func TestEveryAcceptedIncrementCountedExactlyOnce(t *testing.T) {
 		})
 	}
 }
+
+// An INCR that fails inside the script (the counter key holds a
+// non-integer) records nothing: the increment is retried, logged as
+// failing, and once the counter is repaired it lands exactly once. (Before,
+// the script's SET NX stayed, the retry found the ID, the log said
+// "landed" and the count never moved.)
+func TestFailingIncrIsRetriedNotRecorded(t *testing.T) {
+	r := startRedis(t)
+	ctx := context.Background()
+	if err := r.Client.Set(ctx, "counter", "not a number", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"), "REDIS_ADDR="+r.Addr,
+		"WORK_DELAY=0s", "DRAIN_DELAY=100ms", "IDLE_CLOSE=100ms", "SHUTDOWN_TIMEOUT=20s")
+	resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	waitFor(t, "the failing increment retried", func() bool {
+		return strings.Count(p.Stderr(), "increment failed, retrying") >= 2
+	})
+	if strings.Contains(p.Stderr(), "landed") {
+		t.Fatalf("an increment that failed is logged as landed:\n%s", p.Stderr())
+	}
+	if err := r.Client.Set(ctx, "counter", "10", 0).Err(); err != nil { // the operator repairs it
+		t.Fatal(err)
+	}
+	waitFor(t, "the increment landed", func() bool { return strings.Contains(p.Stderr(), "increment landed after retries") })
+	p.Signal(syscall.SIGTERM)
+	if code, err := p.Wait(15 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d %v", code, err)
+	}
+	if n, err := r.Count(ctx); err != nil || n != 11 {
+		t.Fatalf("counter %d %v, want 11: the repaired counter plus the one increment", n, err)
+	}
+}

@@ -60,15 +60,22 @@ const IDTTL = 5 * time.Minute
 // retried: IDTTL less a margin for an attempt in flight.
 const RetryLimit = IDTTL - 30*time.Second
 
-// incrOnce records the request ID and increments the count in one atomic
-// step: a retried script finds its ID and leaves the count alone. It
-// returns 1 when it incremented, 0 for a repeat.
+// incrOnce increments the count and records the request ID in one atomic
+// step: a retried script finds its ID and leaves the count alone. The ID
+// is recorded only once the increment has succeeded: a script's writes are
+// not rolled back, so an INCR that fails (the key holds a non-integer, or
+// would overflow) must not leave an ID that makes the retry a no-op. It
+// returns 1 when it incremented, 0 for a repeat, and INCR's error.
 var incrOnce = redis.NewScript(`
-if redis.call("SET", KEYS[2], "1", "NX", "PX", ARGV[1]) then
-	redis.call("INCR", KEYS[1])
-	return 1
+if redis.call("EXISTS", KEYS[2]) == 1 then
+	return 0
 end
-return 0
+local n = redis.pcall("INCR", KEYS[1])
+if type(n) == "table" and n.err then
+	return n
+end
+redis.call("SET", KEYS[2], "1", "PX", ARGV[1])
+return 1
 `)
 
 // Redis is a Counter kept in Redis under Key.
