@@ -38,7 +38,7 @@ func Profiles(short bool) []Profile {
 	wedge := Profile{Name: "wedge", Server: "app", Rate: 50, Duration: 70 * time.Second,
 		FreezeAt: 3 * time.Second, Lag: lag}
 	// The manifest as it was: LIVE_MAX_AGE 30s, every 15s x 3, and the
-	// pod's 35s grace for the kill (FACTS.md: 105s on a real cluster).
+	// pod's 35s grace for the kill (docs/cluster-measurements.md: 105s on a real cluster).
 	oldWedge := wedge
 	oldWedge.Name, oldWedge.Duration, oldWedge.Expect = "control: wedge, old liveness values", 125*time.Second, SlowRestart
 	oldWedge.Env = map[string]string{"LIVE_MAX_AGE": "30s"}
