@@ -149,8 +149,8 @@ func (m *Marker) write() error {
 	// makes it safe against a file planted under that name.
 	tmp := filepath.Join(dir, "."+filepath.Base(m.Path)+".tmp."+strconv.Itoa(os.Getpid()))
 	// 0644: the marker holds only a pid; a probe running as another user
-	// may read it, though Check fails a marker it does not own. O_EXCL and O_NOFOLLOW: never through a
-	// planted file or link.
+	// may read it, though Check fails a marker it does not own. O_EXCL
+	// and O_NOFOLLOW: never through a planted file or link.
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644) // #nosec G302 G304 -- see above; the path is the configured marker's
 	if errors.Is(err, fs.ErrExist) {
 		// Left by a crash of this pid's predecessor (pids repeat in

@@ -74,9 +74,12 @@ func newReadiness(onChange func(bool, string)) *readiness {
 }
 
 // isClosed reports whether the pod is not ready for good.
-func (r *readiness) isClosed() bool {
+func (r *readiness) isClosed() bool { return isClosed(r.closed) }
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-r.closed:
+	case <-ch:
 		return true
 	default:
 		return false

@@ -172,15 +172,6 @@ func TestDrainSequence(t *testing.T) {
 	}
 }
 
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
-}
-
 func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	var mu sync.Mutex
 	var order []string

@@ -40,6 +40,8 @@ var readinessPolicies = map[string]health.ReadinessPolicy{
 	"not-ready": health.NotReadyAtSignal,
 }
 
+func knownReadiness(v string) bool { _, ok := readinessPolicies[v]; return ok }
+
 // ReadinessPolicy is DrainReadiness as pkg/health's policy.
 func (c Config) ReadinessPolicy() health.ReadinessPolicy { return readinessPolicies[c.DrainReadiness] }
 
@@ -101,7 +103,7 @@ func (c Config) Validate() error {
 		return bad("CHECK_INTERVAL=%s is negative", c.CheckInterval)
 	case c.WorkDelay < 0:
 		return bad("WORK_DELAY=%s is negative", c.WorkDelay)
-	case readinessPolicies[c.DrainReadiness] == health.ReadyWhileServing && c.DrainReadiness != "serving":
+	case !knownReadiness(c.DrainReadiness):
 		return bad("DRAIN_READINESS=%q is neither serving nor not-ready", c.DrainReadiness)
 	case c.DrainDelay >= c.ShutdownTimeout:
 		return bad("DRAIN_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", c.DrainDelay, c.ShutdownTimeout)

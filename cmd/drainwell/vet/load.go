@@ -224,33 +224,15 @@ func (s *Set) addDoc(src *source) error {
 		return bad(src.root.Line, "a document without apiVersion and kind")
 	}
 	gvk := tm.APIVersion + " " + tm.Kind
-	var obj any
-	switch gvk {
-	case "apps/v1 Deployment":
-		obj = &appsv1.Deployment{}
-	case "apps/v1 StatefulSet":
-		obj = &appsv1.StatefulSet{}
-	case "apps/v1 DaemonSet":
-		obj = &appsv1.DaemonSet{}
-	case "apps/v1 ReplicaSet":
-		obj = &appsv1.ReplicaSet{}
-	case "batch/v1 Job":
-		obj = &batchv1.Job{}
-	case "batch/v1 CronJob":
-		obj = &batchv1.CronJob{}
-	case "v1 Pod":
-		obj = &corev1.Pod{}
-	case "v1 Service":
-		obj = &corev1.Service{}
-	case "policy/v1 PodDisruptionBudget":
-		obj = &policyv1.PodDisruptionBudget{}
-	default:
+	newObj, ok := checkedKinds[gvk]
+	if !ok {
 		if builtinGroup(tm.APIVersion) && !otherBuiltinKind(tm.Kind) {
 			return bad(src.Line("kind"), "unknown kind %q for apiVersion %s", tm.Kind, tm.APIVersion)
 		}
 		s.Skipped++
 		return nil
 	}
+	obj := newObj()
 	strict, err := kjson.UnmarshalStrict(j, obj, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
 	if err != nil {
 		return bad(src.root.Line, "%s: %v", tm.Kind, err)
@@ -272,6 +254,19 @@ func (s *Set) addDoc(src *source) error {
 		s.Workloads = append(s.Workloads, newWorkload(tm.Kind, obj, src))
 	}
 	return nil
+}
+
+// checkedKinds are the kinds the rules read, by "apiVersion kind".
+var checkedKinds = map[string]func() any{
+	"apps/v1 Deployment":            func() any { return &appsv1.Deployment{} },
+	"apps/v1 StatefulSet":           func() any { return &appsv1.StatefulSet{} },
+	"apps/v1 DaemonSet":             func() any { return &appsv1.DaemonSet{} },
+	"apps/v1 ReplicaSet":            func() any { return &appsv1.ReplicaSet{} },
+	"batch/v1 Job":                  func() any { return &batchv1.Job{} },
+	"batch/v1 CronJob":              func() any { return &batchv1.CronJob{} },
+	"v1 Pod":                        func() any { return &corev1.Pod{} },
+	"v1 Service":                    func() any { return &corev1.Service{} },
+	"policy/v1 PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
 }
 
 // builtinGroup reports an apiVersion of Kubernetes' own API groups, whose

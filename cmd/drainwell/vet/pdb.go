@@ -8,8 +8,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
-type policyvPDB = policyv1.PodDisruptionBudget
-
 // DesiredHealthy is the disruption controller's desiredHealthy for a budget
 // over a controller of replicas (pkg/controller/disruption): minAvailable,
 // or the replicas less maxUnavailable, percentages rounded up. An eviction

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -244,7 +245,7 @@ func preStopTime(c *corev1.Container) time.Duration {
 	}
 	if e := lc.PreStop.Exec; e != nil {
 		for i, a := range e.Command {
-			if (path.Base(a) == "sleep" || strings.HasSuffix(a, " sleep")) && i+1 < len(e.Command) {
+			if path.Base(a) == "sleep" && i+1 < len(e.Command) {
 				if d, ok := parseDur(e.Command[i+1]); ok {
 					return d
 				}
@@ -457,29 +458,24 @@ func checkRollout(_ *checker, w *Workload) []Finding {
 		"maxSurge 1, maxUnavailable 0")}
 }
 
-// budgets returns the disruption budgets that select w, with their
-// desired healthy count.
-func (c *checker) budgets(w *Workload) []struct {
-	obj     *Object[policyvPDB]
+// budget is a disruption budget that selects a workload, with its desired
+// healthy count for the workload's replicas.
+type budget struct {
+	obj     *Object[policyv1.PodDisruptionBudget]
 	desired int
-} {
-	var out []struct {
-		obj     *Object[policyvPDB]
-		desired int
-	}
+}
+
+// budgets returns the disruption budgets that select w.
+func (c *checker) budgets(w *Workload) []budget {
+	var out []budget
 	for _, p := range c.set.PDBs {
 		sel, err := metav1.LabelSelectorAsSelector(p.Obj.Spec.Selector)
 		if err != nil || !w.selectedBy(p.Meta.Namespace, sel) {
 			continue
 		}
-		desired, err := DesiredHealthy(&p.Obj.Spec, w.Replicas)
-		if err != nil {
-			continue
+		if desired, err := DesiredHealthy(&p.Obj.Spec, w.Replicas); err == nil {
+			out = append(out, budget{p, desired})
 		}
-		out = append(out, struct {
-			obj     *Object[policyvPDB]
-			desired int
-		}{p, desired})
 	}
 	return out
 }
@@ -515,7 +511,7 @@ func checkPDBAllowsAll(c *checker, w *Workload) []Finding {
 	return out
 }
 
-func pdbFinding(p *Object[policyvPDB], msg, fix string) Finding {
+func pdbFinding(p *Object[policyv1.PodDisruptionBudget], msg, fix string) Finding {
 	field := "spec.minAvailable"
 	if p.Obj.Spec.MaxUnavailable != nil {
 		field = "spec.maxUnavailable"

@@ -104,9 +104,16 @@ func Check(set *Set, opts Options) []Finding {
 			out = append(out, f)
 		}
 	}
+	// By file, in input order, then by line.
+	files := map[string]int{}
+	for _, f := range out {
+		if _, ok := files[f.File]; !ok {
+			files[f.File] = len(files)
+		}
+	}
 	sort.SliceStable(out, func(i, j int) bool {
-		if out[i].File != out[j].File {
-			return false // keep input order across files
+		if fi, fj := files[out[i].File], files[out[j].File]; fi != fj {
+			return fi < fj
 		}
 		return out[i].Line < out[j].Line
 	})
