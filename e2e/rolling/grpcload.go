@@ -29,7 +29,7 @@ type result struct {
 // (its own HTTP/2 connection, as separate calling pods have), grpc-go's
 // defaults (pick_first, no retry policy, not wait-for-ready), each RPC
 // started on schedule whatever the others do (an open loop, as vegeta's).
-// With p.GRPCDialPerCall each RPC opens a connection of its own instead.
+// With p.DialPerRequest each RPC opens a connection of its own instead.
 // With p.HealthCheck the clients also watch the health service: grpc-go's
 // client-side health checking on each connection (which ends its own Watch
 // when the connection gets GOAWAY), and a Watch stream each client opens
@@ -102,7 +102,7 @@ func grpcAttack(ctx context.Context, addr string, p Profile) (_ <-chan result, s
 					defer cancel()
 					t0 := time.Now()
 					conn := cc
-					if p.GRPCDialPerCall {
+					if p.DialPerRequest {
 						fresh, err := grpc.NewClient(addr, opts...)
 						if err != nil {
 							out <- result{At: t0, Kind: "dial: " + err.Error()}

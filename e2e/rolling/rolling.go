@@ -69,9 +69,11 @@ type Profile struct {
 	// its container runs (scheduling, sandbox, container creation); see
 	// cluster.Config.
 	StartDelay time.Duration
-	// GRPCDialPerCall makes each RPC on a connection of its own, as
-	// short-lived callers do (jobs, CLIs, a caller per request).
-	GRPCDialPerCall bool
+	// DialPerRequest makes each request (or RPC) on a connection of its
+	// own, as short-lived callers do (jobs, CLIs, a caller per request):
+	// every request is routed by the proxy's view at that moment, where
+	// a keep-alive connection stays on the pod it was opened to.
+	DialPerRequest bool
 	// Expect is what the run must show.
 	Expect Expect
 }
@@ -494,7 +496,7 @@ func clients(p Profile) int {
 }
 
 // attack runs the profile's clients, each a vegeta attacker with its own
-// keep-alive pool, and merges their results.
+// keep-alive pool (none with p.DialPerRequest), and merges their results.
 func attack(url string, p Profile) <-chan result {
 	n := min(clients(p), p.Rate)
 	target := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodPost, URL: url})
@@ -505,7 +507,7 @@ func attack(url string, p Profile) <-chan result {
 		if i < p.Rate%n {
 			rate++
 		}
-		a := vegeta.NewAttacker(vegeta.KeepAlive(true), vegeta.Timeout(30*time.Second), vegeta.Workers(2))
+		a := vegeta.NewAttacker(vegeta.KeepAlive(!p.DialPerRequest), vegeta.Timeout(30*time.Second), vegeta.Workers(2))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
