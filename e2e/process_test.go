@@ -80,7 +80,6 @@ const (
 // "serving" (200, saying it drains) or "not-ready" (503).
 func drainScenario(t *testing.T, bin, wantPolicy string, extraEnv ...string) violations {
 	t.Helper()
-	const drainDelay = time.Second
 	r := startRedis(t)
 	live := filepath.Join(t.TempDir(), "live")
 	env := append([]string{"ADDR=127.0.0.1:0", "REDIS_ADDR=" + r.Addr, "LIVE_FILE=" + live,
@@ -114,13 +113,19 @@ func drainScenario(t *testing.T, bin, wantPolicy string, extraEnv ...string) vio
 
 	t0 := time.Now()
 	p.Signal(syscall.SIGTERM)
-	// The first /ready that says the drain has begun, asked before the
-	// delay ends, must answer as the policy says.
+	// The first /ready that says the drain has begun must answer as the
+	// policy says. The delay's end is an order, not a time: what fails
+	// after the app logged "drain delay over" was this test's schedule
+	// being late on a busy machine, not the server.
+	delayOver := func() bool { return strings.Contains(p.Stderr(), "drain delay over") }
 	wantCode := map[string]int{"serving": 200, "not-ready": 503}[wantPolicy]
 	code, body := 0, ""
-	for time.Since(t0) < drainDelay-200*time.Millisecond {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		resp, err := client.Get(url + "/ready")
 		if err != nil {
+			if delayOver() {
+				t.Skipf("inconclusive: the drain delay ended before this test read /ready once (%s after SIGTERM)", time.Since(t0))
+			}
 			break
 		}
 		b, _ := io.ReadAll(resp.Body)
@@ -135,10 +140,14 @@ func drainScenario(t *testing.T, bin, wantPolicy string, extraEnv ...string) vio
 	} else {
 		t.Logf("/ready said draining (%d) %s after SIGTERM", code, time.Since(t0).Round(time.Microsecond))
 	}
-	// The endpoints still route here until the delay ends: keep sending.
-	for time.Since(t0) < drainDelay-200*time.Millisecond {
+	// The endpoints still route here until the delay ends: keep sending
+	// until the app says it is over (the load's schedule: a request every
+	// 10 ms).
+	for !delayOver() {
 		if err := post(); err != nil {
-			v.add(refused, "POST /incr %s after SIGTERM: %v", time.Since(t0).Round(time.Millisecond), err)
+			if !delayOver() {
+				v.add(refused, "POST /incr %s after SIGTERM, before the drain delay ended: %v", time.Since(t0).Round(time.Millisecond), err)
+			}
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
@@ -254,9 +263,11 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 			waitDraining(t, "http://"+p.Addr)
 			t0 := time.Now()
 			p.Signal(tt.second)
-			// The drain would take DRAIN_DELAY (5s) and WORK_DELAY: an
-			// exit within 5s is the second signal's.
-			code, err := p.Wait(5 * time.Second)
+			// The drain would take DRAIN_DELAY (5s) and WORK_DELAY; the
+			// exit code says which ended it (5 is the second signal's
+			// only), so the wait is generous. BENCHMARKS.md measures how
+			// soon it exits.
+			code, err := p.Wait(30 * time.Second)
 			if err != nil {
 				t.Fatal(err)
 			}
