@@ -17,7 +17,6 @@ import (
 // connection at once, and a client that picked one of them from its pool
 // while the FIN was in flight loses its request.
 type conns struct {
-	clock    clock
 	draining *atomic.Bool // the Server's
 	stats    connStats
 	mu       sync.Mutex
@@ -38,9 +37,8 @@ type connInfo struct {
 
 type connKey struct{}
 
-func newConns(clock clock, draining *atomic.Bool) *conns {
+func newConns(draining *atomic.Bool) *conns {
 	return &conns{
-		clock:    clock,
 		draining: draining,
 		http1:    make(map[net.Conn]*connInfo),
 		hijacked: make(map[net.Conn]struct{}),
@@ -65,7 +63,7 @@ func (cs *conns) markH2(ctx context.Context) {
 }
 
 func (cs *conns) connState(c net.Conn, st http.ConnState) {
-	now := cs.clock.Now()
+	now := time.Now()
 	cs.mu.Lock()
 	switch st {
 	case http.StateNew:
@@ -100,7 +98,7 @@ func (cs *conns) connState(c net.Conn, st http.ConnState) {
 // quiet or longer and returns how many HTTP/1 connections remain open, and
 // the soonest time one of those may become due.
 func (cs *conns) closeQuiet(quiet time.Duration) (remaining int, next time.Time) {
-	now := cs.clock.Now()
+	now := time.Now()
 	var due []net.Conn
 	cs.mu.Lock()
 	for c, ci := range cs.http1 {

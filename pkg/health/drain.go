@@ -9,30 +9,45 @@ import (
 	"time"
 )
 
+// errAborted ends a drain that a second signal interrupted: it stops where
+// it is, and run says what was dropped.
+var errAborted = errors.New("drain aborted")
+
 // drain runs the shutdown sequence, from the signal to the marker's
 // removal. After a failure (a listener or component that stopped serving)
-// it skips the drain delay.
-func (s *Server) drain(failed bool) error {
-	deadline := s.clock.After(s.cfg.ShutdownTimeout)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// it skips the drain delay. Closing abort ends it at once with errAborted:
+// every wait in it watches its context, which abort and the deadline end.
+func (s *Server) drain(failed bool, abort <-chan struct{}) error {
+	deadline := time.After(s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
 	go func() {
 		select {
 		case <-deadline:
-			cancel()
+			cancel(ErrShutdownTimeout)
+		case <-abort:
+			cancel(errAborted)
 		case <-ctx.Done():
 		}
 	}()
+	// expire gives up on what is left: the deadline's doing, or the
+	// second signal's (then run cleans up).
+	expire := func(phase string, pending *stopping) error {
+		if errors.Is(context.Cause(ctx), errAborted) {
+			return errAborted
+		}
+		return s.expire(phase, pending)
+	}
 
 	// 1. Keep serving while the endpoint removal propagates.
 	if d := s.cfg.DrainDelay; d > 0 && !failed {
 		select {
-		case <-s.clock.After(d):
+		case <-time.After(d):
 		case <-ctx.Done():
-			return s.expire("drain delay", nil)
+			return expire("drain delay", nil)
 		}
 	}
-	s.report.phase("delay", s.clock.Now())
+	s.report.phase("delay", time.Now())
 	s.log.Info("drain delay over", "elapsed", s.sinceDrain(), "requests_during_delay", s.drained.Load())
 	s.warnLate()
 
@@ -41,10 +56,10 @@ func (s *Server) drain(failed bool) error {
 	s.readiness.close()
 	pending, errs := s.stopServers(ctx)
 	if ctx.Err() != nil {
-		return s.expire(s.stuckServers(), pending)
+		return expire(s.stuckServers(), pending)
 	}
 	s.report.phase("connections", s.connsClosedAt())
-	s.report.phase("requests", s.clock.Now())
+	s.report.phase("requests", time.Now())
 	s.log.Info("servers drained", "elapsed", s.sinceDrain(), "requests_after_signal", s.drained.Load())
 
 	// 3. The background work the requests started.
@@ -52,19 +67,19 @@ func (s *Server) drain(failed bool) error {
 		select {
 		case <-s.tasks.done:
 		case <-ctx.Done():
-			return s.expire("background work", nil)
+			return expire("background work", nil)
 		}
 	}
 	_, started := s.tasks.counts()
-	s.report.phase("background_work", s.clock.Now())
+	s.report.phase("background_work", time.Now())
 	s.log.Info("background work drained", "elapsed", s.sinceDrain(), "tasks_total", started)
 
 	// 4. Cleanup, in reverse order of registration.
 	err := errors.Join(errs, s.runStops(ctx))
 	if ctx.Err() != nil {
-		return s.expire("stop hooks", nil)
+		return expire("stop hooks", nil)
 	}
-	s.report.phase("hooks", s.clock.Now())
+	s.report.phase("hooks", time.Now())
 	s.log.Info("stop hooks done", "elapsed", s.sinceDrain())
 
 	// 5. The marker goes last: the process is about to exit.
@@ -129,7 +144,7 @@ func (s *Server) connsClosedAt() time.Time {
 		last = max(last, l.connsDone.Load())
 	}
 	if last == 0 {
-		return s.clock.Now()
+		return time.Now()
 	}
 	return time.Unix(0, last)
 }
@@ -201,20 +216,30 @@ func (s *Server) expire(phase string, pending *stopping) error {
 	return err
 }
 
-// runStops runs the OnStop hooks once, in reverse order.
+// runStops runs the OnStop hooks once, in reverse order. It returns when
+// they have, or when ctx ends: a hook that ignores its context is left
+// running, and holds neither the deadline nor a second signal.
 func (s *Server) runStops(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
 		stops := s.stops
 		s.mu.Unlock()
-		var errs []error
-		for i := len(stops) - 1; i >= 0; i-- {
-			if err := stops[i](ctx); err != nil {
-				s.log.Error("stop hook failed", "error", err)
-				errs = append(errs, err)
+		done := make(chan error, 1)
+		go func() {
+			var errs []error
+			for i := len(stops) - 1; i >= 0; i-- {
+				if err := stops[i](ctx); err != nil {
+					s.log.Error("stop hook failed", "error", err)
+					errs = append(errs, err)
+				}
 			}
+			done <- errors.Join(errs...)
+		}()
+		select {
+		case s.stopErr = <-done:
+		case <-ctx.Done():
+			s.stopErr = fmt.Errorf("stop hooks: %w", ctx.Err())
 		}
-		s.stopErr = errors.Join(errs...)
 	})
 	return s.stopErr
 }

@@ -2,24 +2,30 @@ package health
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // A streaming response is told to finish by Draining, and the drain
 // then ends cleanly.
 func TestStreamingResponseFinishesWhenTold(t *testing.T) {
+	inBubble(t, testStreamingResponseFinishesWhenTold)
+}
+
+func testStreamingResponseFinishesWhenTold(t *testing.T) {
 	var h *harness
 	h = newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for {
@@ -33,7 +39,7 @@ func TestStreamingResponseFinishesWhenTold(t *testing.T) {
 			}
 		}
 	}), func(c *Config) { c.DrainDelay = -1 }).start()
-	resp, err := noKeepAlive.Get(h.url + "/stream")
+	resp, err := h.client.Get(h.url + "/stream")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,9 +80,10 @@ func hijacker(h **harness, cooperative bool, release <-chan struct{}) http.Handl
 	})
 }
 
-func dialHijacked(t *testing.T, url string) *bufio.Reader {
+func (h *harness) dialHijacked() *bufio.Reader {
+	t := h.t
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	c, err := h.net.Dial(context.Background(), "tcp", hostOf(h.url))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,25 +100,25 @@ func dialHijacked(t *testing.T, url string) *bufio.Reader {
 // A hijacked connection (a websocket) whose handler finishes when told is
 // waited for, and the drain ends cleanly.
 func TestHijackedConnectionFinishesWhenTold(t *testing.T) {
+	inBubble(t, testHijackedConnectionFinishesWhenTold)
+}
+
+func testHijackedConnectionFinishesWhenTold(t *testing.T) {
 	var h *harness
 	release := make(chan struct{})
 	h = newHarness(t, hijacker(&h, true, release), func(c *Config) { c.DrainDelay = -1 }).start()
-	r := dialHijacked(t, h.url)
-	h.sigs <- syscall.SIGTERM
+	r := h.dialHijacked()
+	h.signal()
 	if line, _ := r.ReadString('\n'); line != "goodbye\n" {
 		t.Fatalf("got %q, want goodbye", line)
 	}
-	// The drain is parked on the handler: its deadline and its poll
-	// timer wait on the fake clock, and it has not returned.
-	waitFor(t, "drain waiting for the handler", func() bool { return h.clock.Waiters() >= 2 })
+	// The drain is parked on the handler however long it runs (short of
+	// the deadline).
+	h.at(testTimeout - time.Second)
 	if h.returned() {
 		t.Fatal("the drain ended while a hijacked connection's handler still ran")
 	}
 	close(release)
-	waitFor(t, "drain ended", func() bool {
-		h.clock.Advance(5 * time.Millisecond)
-		return h.returned()
-	})
 	if err := h.wait(); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
@@ -120,18 +127,19 @@ func TestHijackedConnectionFinishesWhenTold(t *testing.T) {
 // One that ignores the drain holds it until the deadline, where it is
 // closed; the drain reports the timeout.
 func TestHijackedConnectionClosedAtDeadline(t *testing.T) {
+	inBubble(t, testHijackedConnectionClosedAtDeadline)
+}
+
+func testHijackedConnectionClosedAtDeadline(t *testing.T) {
 	var h *harness
 	h = newHarness(t, hijacker(&h, false, nil), func(c *Config) { c.DrainDelay = -1 }).start()
-	r := dialHijacked(t, h.url)
-	h.sigs <- syscall.SIGTERM
-	waitFor(t, "the drain waiting for the hijacked handler", func() bool {
-		step := h.srv.main.step.Load()
-		return step != nil && *step == "long-lived handlers" && h.clock.Waiters() >= 2
-	})
-	if h.returned() {
-		t.Fatal("the drain did not wait for the hijacked connection's handler")
+	r := h.dialHijacked()
+	h.signal()
+	h.at(testTimeout - time.Nanosecond)
+	if step := h.srv.main.step.Load(); step == nil || *step != "long-lived handlers" || h.returned() {
+		t.Fatalf("just before the deadline: step %v, returned %v; want the drain waiting for the hijacked handler", step, h.returned())
 	}
-	h.clock.Advance(testTimeout)
+	h.advance(time.Nanosecond)
 	err := h.wait()
 	if !errors.Is(err, ErrShutdownTimeout) || !strings.Contains(err.Error(), "long-lived handlers") {
 		t.Fatalf("Serve = %v, want a timeout in the long-lived handlers phase", err)
@@ -144,6 +152,10 @@ func TestHijackedConnectionClosedAtDeadline(t *testing.T) {
 // A client that never reads its (large) response does not hold the drain
 // past the deadline.
 func TestClientThatNeverReadsIsCutAtDeadline(t *testing.T) {
+	inBubble(t, testClientThatNeverReadsIsCutAtDeadline)
+}
+
+func testClientThatNeverReadsIsCutAtDeadline(t *testing.T) {
 	big := strings.Repeat("x", 1<<20)
 	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for range 64 {
@@ -152,16 +164,22 @@ func TestClientThatNeverReadsIsCutAtDeadline(t *testing.T) {
 			}
 		}
 	}), func(c *Config) { c.DrainDelay = -1 }).start()
-	c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
+	c, err := h.net.Dial(context.Background(), "tcp", hostOf(h.url))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
 	io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\n") // and never read
-	waitFor(t, "handler running", func() bool { return h.srv.main.inflight.Load() == 1 })
-	h.sigs <- syscall.SIGTERM
-	waitFor(t, "deadline armed", func() bool { return h.clock.Waiters() >= 1 })
-	h.clock.Advance(testTimeout)
+	synctest.Wait()
+	if n := h.srv.main.inflight.Load(); n != 1 {
+		t.Fatalf("%d handlers running, want 1", n)
+	}
+	h.signal()
+	h.at(testTimeout - time.Nanosecond)
+	if h.returned() {
+		t.Fatal("the drain ended with a response unread")
+	}
+	h.advance(time.Nanosecond)
 	if err := h.wait(); !errors.Is(err, ErrShutdownTimeout) {
 		t.Fatalf("Serve = %v, want ErrShutdownTimeout", err)
 	}
@@ -169,7 +187,9 @@ func TestClientThatNeverReadsIsCutAtDeadline(t *testing.T) {
 
 // HTTP/2 without TLS (h2c) drains as HTTP/1.1 does: served during the
 // delay, then GOAWAY, and a clean end.
-func TestHTTP2Drains(t *testing.T) {
+func TestHTTP2Drains(t *testing.T) { inBubble(t, testHTTP2Drains) }
+
+func testHTTP2Drains(t *testing.T) {
 	h := newHarness(t, nil)
 	var p http.Protocols
 	p.SetHTTP1(true)
@@ -178,7 +198,9 @@ func TestHTTP2Drains(t *testing.T) {
 	h.start()
 	var cp http.Protocols
 	cp.SetUnencryptedHTTP2(true)
-	client := &http.Client{Transport: &http.Transport{Protocols: &cp, TLSClientConfig: &tls.Config{}}, Timeout: 5 * time.Second}
+	tr := &http.Transport{Protocols: &cp, DialContext: h.net.Dial}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
 	get := func() *http.Response {
 		t.Helper()
 		resp, err := client.Get(h.url + "/work")
@@ -192,18 +214,21 @@ func TestHTTP2Drains(t *testing.T) {
 	if resp := get(); resp.ProtoMajor != 2 {
 		t.Fatalf("protocol %s, want HTTP/2", resp.Proto)
 	}
-	waitFor(t, "connection marked HTTP/2", func() bool { _, _, h2, _ := h.srv.main.conns.counts(); return h2 == 1 })
+	synctest.Wait()
+	if _, _, h2, _ := h.srv.main.conns.counts(); h2 != 1 {
+		t.Fatalf("%d connections marked HTTP/2, want 1", h2)
+	}
 	h.signal()
 	if resp := get(); resp.StatusCode != 200 || resp.ProtoMajor != 2 {
 		t.Fatalf("during the delay: %d %s", resp.StatusCode, resp.Proto)
 	}
-	h.clock.Advance(testDrainDelay)
 	if err := h.wait(); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
 }
 
 // While Healthy says no, the heartbeat stops and the marker goes stale.
+// (On the real clock: the marker's age is its file's mtime.)
 func TestUnhealthyStopsTheHeartbeat(t *testing.T) {
 	healthy := make(chan bool, 1)
 	healthy <- true
@@ -212,15 +237,15 @@ func TestUnhealthyStopsTheHeartbeat(t *testing.T) {
 		c.Healthy = func() bool { v := <-healthy; healthy <- v; return v }
 	}).start()
 	fresh := func() bool { return probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()) == nil }
-	waitFor(t, "fresh marker", fresh)
+	testutil.WaitFor(t, "fresh marker", fresh)
 	<-healthy
 	healthy <- false
-	waitFor(t, "stale marker", func() bool {
+	testutil.WaitFor(t, "stale marker", func() bool {
 		return errors.Is(probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()), probe.ErrStale)
 	})
 	<-healthy
 	healthy <- true
-	waitFor(t, "fresh again", fresh)
+	testutil.WaitFor(t, "fresh again", fresh)
 }
 
 // HTTP/2 over TLS drains: a stream in flight at the signal finishes, one
@@ -230,9 +255,12 @@ func TestHTTP2OverTLSDrains(t *testing.T) {
 	ts.EnableHTTP2 = true
 	ts.StartTLS() // for its certificate and a client that trusts it
 	tlsConfig := ts.TLS.Clone()
-	client := ts.Client()
+	clientTransport := ts.Client().Transport.(*http.Transport).Clone()
 	ts.Close()
-	client.Timeout = 5 * time.Second
+	inBubble(t, func(t *testing.T) { testHTTP2OverTLSDrains(t, tlsConfig, clientTransport) })
+}
+
+func testHTTP2OverTLSDrains(t *testing.T, tlsConfig *tls.Config, tr *http.Transport) {
 
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -244,6 +272,10 @@ func TestHTTP2OverTLSDrains(t *testing.T) {
 		io.WriteString(w, "hello\n")
 	}), func(c *Config) { c.HTTP = &http.Server{TLSConfig: tlsConfig} })
 	h.start()
+	tr.DialContext = h.net.Dial
+	tr.TLSClientConfig.ServerName = "example.com" // in httptest's certificate
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
 	url := strings.Replace(h.url, "http://", "https://", 1)
 	get := func(path string) (*http.Response, error) {
 		resp, err := client.Get(url + path)
@@ -270,14 +302,10 @@ func TestHTTP2OverTLSDrains(t *testing.T) {
 	if resp, err := get("/work"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("during the delay: %v %v", resp, err)
 	}
-	h.clock.Advance(testDrainDelay)
-	waitFor(t, "listener closed", func() bool {
-		c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	h.at(testDrainDelay)
+	if !h.refused(h.url) {
+		t.Fatal("the listener still accepts after the drain delay")
+	}
 	if h.returned() {
 		t.Fatal("drain ended with an HTTP/2 stream in flight")
 	}
@@ -312,18 +340,23 @@ func TestNextProtosHonoured(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := base.Clone()
-			cfg.NextProtos = tt.nextProtos
-			h := newHarness(t, nil, func(c *Config) { c.HTTP = &http.Server{TLSConfig: cfg} }).start()
-			conn, err := tls.Dial("tcp", strings.TrimPrefix(h.url, "http://"), &tls.Config{
-				RootCAs: roots, ServerName: "example.com", NextProtos: []string{"h2", "http/1.1"}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			if got := conn.ConnectionState().NegotiatedProtocol; got != tt.want {
-				t.Fatalf("negotiated %q, want %q", got, tt.want)
-			}
+			inBubble(t, func(t *testing.T) {
+				cfg := base.Clone()
+				cfg.NextProtos = tt.nextProtos
+				h := newHarness(t, nil, func(c *Config) { c.HTTP = &http.Server{TLSConfig: cfg} }).start()
+				raw, err := h.net.Dial(context.Background(), "tcp", hostOf(h.url))
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn := tls.Client(raw, &tls.Config{RootCAs: roots, ServerName: "example.com", NextProtos: []string{"h2", "http/1.1"}})
+				defer conn.Close()
+				if err := conn.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				if got := conn.ConnectionState().NegotiatedProtocol; got != tt.want {
+					t.Fatalf("negotiated %q, want %q", got, tt.want)
+				}
+			})
 		})
 	}
 }

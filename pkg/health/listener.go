@@ -39,7 +39,7 @@ type httpListener struct {
 }
 
 func newHTTPListener(s *Server, r role, hs *http.Server, h http.Handler) *httpListener {
-	l := &httpListener{srv: s, role: r, hs: hs, conns: newConns(s.clock, &s.draining), handler: h}
+	l := &httpListener{srv: s, role: r, hs: hs, conns: newConns(&s.draining), handler: h}
 	userState := hs.ConnState
 	hs.ConnState = func(c net.Conn, st http.ConnState) {
 		l.conns.connState(c, st)
@@ -95,7 +95,7 @@ func (l *httpListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if draining {
 		s.drained.Add(1)
-		s.lastRequest.Store(s.clock.Now().UnixNano())
+		s.lastRequest.Store(time.Now().UnixNano())
 	}
 	l.handler.ServeHTTP(w, r)
 }
@@ -123,7 +123,7 @@ func (l *httpListener) drain(ctx context.Context) error {
 	if !l.closeConns(ctx) {
 		return ctx.Err()
 	}
-	l.connsDone.Store(s.clock.Now().UnixNano())
+	l.connsDone.Store(time.Now().UnixNano())
 	s.log.Info("keep-alive connections closed", "server", l.name, "elapsed", s.sinceDrain())
 
 	// Shutdown finds no HTTP/1 connection left: it sends HTTP/2 GOAWAY,
@@ -138,7 +138,7 @@ func (l *httpListener) drain(ctx context.Context) error {
 	}
 	for l.inflight.Load() > 0 {
 		select {
-		case <-s.clock.After(5 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -164,10 +164,10 @@ func (l *httpListener) closeConns(ctx context.Context) bool {
 		}
 		wait := poll
 		if !next.IsZero() {
-			wait = max(min(next.Sub(s.clock.Now()), poll), time.Millisecond)
+			wait = max(min(next.Sub(time.Now()), poll), time.Millisecond)
 		}
 		select {
-		case <-s.clock.After(wait):
+		case <-time.After(wait):
 		case <-l.conns.changed:
 		case <-ctx.Done():
 			return false

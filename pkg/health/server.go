@@ -167,7 +167,6 @@ func (s State) String() string {
 type Server struct {
 	cfg     Config
 	log     *slog.Logger
-	clock   clock
 	signals <-chan os.Signal // nil: the process's Config.Signals
 	tasks   *tasks
 
@@ -211,12 +210,13 @@ type check struct {
 // New returns a Server that sends every request but /ready and /live to h
 // (nil: 404, for a service whose API is on other listeners).
 func New(cfg Config, h http.Handler) *Server {
-	return newServer(cfg, h, realClock{}, nil)
+	return newServer(cfg, h, nil)
 }
 
-// newServer is New with the drain's time source and, when sigs is not nil,
-// its signals: the drain's own tests drive both.
-func newServer(cfg Config, h http.Handler, clk clock, sigs <-chan os.Signal) *Server {
+// newServer is New with, when sigs is not nil, its signals: the drain's
+// own tests send them (and run in a testing/synctest bubble, whose clock
+// drives the drain's timers).
+func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr
 	}
@@ -244,7 +244,6 @@ func newServer(cfg Config, h http.Handler, clk clock, sigs <-chan os.Signal) *Se
 	s := &Server{
 		cfg:          cfg,
 		log:          cfg.Logger,
-		clock:        clk,
 		signals:      sigs,
 		tasks:        newTasks(cfg.Logger),
 		drainingDone: make(chan struct{}),
@@ -539,16 +538,26 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		"drain_delay", s.cfg.DrainDelay, "shutdown_timeout", s.cfg.ShutdownTimeout)
 
 	done := make(chan error, 1)
-	go func() { done <- s.drain(failure != nil) }()
+	abort := make(chan struct{})
+	go func() { done <- s.drain(failure != nil, abort) }()
 	select {
 	case err := <-done:
 		return errors.Join(failure, err)
 	case sig := <-sigs:
+		// Everything stops now: the drain where it is, every listener
+		// and its connections, the components and the background work.
 		// What was accepted and is not done is dropped: say so.
+		close(abort)
 		s.readiness.close()
+		for _, l := range append([]*httpListener{s.main}, s.apis...) {
+			l.cut()
+		}
+		s.cancelRun()
 		abandoned := s.tasks.abandon()
+		<-done // at once: each of its waits watches abort
 		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain(),
 			"tasks_abandoned", abandoned)
+		s.setState(Stopped)
 		s.logReport("second signal")
 		return errors.Join(failure, fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
 	}
@@ -579,7 +588,7 @@ func (s *Server) readyAttrs() []any {
 // beginDrain tells whoever watches Draining, and turns the server not
 // ready when its policy says so.
 func (s *Server) beginDrain() {
-	s.drainStart = s.clock.Now()
+	s.drainStart = time.Now()
 	s.report.mark = s.drainStart
 	s.draining.Store(true)
 	s.setState(Draining)
@@ -591,7 +600,7 @@ func (s *Server) beginDrain() {
 	s.readiness.draining()
 }
 
-func (s *Server) sinceDrain() time.Duration { return s.clock.Now().Sub(s.drainStart) }
+func (s *Server) sinceDrain() time.Duration { return time.Now().Sub(s.drainStart) }
 
 // startMarker creates the marker and starts its heartbeat.
 func (s *Server) startMarker() error {

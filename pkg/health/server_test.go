@@ -1,7 +1,6 @@
 package health
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -16,23 +15,31 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
-	"github.com/drainwell/drainwell/internal/fakeclock"
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
-// harness runs a Server on 127.0.0.1:0 with a fake clock, a signal channel
-// and a marker in a temporary folder.
+// harness runs a Server on an in-memory network with a signal channel and
+// a marker in a temporary folder. Made inside a testing/synctest bubble
+// (inBubble), the drain's timers run on the bubble's clock: time moves
+// only when the test sleeps (advance) or every goroutine waits, and
+// synctest.Wait lets everything that can run settle, so that an absence
+// is a look after the barrier, not a wait. The keep-alive race with real
+// sockets is e2e's.
 type harness struct {
-	t      *testing.T
-	srv    *Server
-	clock  *fakeclock.Clock
-	sigs   chan os.Signal
-	marker *probe.Marker
-	url    string
-	result chan error
-	done   chan struct{} // closed when Serve has returned
+	t         *testing.T
+	srv       *Server
+	net       *testutil.MemNet
+	client    *http.Client // a connection per request
+	sigs      chan os.Signal
+	marker    *probe.Marker
+	url       string // the main listener's, once started
+	result    chan error
+	done      chan struct{} // closed when Serve has returned
+	signalled time.Time     // when signal sent the first SIGTERM
 }
 
 const (
@@ -41,15 +48,22 @@ const (
 	testIdleClose  = time.Second
 )
 
+// inBubble runs f in a synctest bubble: the drain's tests are about time.
+func inBubble(t *testing.T, f func(t *testing.T)) {
+	t.Helper()
+	synctest.Test(t, f)
+}
+
 func newHarness(t *testing.T, h http.Handler, mutate ...func(*Config)) *harness {
 	t.Helper()
 	if h == nil {
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") })
 	}
-	clock := fakeclock.New(time.Unix(1_700_000_000, 0))
+	memNet := &testutil.MemNet{}
 	hs := &harness{
 		t:      t,
-		clock:  clock,
+		net:    memNet,
+		client: memNet.Client(t),
 		sigs:   make(chan os.Signal, 4),
 		marker: &probe.Marker{Path: filepath.Join(t.TempDir(), "live")},
 		result: make(chan error, 1),
@@ -65,16 +79,17 @@ func newHarness(t *testing.T, h http.Handler, mutate ...func(*Config)) *harness 
 	for _, f := range mutate {
 		f(&cfg)
 	}
-	hs.srv = newServer(cfg, h, clock, hs.sigs)
+	hs.srv = newServer(cfg, h, hs.sigs)
 	return hs
 }
 
+// listen returns a listener of the harness's network, for AddHTTP and
+// AddAdmin.
+func (h *harness) listen() *testutil.MemListener { return h.net.Listen() }
+
 func (h *harness) start() *harness {
 	h.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		h.t.Fatal(err)
-	}
+	ln := h.listen()
 	h.url = "http://" + ln.Addr().String()
 	h.serve(context.Background(), ln)
 	return h
@@ -88,7 +103,7 @@ func (h *harness) serve(ctx context.Context, ln net.Listener) {
 		h.result <- h.srv.Serve(ctx, ln)
 		close(h.done)
 	}()
-	waitFor(h.t, "ready", func() bool { return h.srv.State() == Ready })
+	testutil.WaitFor(h.t, "ready", func() bool { return h.srv.State() == Ready })
 	h.t.Cleanup(func() {
 		for {
 			select {
@@ -101,23 +116,39 @@ func (h *harness) serve(ctx context.Context, ln net.Listener) {
 	})
 }
 
-// signal sends SIGTERM and waits until the drain has armed its deadline and
-// delay timers, so that advancing the clock reaches them.
+// signal sends SIGTERM and lets the drain begin: when it returns, the
+// drain waits on its delay and deadline.
 func (h *harness) signal() {
 	h.t.Helper()
+	h.signalled = time.Now()
 	h.sigs <- syscall.SIGTERM
-	waitFor(h.t, "drain timers armed", func() bool { return h.clock.Waiters() >= 2 })
+	synctest.Wait()
+	if h.srv.State() != Draining && !h.returned() {
+		h.t.Fatalf("state %s after the signal, want draining", h.srv.State())
+	}
+}
+
+// advance moves the bubble's clock by d and lets what it woke settle.
+func (h *harness) advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
+}
+
+// at moves the bubble's clock to d after the signal (what ran meanwhile,
+// such as net/http's 500 ms wait before it closes a connection after
+// Connection: close, may have moved it already) and lets what it woke
+// settle.
+func (h *harness) at(d time.Duration) {
+	h.t.Helper()
+	if now := time.Since(h.signalled); now > d {
+		h.t.Fatalf("the clock is at +%s, past +%s", now, d)
+	}
+	h.advance(time.Until(h.signalled.Add(d)))
 }
 
 func (h *harness) wait() error {
 	h.t.Helper()
-	select {
-	case err := <-h.result:
-		return err
-	case <-time.After(10 * time.Second):
-		h.t.Fatal("Serve did not return")
-		return nil
-	}
+	return testutil.Receive(h.t, "Serve to return", h.result)
 }
 
 func (h *harness) returned() bool {
@@ -134,6 +165,32 @@ func (h *harness) markerExists() bool {
 	return err == nil
 }
 
+// get asks url on a connection of its own.
+func (h *harness) get(url string) (code int, header http.Header, body string) {
+	h.t.Helper()
+	resp, err := h.client.Get(url)
+	if err != nil {
+		h.t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// dial opens a raw keep-alive connection to url's host.
+func (h *harness) dial(url string) *testutil.RawConn {
+	h.t.Helper()
+	return h.net.DialRaw(h.t, hostOf(url))
+}
+
+// refused reports whether url's listener refuses connections.
+func (h *harness) refused(url string) bool { return h.net.Refused(hostOf(url)) }
+
+func hostOf(url string) string {
+	_, host, _ := strings.Cut(url, "://")
+	return host
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w testWriter) Write(p []byte) (int, error) {
@@ -141,34 +198,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// noKeepAlive is a client that opens a new connection per request.
-var noKeepAlive = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
-
-func get(t *testing.T, url string) (code int, header http.Header, body string) {
-	t.Helper()
-	resp, err := noKeepAlive.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(b)
-}
-
 func TestDrainSequence(t *testing.T) {
 	for _, policy := range []ReadinessPolicy{ReadyWhileServing, NotReadyAtSignal} {
-		t.Run(policy.String(), func(t *testing.T) { testDrainSequence(t, policy) })
+		t.Run(policy.String(), func(t *testing.T) { inBubble(t, func(t *testing.T) { testDrainSequence(t, policy) }) })
 	}
 }
 
@@ -184,7 +216,7 @@ func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	if !h.markerExists() {
 		t.Fatal("no marker while ready")
 	}
-	if code, _, _ := get(t, h.url+"/ready"); code != 200 {
+	if code, _, _ := h.get(h.url + "/ready"); code != 200 {
 		t.Fatalf("/ready = %d before the signal", code)
 	}
 	release := make(chan struct{})
@@ -204,7 +236,7 @@ func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	// endpoints) and saying it drains; NotReadyAtSignal: not ready at
 	// once, before any time passes.
 	wantCode := map[ReadinessPolicy]int{ReadyWhileServing: 200, NotReadyAtSignal: 503}[policy]
-	if code, _, body := get(t, h.url+"/ready"); code != wantCode || !strings.Contains(body, "draining") {
+	if code, _, body := h.get(h.url + "/ready"); code != wantCode || !strings.Contains(body, "draining") {
 		t.Fatalf("/ready after the signal = %d %q, want %d draining", code, body, wantCode)
 	}
 	if got, want := isClosed(h.srv.NotReady()), policy == NotReadyAtSignal; got != want {
@@ -213,21 +245,21 @@ func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	// Still serving during the drain delay, with Connection: close (asked
 	// on a keep-alive connection: a client that asks to close gets it
 	// anyway).
-	if resp := dialRaw(t, h.url).do("/work"); resp.StatusCode != 200 || !resp.Close {
+	if resp := h.dial(h.url).Get("/work"); resp.StatusCode != 200 || !resp.Close {
 		t.Fatalf("during the delay: %d close=%v, want 200 with Connection: close", resp.StatusCode, resp.Close)
 	}
 	if h.srv.State() != Draining {
 		t.Fatalf("state %s, want draining", h.srv.State())
 	}
 
-	h.clock.Advance(testDrainDelay)
-	waitFor(t, "listener closed", func() bool {
-		c, err := net.Dial("tcp", strings.TrimPrefix(h.url, "http://"))
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
+	h.at(testDrainDelay - time.Nanosecond)
+	if h.refused(h.url) || isClosed(h.srv.NotReady()) != (policy == NotReadyAtSignal) {
+		t.Fatal("the listener closed, or readiness changed, before the drain delay ended")
+	}
+	h.advance(time.Nanosecond)
+	if !h.refused(h.url) {
+		t.Fatal("the listener still accepts after the drain delay")
+	}
 	if !isClosed(h.srv.NotReady()) {
 		t.Fatal("NotReady still open after the listeners closed")
 	}
@@ -256,11 +288,17 @@ func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	}
 }
 
-func TestSecondSignalReturnsAtOnce(t *testing.T) {
+func TestSecondSignalReturnsAtOnce(t *testing.T) { inBubble(t, testSecondSignalReturnsAtOnce) }
+
+func testSecondSignalReturnsAtOnce(t *testing.T) {
 	h := newHarness(t, nil).start()
 	h.srv.Go(func(ctx context.Context) { <-ctx.Done() }) // would hold the drain
 	h.signal()
 	h.sigs <- syscall.SIGINT
+	synctest.Wait() // no time passes: at once is now
+	if !h.returned() {
+		t.Fatal("Serve had not returned when the second signal had been handled")
+	}
 	if err := h.wait(); !errors.Is(err, ErrInterrupted) || ExitCode(err) != ExitInterrupted {
 		t.Fatalf("Serve = %v (exit %d), want ErrInterrupted (exit %d)", err, ExitCode(err), ExitInterrupted)
 	}
@@ -273,21 +311,73 @@ func TestSecondSignalReturnsAtOnce(t *testing.T) {
 	}
 }
 
-func TestContextDoneStartsTheDrain(t *testing.T) {
-	h := newHarness(t, nil, func(c *Config) { c.DrainDelay = -1 })
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// A second signal ends the drain wherever it is, at once, and leaves
+// nothing of the Server running (the bubble would not end otherwise):
+// the listeners and their connections closed, Stopped.
+func TestSecondSignalStopsEverything(t *testing.T) {
+	tests := []struct {
+		name   string
+		delay  time.Duration // DrainDelay
+		setup  func(h *harness, hold <-chan struct{})
+		phases int // the drain's phases done when the second signal comes
+	}{
+		{"in the delay", testDrainDelay, func(*harness, <-chan struct{}) {}, 0},
+		{"waiting for work", -1, func(h *harness, _ <-chan struct{}) {
+			h.srv.Go(func(ctx context.Context) { <-ctx.Done() })
+		}, 3},
+		{"in a hook that ignores its context", -1, func(h *harness, hold <-chan struct{}) {
+			h.srv.OnStop(func(context.Context) error { <-hold; return nil })
+		}, 4},
 	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inBubble(t, func(t *testing.T) {
+				hold := make(chan struct{})
+				defer close(hold) // the user's hook, left running, ends with the test
+				h := newHarness(t, nil, func(c *Config) { c.DrainDelay = tt.delay })
+				tt.setup(h, hold)
+				h.start()
+				keepAlive := h.dial(h.url)
+				keepAlive.Get("/work")
+				h.signal()
+				h.at(2 * testIdleClose) // the idle connection closed, unless in the delay
+				if n := len(h.srv.Stats().Phases); n != tt.phases {
+					t.Fatalf("%d phases done before the second signal, want %d", n, tt.phases)
+				}
+				h.sigs <- syscall.SIGINT
+				synctest.Wait()
+				if !h.returned() {
+					t.Fatal("Serve had not returned when the second signal had been handled")
+				}
+				if err := h.wait(); !errors.Is(err, ErrInterrupted) {
+					t.Fatalf("Serve = %v, want ErrInterrupted", err)
+				}
+				if !h.refused(h.url) || keepAlive.WaitClosed(0) != nil {
+					t.Fatal("the main listener or its keep-alive connection still open after Serve returned")
+				}
+				if st := h.srv.State(); st != Stopped {
+					t.Fatalf("state %s, want stopped", st)
+				}
+			})
+		})
+	}
+}
+
+func TestContextDoneStartsTheDrain(t *testing.T) { inBubble(t, testContextDoneStartsTheDrain) }
+
+func testContextDoneStartsTheDrain(t *testing.T) {
+	h := newHarness(t, nil, func(c *Config) { c.DrainDelay = -1 })
 	ctx, cancel := context.WithCancel(context.Background())
-	h.serve(ctx, ln)
+	h.serve(ctx, h.listen())
 	cancel()
 	if err := h.wait(); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
 }
 
-func TestShutdownTimeoutAbandonsWork(t *testing.T) {
+func TestShutdownTimeoutAbandonsWork(t *testing.T) { inBubble(t, testShutdownTimeoutAbandonsWork) }
+
+func testShutdownTimeoutAbandonsWork(t *testing.T) {
 	h := newHarness(t, nil).start()
 	cancelled := make(chan struct{})
 	h.srv.Go(func(ctx context.Context) {
@@ -297,10 +387,18 @@ func TestShutdownTimeoutAbandonsWork(t *testing.T) {
 	stopRan := make(chan struct{})
 	h.srv.OnStop(func(context.Context) error { close(stopRan); return nil })
 	h.signal()
-	h.clock.Advance(testDrainDelay)
-	// The task holds the drain; past the deadline it is abandoned.
-	waitFor(t, "drain waiting on work", func() bool { return h.clock.Waiters() >= 1 })
-	h.clock.Advance(testTimeout - testDrainDelay)
+	// The task holds the drain: the servers are drained (three phases
+	// done), the task's context is live, nothing has returned, until the
+	// deadline's last instant.
+	h.at(testTimeout - time.Nanosecond)
+	if n := len(h.srv.Stats().Phases); n != 3 || h.returned() || isClosed(cancelled) {
+		t.Fatalf("just before the deadline: %d phases done (want 3), returned=%v, task cancelled=%v", n, h.returned(), isClosed(cancelled))
+	}
+	// At the deadline it is abandoned.
+	h.advance(time.Nanosecond)
+	if !h.returned() {
+		t.Fatal("Serve did not return at the deadline")
+	}
 	err := h.wait()
 	if !errors.Is(err, ErrShutdownTimeout) || !strings.Contains(err.Error(), "1 background tasks abandoned") {
 		t.Fatalf("Serve = %v, want ErrShutdownTimeout with 1 task abandoned", err)
@@ -313,6 +411,10 @@ func TestShutdownTimeoutAbandonsWork(t *testing.T) {
 }
 
 func TestPanickingTaskDoesNotStopTheDrain(t *testing.T) {
+	inBubble(t, testPanickingTaskDoesNotStopTheDrain)
+}
+
+func testPanickingTaskDoesNotStopTheDrain(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) { c.DrainDelay = -1 }).start()
 	h.srv.Go(func(context.Context) { panic("boom") })
 	h.sigs <- syscall.SIGTERM
@@ -321,94 +423,51 @@ func TestPanickingTaskDoesNotStopTheDrain(t *testing.T) {
 	}
 }
 
-// rawConn is a keep-alive HTTP/1.1 client connection.
-type rawConn struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dialRaw(t *testing.T, url string) *rawConn {
-	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &rawConn{t: t, c: c, r: bufio.NewReader(c)}
-}
-
-func (rc *rawConn) do(path string) *http.Response {
-	rc.t.Helper()
-	if _, err := io.WriteString(rc.c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		rc.t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(rc.r, nil)
-	if err != nil {
-		rc.t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
-}
-
-// closedWithin reports whether the server closed the connection within d.
-func (rc *rawConn) closedWithin(d time.Duration) bool {
-	rc.c.SetReadDeadline(time.Now().Add(d))
-	_, err := rc.r.ReadByte()
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return false
-	}
-	return true
-}
-
 // The drain must not race keep-alive clients: it closes a connection only
 // after a response with Connection: close, or once the connection has been
 // idle for the quiet period.
 func TestConnectionsEndWithoutRacingClients(t *testing.T) {
+	inBubble(t, testConnectionsEndWithoutRacingClients)
+}
+
+func testConnectionsEndWithoutRacingClients(t *testing.T) {
 	h := newHarness(t, nil).start()
-	addr := strings.TrimPrefix(h.url, "http://")
-	old := dialRaw(t, h.url) // idle since before the signal
-	if resp := old.do("/work"); resp.StatusCode != 200 || resp.Close {
+	old := h.dial(h.url) // idle since before the signal
+	if resp := old.Get("/work"); resp.StatusCode != 200 || resp.Close {
 		t.Fatalf("before the drain: %d close=%v", resp.StatusCode, resp.Close)
 	}
-	busy := dialRaw(t, h.url)
-	busy.do("/work")
+	busy := h.dial(h.url)
+	busy.Get("/work")
 
 	h.signal()
-	if resp := busy.do("/work"); !resp.Close {
+	if resp := busy.Get("/work"); !resp.Close {
 		t.Fatal("response during the drain lacks Connection: close")
 	}
-	if !busy.closedWithin(5 * time.Second) {
-		t.Fatal("server kept the connection open after Connection: close")
+	if err := busy.WaitClosed(testutil.Patience); err != nil {
+		t.Fatalf("after Connection: close: %v", err)
 	}
 
 	// A connection opened half a quiet period before the delay ends.
-	h.clock.Advance(testDrainDelay - testIdleClose/2)
-	late := dialRaw(t, h.url)
-	waitFor(t, "connection tracked", func() bool { _, idle, _, _ := h.srv.main.conns.counts(); return idle == 2 })
-	h.clock.Advance(testIdleClose / 2)
-	waitFor(t, "listener closed", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err != nil
-	})
-	// Idle for the whole delay: closed as soon as the delay ends.
-	if !old.closedWithin(5 * time.Second) {
-		t.Fatal("connection idle for the whole delay was not closed")
+	h.at(testDrainDelay - testIdleClose/2)
+	late := h.dial(h.url)
+	h.at(testDrainDelay)
+	if !h.refused(h.url) {
+		t.Fatal("the listener still accepts after the drain delay")
 	}
-	// Idle for half the quiet period: kept. The fake clock does not move,
-	// so nothing may close it, however long the wait.
-	if late.closedWithin(50 * time.Millisecond) {
+	// Idle for the whole delay: closed as soon as the delay ends.
+	if err := old.WaitClosed(0); err != nil {
+		t.Fatalf("the connection idle for the whole delay: %v", err)
+	}
+	// Idle for half the quiet period: kept until it has been quiet for
+	// the whole period, to the instant.
+	h.at(testDrainDelay + testIdleClose/2 - time.Nanosecond)
+	if late.WaitClosed(0) == nil {
 		t.Fatal("connection closed before its quiet period")
 	}
-	waitFor(t, "quiet connection closed", func() bool {
-		h.clock.Advance(10 * time.Millisecond)
-		return late.closedWithin(time.Millisecond)
-	})
+	h.advance(time.Nanosecond)
+	if err := late.WaitClosed(0); err != nil {
+		t.Fatalf("the connection quiet for IdleClose: %v", err)
+	}
 	if err := h.wait(); err != nil {
 		t.Fatal(err)
 	}
@@ -440,50 +499,54 @@ func TestReady(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, nil, func(c *Config) { c.CheckTimeout = 20 * time.Millisecond })
-			for name, err := range tt.checks {
-				h.srv.AddCheck(name, func(context.Context) error { return err })
-			}
-			if tt.slow {
-				h.srv.AddCheck("slow", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
-			}
-			h.start()
-			method := tt.method
-			if method == "" {
-				method = "GET"
-			}
-			req, _ := http.NewRequest(method, h.url+"/ready"+tt.query, nil)
-			resp, err := noKeepAlive.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tt.wantCode {
-				t.Fatalf("status %d, want %d; body %q", resp.StatusCode, tt.wantCode, b)
-			}
-			for _, w := range tt.wantBody {
-				if !strings.Contains(string(b), w) {
-					t.Errorf("body %q lacks %q", b, w)
+			inBubble(t, func(t *testing.T) {
+				h := newHarness(t, nil, func(c *Config) { c.CheckTimeout = 20 * time.Millisecond })
+				for name, err := range tt.checks {
+					h.srv.AddCheck(name, func(context.Context) error { return err })
 				}
-			}
-			for _, w := range tt.notBody {
-				if strings.Contains(string(b), w) {
-					t.Errorf("body %q discloses %q", b, w)
+				if tt.slow {
+					h.srv.AddCheck("slow", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
 				}
-			}
+				h.start()
+				method := tt.method
+				if method == "" {
+					method = "GET"
+				}
+				req, _ := http.NewRequest(method, h.url+"/ready"+tt.query, nil)
+				resp, err := h.client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != tt.wantCode {
+					t.Fatalf("status %d, want %d; body %q", resp.StatusCode, tt.wantCode, b)
+				}
+				for _, w := range tt.wantBody {
+					if !strings.Contains(string(b), w) {
+						t.Errorf("body %q lacks %q", b, w)
+					}
+				}
+				for _, w := range tt.notBody {
+					if strings.Contains(string(b), w) {
+						t.Errorf("body %q discloses %q", b, w)
+					}
+				}
+			})
 		})
 	}
 }
 
-func TestLiveDoesNotRunChecks(t *testing.T) {
+func TestLiveDoesNotRunChecks(t *testing.T) { inBubble(t, testLiveDoesNotRunChecks) }
+
+func testLiveDoesNotRunChecks(t *testing.T) {
 	h := newHarness(t, nil)
 	h.srv.AddCheck("redis", func(context.Context) error { return errors.New("down") })
 	h.start()
-	if code, _, _ := get(t, h.url+"/live"); code != 200 {
+	if code, _, _ := h.get(h.url + "/live"); code != 200 {
 		t.Fatalf("/live = %d with a failing dependency, want 200", code)
 	}
-	if code, _, _ := get(t, h.url+"/ready"); code != 503 {
+	if code, _, _ := h.get(h.url + "/ready"); code != 503 {
 		t.Fatalf("/ready = %d with a failing dependency, want 503", code)
 	}
 }
@@ -534,12 +597,11 @@ func TestBadMarkerPathFailsBeforeListening(t *testing.T) {
 	}
 }
 
-func TestServeErrorRemovesMarker(t *testing.T) {
+func TestServeErrorRemovesMarker(t *testing.T) { inBubble(t, testServeErrorRemovesMarker) }
+
+func testServeErrorRemovesMarker(t *testing.T) {
 	h := newHarness(t, nil)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := h.listen()
 	h.serve(context.Background(), ln)
 	ln.Close()
 	if err := h.wait(); err == nil {
@@ -553,10 +615,12 @@ func TestServeErrorRemovesMarker(t *testing.T) {
 // Under ReadyWhileServing a failing check still makes /ready 503 during the
 // drain, and a check that recovers makes it 200 again, until the listeners
 // close; the admin listener then answers 503 to the end.
-func TestReadyDuringTheDrain(t *testing.T) {
+func TestReadyDuringTheDrain(t *testing.T) { inBubble(t, testReadyDuringTheDrain) }
+
+func testReadyDuringTheDrain(t *testing.T) {
 	var failing atomic.Bool
-	adminLn := listen(t)
 	h := newHarness(t, nil)
+	adminLn := h.listen()
 	h.srv.AddAdmin(nil, adminLn)
 	h.srv.AddCheck("db", func(context.Context) error {
 		if failing.Load() {
@@ -582,21 +646,25 @@ func TestReadyDuringTheDrain(t *testing.T) {
 	for _, st := range steps {
 		failing.Store(st.failing)
 		for _, url := range []string{h.url, admin} {
-			if code, _, body := get(t, url+"/ready"); code != st.wantCode || body != st.wantBody {
+			if code, _, body := h.get(url + "/ready"); code != st.wantCode || body != st.wantBody {
 				t.Fatalf("%s/ready with the check failing=%v: %d %q, want %d %q", url, st.failing, code, body, st.wantCode, st.wantBody)
 			}
 		}
 	}
-	h.clock.Advance(testDrainDelay)
-	waitFor(t, "main listener closed", func() bool { return refused(strings.TrimPrefix(h.url, "http://")) })
-	if code, _, body := get(t, admin+"/ready"); code != 503 || body != "not ready: draining\n" {
+	h.at(testDrainDelay)
+	if !h.refused(h.url) {
+		t.Fatal("the main listener still accepts after the drain delay")
+	}
+	if code, _, body := h.get(admin + "/ready"); code != 503 || body != "not ready: draining\n" {
 		t.Fatalf("admin /ready after the listeners closed: %d %q, want 503 not ready: draining", code, body)
 	}
 }
 
 // A clean drain whose stop hook fails ends with the catch-all code, and
 // a clean one with 0.
-func TestExitCodeOfADrain(t *testing.T) {
+func TestExitCodeOfADrain(t *testing.T) { inBubble(t, testExitCodeOfADrain) }
+
+func testExitCodeOfADrain(t *testing.T) {
 	for _, hookErr := range []error{nil, errors.New("db close failed")} {
 		h := newHarness(t, nil, func(c *Config) { c.DrainDelay = -1 }).start()
 		h.srv.OnStop(func(context.Context) error { return hookErr })

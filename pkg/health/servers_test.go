@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 // funcComponent is a Component made of two functions.
@@ -20,27 +21,12 @@ type funcComponent struct {
 func (f funcComponent) Run(ctx context.Context) error      { return f.run(ctx) }
 func (f funcComponent) Shutdown(ctx context.Context) error { return f.shutdown(ctx) }
 
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
-}
-
-func refused(addr string) bool {
-	c, err := net.Dial("tcp", addr)
-	if err == nil {
-		c.Close()
-	}
-	return err != nil
-}
-
 // The main listener, a second API listener and a component that hangs in
 // Shutdown drain side by side: the hung one holds neither listener's drain,
 // and the admin listener answers to the end.
-func TestServersDrainSideBySide(t *testing.T) {
+func TestServersDrainSideBySide(t *testing.T) { inBubble(t, testServersDrainSideBySide) }
+
+func testServersDrainSideBySide(t *testing.T) {
 	h := newHarness(t, nil)
 	release := make(chan struct{})
 	slowStarted := make(chan struct{})
@@ -51,7 +37,7 @@ func TestServersDrainSideBySide(t *testing.T) {
 		}
 		io.WriteString(w, "api\n")
 	})}
-	apiLn, adminLn := listen(t), listen(t)
+	apiLn, adminLn := h.listen(), h.listen()
 	h.srv.AddHTTP(api, apiLn)
 	h.srv.AddAdmin(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "metrics\n")
@@ -70,21 +56,21 @@ func TestServersDrainSideBySide(t *testing.T) {
 	apiURL, adminURL := "http://"+apiLn.Addr().String(), "http://"+adminLn.Addr().String()
 
 	// Probe detail only on the admin listener.
-	if _, _, body := get(t, h.url+"/ready?verbose"); strings.Contains(body, "secret") {
+	if _, _, body := h.get(h.url + "/ready?verbose"); strings.Contains(body, "secret") {
 		t.Fatalf("main /ready?verbose shows check detail with an admin listener: %q", body)
 	}
-	if _, _, body := get(t, adminURL+"/ready?verbose"); !strings.Contains(body, "secret detail") {
+	if _, _, body := h.get(adminURL + "/ready?verbose"); !strings.Contains(body, "secret detail") {
 		t.Fatalf("admin /ready?verbose = %q, want the check's detail", body)
 	}
-	if code, _, body := get(t, adminURL+"/metrics"); code != 200 || body != "metrics\n" {
+	if code, _, body := h.get(adminURL + "/metrics"); code != 200 || body != "metrics\n" {
 		t.Fatalf("admin /metrics = %d %q", code, body)
 	}
-	if _, _, body := get(t, apiURL+"/ready"); body != "api\n" {
+	if _, _, body := h.get(apiURL + "/ready"); body != "api\n" {
 		t.Fatalf("API listener /ready = %q, want its own handler's answer (probes are not its business)", body)
 	}
 	slow := make(chan string, 1)
 	go func() {
-		resp, err := noKeepAlive.Get(apiURL + "/slow")
+		resp, err := h.client.Get(apiURL + "/slow")
 		if err != nil {
 			slow <- err.Error()
 			return
@@ -97,48 +83,57 @@ func TestServersDrainSideBySide(t *testing.T) {
 
 	h.srv.AddCheck("ok", func(context.Context) error { return nil })
 	h.signal()
-	if code, _, body := get(t, adminURL+"/ready"); code != 503 || !strings.Contains(body, "draining") {
+	if code, _, body := h.get(adminURL + "/ready"); code != 503 || !strings.Contains(body, "draining") {
 		t.Fatalf("admin /ready after the signal = %d %q", code, body)
 	}
-	if resp := dialRaw(t, apiURL).do("/work"); resp.StatusCode != 200 || !resp.Close {
+	if resp := h.dial(apiURL).Get("/work"); resp.StatusCode != 200 || !resp.Close {
 		t.Fatalf("API listener during the delay: %d close=%v, want 200 with Connection: close", resp.StatusCode, resp.Close)
 	}
 	if shutdownCalled.Load() {
 		t.Fatal("component shut down before the drain delay ended")
 	}
 
-	h.clock.Advance(testDrainDelay)
-	waitFor(t, "main listener closed", func() bool { return refused(strings.TrimPrefix(h.url, "http://")) })
-	waitFor(t, "API listener closed", func() bool { return refused(apiLn.Addr().String()) })
-	waitFor(t, "component shutdown called", shutdownCalled.Load)
+	h.at(testDrainDelay)
+	if !h.refused(h.url) || !h.refused(apiURL) || !shutdownCalled.Load() {
+		t.Fatalf("after the delay: main refused %v, API refused %v, component shut down %v; want all three",
+			h.refused(h.url), h.refused(apiURL), shutdownCalled.Load())
+	}
 	close(release)
 	if got := <-slow; got != "api\n" {
 		t.Fatalf("request in flight on the API listener: %q", got)
 	}
-	waitFor(t, "both listeners drained", func() bool {
-		return h.srv.main.step.Load() != nil && *h.srv.main.step.Load() == "" &&
-			h.srv.apis[0].step.Load() != nil && *h.srv.apis[0].step.Load() == ""
-	})
+	synctest.Wait()
+	if m, a := h.srv.main.step.Load(), h.srv.apis[0].step.Load(); m == nil || *m != "" || a == nil || *a != "" {
+		t.Fatal("the main and API listeners have not both drained")
+	}
 	// The stuck component holds the exit, not the others; the admin
 	// listener still answers.
 	if h.returned() {
 		t.Fatal("returned while a component was still stopping")
 	}
-	if code, _, _ := get(t, adminURL+"/live"); code != 200 {
+	if code, _, _ := h.get(adminURL + "/live"); code != 200 {
 		t.Fatalf("admin /live during the drain = %d", code)
 	}
-	h.clock.Advance(testTimeout - testDrainDelay)
+	h.at(testTimeout - time.Nanosecond)
+	if h.returned() {
+		t.Fatal("returned before the deadline while a component was still stopping")
+	}
+	h.advance(time.Nanosecond)
 	err := h.wait()
 	if !errors.Is(err, ErrShutdownTimeout) || !strings.Contains(err.Error(), "servers: stuck shutdown") ||
 		!strings.Contains(err.Error(), "3 jobs cut") {
 		t.Fatalf("Serve = %v, want a timeout naming the stuck component and what it cut", err)
 	}
-	waitFor(t, "admin listener closed at exit", func() bool { return refused(adminLn.Addr().String()) })
+	if !h.refused(adminURL) {
+		t.Fatal("the admin listener still accepts after Serve returned")
+	}
 }
 
 // A worker: takes jobs until Shutdown, which comes after the drain delay,
 // finishes the one it holds, and returns.
-func TestWorkerComponentDrains(t *testing.T) {
+func TestWorkerComponentDrains(t *testing.T) { inBubble(t, testWorkerComponentDrains) }
+
+func testWorkerComponentDrains(t *testing.T) {
 	h := newHarness(t, nil)
 	jobs := make(chan int)
 	stop := make(chan struct{})
@@ -167,10 +162,14 @@ func TestWorkerComponentDrains(t *testing.T) {
 	jobs <- 1
 	h.signal()
 	jobs <- 2 // still taking work during the delay
+	h.at(testDrainDelay - time.Nanosecond)
 	if shutdownCalled.Load() {
-		t.Fatal("shut down at the signal, before the delay")
+		t.Fatal("shut down before the delay ended")
 	}
-	h.clock.Advance(testDrainDelay)
+	h.advance(time.Nanosecond)
+	if !shutdownCalled.Load() {
+		t.Fatal("not shut down when the delay ended")
+	}
 	if err := h.wait(); err != nil {
 		t.Fatalf("Serve = %v", err)
 	}
@@ -182,6 +181,10 @@ func TestWorkerComponentDrains(t *testing.T) {
 // A component whose Run fails starts the drain at once (no delay: the
 // pod is failing), and Serve reports its error.
 func TestComponentFailureStartsTheDrain(t *testing.T) {
+	inBubble(t, testComponentFailureStartsTheDrain)
+}
+
+func testComponentFailureStartsTheDrain(t *testing.T) {
 	h := newHarness(t, nil)
 	fail := make(chan struct{})
 	h.srv.Add("consumer", funcComponent{
@@ -202,7 +205,9 @@ func TestComponentFailureStartsTheDrain(t *testing.T) {
 	}
 }
 
-func TestAddAfterRunPanics(t *testing.T) {
+func TestAddAfterRunPanics(t *testing.T) { inBubble(t, testAddAfterRunPanics) }
+
+func testAddAfterRunPanics(t *testing.T) {
 	h := newHarness(t, nil).start()
 	defer func() {
 		if recover() == nil {

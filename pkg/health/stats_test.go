@@ -1,34 +1,19 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/drainwell/drainwell/internal/testutil"
 )
-
-// logBuffer keeps what the Server logs, for the tests that read it.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The drain's figures: phases in order, requests after the signal and the
 // last one's time, connections by how they ended, tasks, the end; the
@@ -48,81 +33,84 @@ func TestStatsAndDrainReport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs logBuffer
-			h := newHarness(t, nil, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) }).start()
-			idle := dialRaw(t, h.url)
-			idle.do("/work") // a keep-alive connection, idle from now on
-			release := make(chan struct{})
-			h.srv.Go(func(context.Context) { <-release })
-			if st := h.srv.Stats(); st.State != Ready || len(st.Phases) != 0 || !st.DrainStarted.IsZero() {
-				t.Fatalf("before the signal: %+v", st)
-			}
-			h.signal()
-			h.clock.Advance(tt.lastAt)
-			if resp := dialRaw(t, h.url).do("/work"); !resp.Close {
-				t.Fatal("no Connection: close during the delay")
-			}
-			elapsed := tt.lastAt
-			if tt.probesAt > 0 {
-				h.clock.Advance(tt.probesAt - elapsed)
-				elapsed = tt.probesAt
-				for _, path := range []string{"/ready", "/live"} {
-					if code, _, _ := get(t, h.url+path); code != 200 {
-						t.Fatalf("%s during the delay = %d, want 200", path, code)
+			inBubble(t, func(t *testing.T) {
+				var logs testutil.Buffer
+				h := newHarness(t, nil, func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&logs, nil)) }).start()
+				idle := h.dial(h.url)
+				idle.Get("/work") // a keep-alive connection, idle from now on
+				release := make(chan struct{})
+				h.srv.Go(func(context.Context) { <-release })
+				if st := h.srv.Stats(); st.State != Ready || len(st.Phases) != 0 || !st.DrainStarted.IsZero() {
+					t.Fatalf("before the signal: %+v", st)
+				}
+				h.signal()
+				h.at(tt.lastAt)
+				if resp := h.dial(h.url).Get("/work"); !resp.Close {
+					t.Fatal("no Connection: close during the delay")
+				}
+				if tt.probesAt > 0 {
+					h.at(tt.probesAt)
+					for _, path := range []string{"/ready", "/live"} {
+						if code, _, _ := h.get(h.url + path); code != 200 {
+							t.Fatalf("%s during the delay = %d, want 200", path, code)
+						}
 					}
 				}
-			}
-			h.clock.Advance(testDrainDelay - elapsed)
-			waitFor(t, "the idle connection closed", func() bool { return idle.closedWithin(time.Millisecond) || h.srv.Stats().ConnsClosedIdle == 1 })
-			h.clock.Advance(testIdleClose)
-			waitFor(t, "requests drained", func() bool { return len(h.srv.Stats().Phases) >= 3 })
-			close(release)
-			if err := h.wait(); err != nil {
-				t.Fatal(err)
-			}
-			st := h.srv.Stats()
-			var names []string
-			for _, p := range st.Phases {
-				names = append(names, p.Phase)
-			}
-			if got := strings.Join(names, ","); got != "delay,connections,requests,background_work,hooks" {
-				t.Fatalf("phases %s", got)
-			}
-			if st.Phases[0].Duration != testDrainDelay {
-				t.Fatalf("delay phase %s, want %s", st.Phases[0].Duration, testDrainDelay)
-			}
-			if got := st.LastRequestAfterSignal.Sub(st.DrainStarted); st.RequestsAfterSignal != 1 || got != tt.lastAt {
-				t.Fatalf("requests after the signal %d, the last at +%s; want 1 at +%s", st.RequestsAfterSignal, got, tt.lastAt)
-			}
-			wantAfter := int64(1) // the request's; each probe's connection too
-			if tt.probesAt > 0 {
-				wantAfter += 2
-			}
-			if st.ConnsClosedIdle != 1 || st.ConnsClosedAfterResponse != wantAfter || st.ConnsCutAtDeadline != 0 {
-				t.Fatalf("connections: idle %d, after response %d, cut %d; want 1, %d, 0", st.ConnsClosedIdle, st.ConnsClosedAfterResponse, st.ConnsCutAtDeadline, wantAfter)
-			}
-			if st.TasksStarted != 1 || st.TasksRunning != 0 || st.TasksAbandoned != 0 || st.End != "clean" || st.State != Stopped {
-				t.Fatalf("end: %+v", st)
-			}
-			logged := logs.String()
-			if warned := strings.Contains(logged, "raise DRAIN_DELAY"); warned != tt.wantWarn {
-				t.Fatalf("late-traffic warning %v, want %v:\n%s", warned, tt.wantWarn, logged)
-			}
-			if n := strings.Count(logged, `msg="drain report"`); n != 1 ||
-				!strings.Contains(logged, "end=clean") || !strings.Contains(logged, "phase_delay=5s") {
-				t.Fatalf("want one drain report line with end=clean and phase_delay=5s:\n%s", logged)
-			}
+				h.at(testDrainDelay)
+				if err := idle.WaitClosed(0); err != nil || h.srv.Stats().ConnsClosedIdle != 1 {
+					t.Fatalf("when the delay ended: the idle connection: %v; closed idle %d, want 1", err, h.srv.Stats().ConnsClosedIdle)
+				}
+				close(release)
+				if err := h.wait(); err != nil {
+					t.Fatal(err)
+				}
+				st := h.srv.Stats()
+				var names []string
+				for _, p := range st.Phases {
+					names = append(names, p.Phase)
+				}
+				if got := strings.Join(names, ","); got != "delay,connections,requests,background_work,hooks" {
+					t.Fatalf("phases %s", got)
+				}
+				if st.Phases[0].Duration != testDrainDelay {
+					t.Fatalf("delay phase %s, want %s", st.Phases[0].Duration, testDrainDelay)
+				}
+				if got := st.LastRequestAfterSignal.Sub(st.DrainStarted); st.RequestsAfterSignal != 1 || got != tt.lastAt {
+					t.Fatalf("requests after the signal %d, the last at +%s; want 1 at +%s", st.RequestsAfterSignal, got, tt.lastAt)
+				}
+				wantAfter := int64(1) // the request's; each probe's connection too
+				if tt.probesAt > 0 {
+					wantAfter += 2
+				}
+				if st.ConnsClosedIdle != 1 || st.ConnsClosedAfterResponse != wantAfter || st.ConnsCutAtDeadline != 0 {
+					t.Fatalf("connections: idle %d, after response %d, cut %d; want 1, %d, 0", st.ConnsClosedIdle, st.ConnsClosedAfterResponse, st.ConnsCutAtDeadline, wantAfter)
+				}
+				if st.TasksStarted != 1 || st.TasksRunning != 0 || st.TasksAbandoned != 0 || st.End != "clean" || st.State != Stopped {
+					t.Fatalf("end: %+v", st)
+				}
+				logged := logs.String()
+				if warned := strings.Contains(logged, "raise DRAIN_DELAY"); warned != tt.wantWarn {
+					t.Fatalf("late-traffic warning %v, want %v:\n%s", warned, tt.wantWarn, logged)
+				}
+				if n := logs.Count(`msg="drain report"`); n != 1 ||
+					!strings.Contains(logged, "end=clean") || !strings.Contains(logged, "phase_delay=5s") {
+					t.Fatalf("want one drain report line with end=clean and phase_delay=5s:\n%s", logged)
+				}
+			})
 		})
 	}
 }
 
-func TestStatsAtTheDeadline(t *testing.T) {
+func TestStatsAtTheDeadline(t *testing.T) { inBubble(t, testStatsAtTheDeadline) }
+
+func testStatsAtTheDeadline(t *testing.T) {
 	h := newHarness(t, nil).start()
 	h.srv.Go(func(ctx context.Context) { <-ctx.Done() })
 	h.signal()
-	h.clock.Advance(testDrainDelay)
-	waitFor(t, "waiting on work", func() bool { return len(h.srv.Stats().Phases) == 3 })
-	h.clock.Advance(testTimeout - testDrainDelay)
+	h.at(testDrainDelay)
+	if n := len(h.srv.Stats().Phases); n != 3 {
+		t.Fatalf("%d phases done when the delay ended, want 3 (waiting on work)", n)
+	}
 	if err := h.wait(); !errors.Is(err, ErrShutdownTimeout) {
 		t.Fatal(err)
 	}
@@ -132,23 +120,30 @@ func TestStatsAtTheDeadline(t *testing.T) {
 }
 
 // With CheckInterval the checks run in the background, /ready answers their
-// last result without running them, and OnReadyChange hears each change.
+// last result without running them, and OnReadyChange hears each change;
+// without it (the control) each /ready runs them.
 func TestBackgroundChecks(t *testing.T) {
+	for _, interval := range []time.Duration{20 * time.Millisecond, 0} {
+		t.Run(fmt.Sprintf("interval %s", interval), func(t *testing.T) {
+			inBubble(t, func(t *testing.T) { testBackgroundChecks(t, interval) })
+		})
+	}
+}
+
+func testBackgroundChecks(t *testing.T, interval time.Duration) {
 	var mu sync.Mutex
 	var changes []string
 	var calls int
 	var failing bool
-	srv := New(Config{
-		DrainDelay: -1, ShutdownTimeout: 2 * time.Second, IdleClose: 10 * time.Millisecond,
-		CheckInterval: 20 * time.Millisecond,
-		OnReadyChange: func(ready bool, reason string) {
+	h := newHarness(t, nil, func(c *Config) {
+		c.DrainDelay, c.CheckInterval = -1, interval
+		c.OnReadyChange = func(ready bool, reason string) {
 			mu.Lock()
 			defer mu.Unlock()
 			changes = append(changes, reason)
-		},
-		Logger: slog.New(slog.NewTextHandler(testWriter{t}, nil)),
-	}, nil)
-	srv.AddCheck("db", func(context.Context) error {
+		}
+	})
+	h.srv.AddCheck("db", func(context.Context) error {
 		mu.Lock()
 		defer mu.Unlock()
 		calls++
@@ -157,34 +152,37 @@ func TestBackgroundChecks(t *testing.T) {
 		}
 		return nil
 	})
-	ln := listen(t)
 	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
+	ln := h.listen()
+	h.serve(ctx, ln)
 	url := "http://" + ln.Addr().String()
-	waitFor(t, "ready", func() bool { code, _, _ := get(t, url+"/ready"); return code == 200 })
+	testutil.WaitFor(t, "ready", func() bool { code, _, _ := h.get(url + "/ready"); return code == 200 })
 	mu.Lock()
 	before := calls
 	mu.Unlock()
-	for range 50 {
-		get(t, url+"/ready")
+	for range 50 { // within an instant of the bubble's clock
+		h.get(url + "/ready")
 	}
 	mu.Lock()
-	if calls-before > 10 { // 50 probes in far less than 10 intervals
-		t.Errorf("50 /ready ran the check %d times: not answered from the background result", calls-before)
+	want := 0 // answered from the background result
+	if interval == 0 {
+		want = 50
+	}
+	if calls-before != want {
+		t.Errorf("50 /ready ran the check %d times, want %d", calls-before, want)
 	}
 	failing = true
 	mu.Unlock()
-	waitFor(t, "not ready", func() bool { code, _, _ := get(t, url+"/ready"); return code == 503 })
+	testutil.WaitFor(t, "not ready", func() bool { code, _, _ := h.get(url + "/ready"); return code == 503 })
 	mu.Lock()
 	failing = false
 	mu.Unlock()
-	waitFor(t, "ready again", func() bool { code, _, _ := get(t, url+"/ready"); return code == 200 })
-	if st := srv.Stats(); len(st.Checks) != 1 || st.Checks[0].Name != "db" || !st.Checks[0].OK || st.Checks[0].At.IsZero() {
+	testutil.WaitFor(t, "ready again", func() bool { code, _, _ := h.get(url + "/ready"); return code == 200 })
+	if st := h.srv.Stats(); len(st.Checks) != 1 || st.Checks[0].Name != "db" || !st.Checks[0].OK || st.Checks[0].At.IsZero() {
 		t.Fatalf("check stats %+v", st.Checks)
 	}
 	stop()
-	if err := <-done; err != nil {
+	if err := h.wait(); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -196,7 +194,9 @@ func TestBackgroundChecks(t *testing.T) {
 
 // A connection cut at the deadline counts once, as cut, not also as closed
 // after a response.
-func TestCutConnectionsCountOnce(t *testing.T) {
+func TestCutConnectionsCountOnce(t *testing.T) { inBubble(t, testCutConnectionsCountOnce) }
+
+func testCutConnectionsCountOnce(t *testing.T) {
 	started := make(chan struct{}, 1)
 	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		started <- struct{}{}
@@ -204,7 +204,7 @@ func TestCutConnectionsCountOnce(t *testing.T) {
 	})).start()
 	failed := make(chan error, 1)
 	go func() {
-		resp, err := noKeepAlive.Get(h.url + "/block")
+		resp, err := h.client.Get(h.url + "/block")
 		if err == nil {
 			resp.Body.Close()
 		}
@@ -212,14 +212,13 @@ func TestCutConnectionsCountOnce(t *testing.T) {
 	}()
 	<-started
 	h.signal()
-	h.clock.Advance(testTimeout)
 	if err := h.wait(); !errors.Is(err, ErrShutdownTimeout) {
 		t.Fatal(err)
 	}
 	if err := <-failed; err == nil {
 		t.Fatal("the blocked request got an answer")
 	}
-	waitFor(t, "the cut connection's close seen", func() bool { return h.srv.Stats().InFlight == 0 })
+	synctest.Wait() // the cut connection's close is seen
 	if st := h.srv.Stats(); st.ConnsCutAtDeadline != 1 || st.ConnsClosedAfterResponse != 0 {
 		t.Fatalf("cut %d, closed after response %d; want 1, 0", st.ConnsCutAtDeadline, st.ConnsClosedAfterResponse)
 	}
