@@ -1,14 +1,12 @@
 package grpcdrain
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,6 +19,7 @@ import (
 	testpb "google.golang.org/grpc/interop/grpc_testing"
 	"google.golang.org/grpc/status"
 
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/health"
 )
 
@@ -78,31 +77,14 @@ type rig struct {
 	gs     *Server
 	svc    *testService
 	conn   *grpc.ClientConn
-	log    *syncBuffer
+	log    *testutil.Buffer
 	stop   context.CancelFunc // the first signal
 	result chan error
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 	t.Helper()
-	r := &rig{t: t, log: &syncBuffer{}, result: make(chan error, 1)}
+	r := &rig{t: t, log: &testutil.Buffer{}, result: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(r.log, nil))
 	cfg := health.Config{
 		DrainDelay: drainDelay, ShutdownTimeout: shutdownTimeout, IdleClose: 10 * time.Millisecond, Logger: logger,
@@ -111,8 +93,8 @@ func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 		f(&cfg)
 	}
 	r.srv = health.New(cfg, nil)
-	httpLn := listen(t)
-	grpcLn := listen(t)
+	httpLn := testutil.Listen(t)
+	grpcLn := testutil.Listen(t)
 	r.gs = newServer(r.srv, grpcLn, logger, endWatches, nil)
 	r.svc = &testService{srv: r.srv}
 	testpb.RegisterTestServiceServer(r.gs, r.svc)
@@ -123,7 +105,7 @@ func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 		stop()
 		select {
 		case <-r.result:
-		case <-time.After(2 * shutdownTimeout):
+		case <-time.After(testutil.Patience):
 			t.Error("Serve did not return")
 		}
 		if t.Failed() {
@@ -136,17 +118,8 @@ func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 	}
 	t.Cleanup(func() { conn.Close() })
 	r.conn = conn
-	waitFor(t, "serving", func() bool { return r.check() == healthpb.HealthCheckResponse_SERVING })
+	testutil.WaitFor(t, "serving", func() bool { return r.check() == healthpb.HealthCheckResponse_SERVING })
 	return r
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 func (r *rig) check() healthpb.HealthCheckResponse_ServingStatus {
@@ -161,25 +134,9 @@ func (r *rig) check() healthpb.HealthCheckResponse_ServingStatus {
 
 func (r *rig) wait() error {
 	r.t.Helper()
-	select {
-	case err := <-r.result:
-		r.result <- err // for the cleanup
-		return err
-	case <-time.After(2 * shutdownTimeout):
-		r.t.Fatal("Serve did not return")
-		return nil
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	err := testutil.Receive(r.t, "Serve to return", r.result)
+	r.result <- err // for the cleanup
+	return err
 }
 
 // The health service follows the readiness policy: with the default,
@@ -213,7 +170,7 @@ func testHealthPolicy(t *testing.T, policy health.ReadinessPolicy) {
 		t.Fatalf("Watch unknown first = %v, %v; want SERVICE_UNKNOWN", resp, err)
 	}
 	r.stop()
-	waitFor(t, "draining", func() bool { return r.srv.State() == health.Draining })
+	testutil.WaitFor(t, "draining", func() bool { return r.srv.State() == health.Draining })
 	inDelay := func() bool { return len(r.srv.Stats().Phases) == 0 }
 	switch policy {
 	case health.ReadyWhileServing:
@@ -230,7 +187,7 @@ func testHealthPolicy(t *testing.T, policy health.ReadinessPolicy) {
 			t.Fatal("NOT_SERVING before the drain delay ended")
 		}
 	case health.NotReadyAtSignal:
-		waitFor(t, "NOT_SERVING", func() bool { return r.check() == healthpb.HealthCheckResponse_NOT_SERVING })
+		testutil.WaitFor(t, "NOT_SERVING", func() bool { return r.check() == healthpb.HealthCheckResponse_NOT_SERVING })
 		if !inDelay() {
 			t.Fatal("NOT_SERVING only after the drain delay")
 		}
@@ -252,10 +209,12 @@ func testHealthPolicy(t *testing.T, policy health.ReadinessPolicy) {
 // RPCs in flight at the signal, and those that arrive during the delay,
 // finish; so does the background work they start; then Serve returns nil.
 func TestInFlightRPCsFinish(t *testing.T) {
-	r := start(t, true)
+	// A delay of seconds, for the RPC sent in it on a loaded machine.
+	const delay, messages = 2 * time.Second, 50 // 50 x 50 ms: past the delay
+	r := start(t, true, func(c *health.Config) { c.DrainDelay, c.ShutdownTimeout = delay, 10*time.Second })
 	client := testpb.NewTestServiceClient(r.conn)
 	stream, err := client.StreamingOutputCall(context.Background(), &testpb.StreamingOutputCallRequest{
-		ResponseParameters: make([]*testpb.ResponseParameters, 20), // 20 x 50 ms: past the delay
+		ResponseParameters: make([]*testpb.ResponseParameters, messages),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -265,7 +224,7 @@ func TestInFlightRPCsFinish(t *testing.T) {
 		_, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{ResponseSize: 600})
 		unary <- err
 	}()
-	waitFor(t, "RPCs in flight", func() bool { return r.gs.rpcs.inflight.Load() >= 2 })
+	testutil.WaitFor(t, "RPCs in flight", func() bool { return r.gs.rpcs.inflight.Load() >= 2 })
 	r.stop()
 	// During the delay: served, with tracked work.
 	if _, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{ResponseCompressed: wrapTrue()}); err != nil {
@@ -282,8 +241,8 @@ func TestInFlightRPCsFinish(t *testing.T) {
 		}
 		n++
 	}
-	if n != 20 {
-		t.Fatalf("stream got %d messages, want 20", n)
+	if n != messages {
+		t.Fatalf("stream got %d messages, want %d", n, messages)
 	}
 	if err := <-unary; err != nil {
 		t.Fatalf("unary RPC in flight at the signal: %v", err)
@@ -316,8 +275,8 @@ func TestNeverEndingStreamCutAtDeadline(t *testing.T) {
 	if !errors.Is(err, health.ErrShutdownTimeout) || !strings.Contains(err.Error(), "1 RPCs cut") {
 		t.Fatalf("Serve = %v, want a shutdown timeout with 1 RPC cut", err)
 	}
-	if d := time.Since(t0); d < shutdownTimeout || d > shutdownTimeout+2*time.Second {
-		t.Fatalf("Serve returned %s after the signal, want about %s", d, shutdownTimeout)
+	if d := time.Since(t0); d < shutdownTimeout { // how soon after it: BENCHMARKS.md
+		t.Fatalf("Serve returned %s after the signal, before the %s deadline", d, shutdownTimeout)
 	}
 	if !strings.Contains(r.log.String(), "rpcs_cut=1") || !strings.Contains(r.log.String(), "grpc shutdown") {
 		t.Fatalf("log does not count the cut RPC in phase grpc shutdown:\n%s", r.log)
@@ -366,11 +325,11 @@ func TestMaxConcurrentStreams(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := health.New(health.Config{DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
-			ln := listen(t)
+			ln := testutil.Listen(t)
 			newServer(srv, ln, nil, true, tt.opts)
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- srv.Serve(ctx, listen(t)) }()
+			go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
 			t.Cleanup(func() { stop(); <-done })
 			if got := serverMaxStreams(t, ln.Addr().String()); got != tt.want {
 				t.Fatalf("SETTINGS_MAX_CONCURRENT_STREAMS = %d, want %d", got, tt.want)
@@ -384,7 +343,7 @@ func serverMaxStreams(t *testing.T, addr string) uint32 {
 	t.Helper()
 	var c net.Conn
 	var err error
-	waitFor(t, "the gRPC listener", func() bool {
+	testutil.WaitFor(t, "the gRPC listener", func() bool {
 		c, err = net.Dial("tcp", addr)
 		return err == nil
 	})

@@ -10,6 +10,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // discard is a ResponseWriter that allocates nothing, so that the
@@ -89,28 +91,10 @@ func BenchmarkHTTP(b *testing.B) {
 				}, trivial)
 				ctx, stop := context.WithCancel(context.Background())
 				go func() { done <- s.Serve(ctx, ln) }()
-				for s.State() != Ready {
-					time.Sleep(time.Millisecond)
-				}
+				testutil.WaitFor(b, "ready", func() bool { return s.State() == Ready })
 				defer func() { stop(); <-done }()
 			}
-			tr := &http.Transport{MaxIdleConnsPerHost: 64}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr}
-			url := "http://" + ln.Addr().String() + "/work"
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := client.Get(url)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			})
+			testutil.GetParallel(b, "http://"+ln.Addr().String()+"/work")
 		})
 	}
 }

@@ -50,8 +50,13 @@ func Example() {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	for srv.State() != health.Ready {
-		time.Sleep(time.Millisecond)
+	for srv.State() != health.Ready { // until it serves, or fails to
+		select {
+		case err := <-done:
+			fmt.Println("serve:", err)
+			return
+		case <-time.After(time.Millisecond):
+		}
 	}
 	resp, _ := http.Get("http://" + ln.Addr().String() + "/ready")
 	fmt.Println("ready:", resp.StatusCode)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/health"
 	"github.com/drainwell/drainwell/pkg/metrics"
 )
@@ -55,31 +56,13 @@ func BenchmarkRequestPath(b *testing.B) {
 				}()
 				stopScrapes = func() { cancel(); <-done }
 			}
-			ln := listen(b)
+			ln := testutil.Listen(b)
 			ctx, stop := context.WithCancel(context.Background())
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ctx, ln) }()
-			for srv.State() != health.Ready {
-				time.Sleep(time.Millisecond)
-			}
+			testutil.WaitFor(b, "ready", func() bool { return srv.State() == health.Ready })
 			defer func() { stop(); <-served; stopScrapes() }()
-			tr := &http.Transport{MaxIdleConnsPerHost: 64}
-			defer tr.CloseIdleConnections()
-			client := &http.Client{Transport: tr}
-			url := "http://" + ln.Addr().String() + "/work"
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					resp, err := client.Get(url)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-				}
-			})
+			testutil.GetParallel(b, "http://"+ln.Addr().String()+"/work")
 		})
 	}
 }

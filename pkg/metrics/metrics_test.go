@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/health"
 	"github.com/drainwell/drainwell/pkg/metrics"
 )
@@ -22,17 +22,27 @@ import (
 // scrape GETs url and parses it with Prometheus' own text parser.
 func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
+	mfs, err := get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return mfs
+}
+
+// get is scrape for the goroutines that must not call t.Fatal.
+func get(url string) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(resp.Body)
+}
+
+type scraped struct {
+	mfs map[string]*dto.MetricFamily
+	err error
 }
 
 // value is the family's series whose labels include want, or -1.
@@ -74,17 +84,19 @@ func TestSeriesThroughADrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv.AddCheck("db", func(context.Context) error { return nil })
-	mainLn, adminLn := listen(t), listen(t)
+	mainLn, adminLn := testutil.Listen(t), testutil.Listen(t)
 	srv.AddAdmin(&http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}, adminLn)
 	release := make(chan struct{})
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, mainLn) }()
 	url := "http://" + adminLn.Addr().String() + "/metrics"
-	for srv.State() != health.Ready {
-		time.Sleep(time.Millisecond)
+	testutil.WaitFor(t, "ready", func() bool { return srv.State() == health.Ready })
+	resp, err := http.Get("http://" + adminLn.Addr().String() + "/ready") // runs the check once
+	if err != nil {
+		t.Fatal(err)
 	}
-	http.Get("http://" + adminLn.Addr().String() + "/ready") // runs the check once
+	resp.Body.Close()
 	mfs := scrape(t, url)
 	if value(mfs, "drainwell_state", "state", "ready") != 1 || value(mfs, "drainwell_state", "state", "draining") != 0 ||
 		value(mfs, "drainwell_readiness_check_up", "check", "db") != 1 {
@@ -92,43 +104,36 @@ func TestSeriesThroughADrain(t *testing.T) {
 	}
 	// At the end: a stop hook runs after the background work, before the
 	// marker goes and the admin listener closes.
-	endOfDrain := make(chan map[string]*dto.MetricFamily, 1)
-	srv.OnStop(func(context.Context) error { endOfDrain <- scrape(t, url); return nil })
+	endOfDrain := make(chan scraped, 1)
+	srv.OnStop(func(context.Context) error {
+		mfs, err := get(url)
+		endOfDrain <- scraped{mfs, err}
+		return nil
+	})
 	srv.Go(func(context.Context) { <-release })
 	stop()
-	for {
-		c, err := net.Dial("tcp", mainLn.Addr().String())
-		if err != nil {
-			break
-		}
-		c.Close()
-		time.Sleep(2 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "the main listener closed", func() bool { return testutil.Refused(mainLn.Addr().String()) })
 	mfs = scrape(t, url)
 	if value(mfs, "drainwell_state", "state", "draining") != 1 || value(mfs, "drainwell_tasks_running") != 1 ||
 		value(mfs, "drainwell_drain_phase_seconds", "phase", "delay") < 0.2 || mfs["drainwell_drain_end"] != nil {
 		t.Fatalf("during: %v", mfs)
 	}
 	close(release)
-	if err := <-done; err != nil {
+	if err := testutil.Receive(t, "Serve to return", done); err != nil {
 		t.Fatal(err)
 	}
-	last := <-endOfDrain
+	end := <-endOfDrain // sent before Serve returned
+	if end.err != nil {
+		t.Fatalf("scrape in the stop hook: %v", end.err)
+	}
+	last := end.mfs
 	if value(last, "drainwell_tasks_started_total") != 1 || value(last, "drainwell_tasks_running") != 0 ||
 		value(last, "drainwell_drain_phase_seconds", "phase", "background_work") < 0 ||
 		value(last, "drainwell_state", "state", "draining") != 1 {
 		t.Fatalf("at the end: %v", last)
 	}
-	if _, err := http.Get(url); err == nil {
+	if resp, err := http.Get(url); err == nil {
+		resp.Body.Close()
 		t.Fatal("the admin listener still answers after Serve returned")
 	}
-}
-
-func listen(t testing.TB) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
