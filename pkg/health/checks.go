@@ -92,7 +92,7 @@ func (s *Server) runChecks(ctx context.Context, checks []check) []error {
 			case <-ctx.Done():
 				errs[i] = ctx.Err()
 			}
-			results[i] = checkResult{err: errs[i], dur: time.Now().Sub(t0), at: t0}
+			results[i] = checkResult{err: errs[i], dur: time.Since(t0), at: t0}
 		})
 	}
 	wg.Wait()

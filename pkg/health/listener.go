@@ -164,7 +164,7 @@ func (l *httpListener) closeConns(ctx context.Context) bool {
 		}
 		wait := poll
 		if !next.IsZero() {
-			wait = max(min(next.Sub(time.Now()), poll), time.Millisecond)
+			wait = max(min(time.Until(next), poll), time.Millisecond)
 		}
 		select {
 		case <-time.After(wait):

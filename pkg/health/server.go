@@ -600,7 +600,7 @@ func (s *Server) beginDrain() {
 	s.readiness.draining()
 }
 
-func (s *Server) sinceDrain() time.Duration { return time.Now().Sub(s.drainStart) }
+func (s *Server) sinceDrain() time.Duration { return time.Since(s.drainStart) }
 
 // startMarker creates the marker and starts its heartbeat.
 func (s *Server) startMarker() error {
