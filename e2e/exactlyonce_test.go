@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/drainwell/drainwell/e2e/redisfault"
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // Redis behind a proxy that, on every 4th write, in turn: drops Redis's
@@ -99,7 +100,7 @@ func TestFailingIncrIsRetriedNotRecorded(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	waitFor(t, "the failing increment retried", func() bool {
+	testutil.WaitFor(t, "the failing increment retried", func() bool {
 		return strings.Count(p.Stderr(), "increment failed, retrying") >= 2
 	})
 	if strings.Contains(p.Stderr(), "landed") {
@@ -108,7 +109,7 @@ func TestFailingIncrIsRetriedNotRecorded(t *testing.T) {
 	if err := r.Client.Set(ctx, "counter", "10", 0).Err(); err != nil { // the operator repairs it
 		t.Fatal(err)
 	}
-	waitFor(t, "the increment landed", func() bool { return strings.Contains(p.Stderr(), "increment landed after retries") })
+	testutil.WaitFor(t, "the increment landed", func() bool { return strings.Contains(p.Stderr(), "increment landed after retries") })
 	p.Signal(syscall.SIGTERM)
 	if code, err := p.Wait(15 * time.Second); err != nil || code != 0 {
 		t.Fatalf("exit %d %v", code, err)

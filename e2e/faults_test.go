@@ -12,11 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/health"
 )
 
@@ -62,11 +64,13 @@ func TestRedisComesBackBeforeDeadline(t *testing.T) {
 func TestSignalStorm(t *testing.T) {
 	live := filepath.Join(t.TempDir(), "live")
 	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=5s")
-	for range 10 {
+	p.Signal(syscall.SIGTERM)
+	waitDraining(t, "http://"+p.Addr) // the first is handled: the storm cannot merge into it
+	for range 9 {
 		p.Signal(syscall.SIGTERM)
-		time.Sleep(15 * time.Millisecond) // standard signals are not queued
 	}
-	code, err := p.Wait(5 * time.Second)
+	// The exit code says which signal ended it (the drain would exit 0).
+	code, err := p.Wait(testutil.Patience)
 	if err != nil || code != health.ExitInterrupted {
 		t.Fatalf("exit %d %v, want %d", code, err, health.ExitInterrupted)
 	}
@@ -98,17 +102,12 @@ func TestSIGKILLMidDrainLeavesStaleMarker(t *testing.T) {
 		out, _ := cmd.CombinedOutput()
 		return cmd.ProcessState.ExitCode(), string(out)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		code, out := liveCheck()
-		if code == 1 && strings.Contains(out, "stale") {
-			break
-		}
-		if code == 0 && time.Now().After(deadline) {
-			t.Fatalf("a dead process's marker still reads live: %q", out)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	var out string
+	testutil.WaitFor(t, "a dead process's marker to read stale", func() bool {
+		var code int
+		code, out = liveCheck()
+		return code == 1 && strings.Contains(out, "stale")
+	})
 	start(t, bins["app"], env...)
 	if code, out := liveCheck(); code != 0 {
 		t.Fatalf("after the restart: exit %d %q, want live", code, out)
@@ -120,7 +119,7 @@ func TestSIGKILLMidDrainLeavesStaleMarker(t *testing.T) {
 // quiet period.
 func TestSlowlorisDoesNotHoldTheDrain(t *testing.T) {
 	live := filepath.Join(t.TempDir(), "live")
-	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=200ms", "IDLE_CLOSE=300ms", "SHUTDOWN_TIMEOUT=10s")
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=1s", "IDLE_CLOSE=300ms", "SHUTDOWN_TIMEOUT=10s")
 	c, err := net.Dial("tcp", p.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -138,15 +137,16 @@ func TestSlowlorisDoesNotHoldTheDrain(t *testing.T) {
 			c.Write([]byte{b})
 		}
 	}()
-	time.Sleep(50 * time.Millisecond) // let the first byte's wait begin; not a condition
-	t0 := time.Now()
 	p.Signal(syscall.SIGTERM)
-	code, err := p.Wait(8 * time.Second)
+	// Held, the drain would end at SHUTDOWN_TIMEOUT with exit 4: the code
+	// says whether the client held it.
+	code, err := p.Wait(testutil.Patience)
 	if err != nil || code != 0 {
 		t.Fatalf("exit %d %v, want 0", code, err)
 	}
-	if took := time.Since(t0); took > 3*time.Second {
-		t.Fatalf("the drain took %s with a Slowloris client", took)
+	// The server had accepted the connection, and closed it as idle.
+	if !strings.Contains(p.Stderr(), "conns_closed_idle=1") {
+		t.Fatalf("the drain report does not count the Slowloris connection as closed idle:\n%s", p.Stderr())
 	}
 }
 
@@ -156,27 +156,37 @@ func TestLoadDuringDrain(t *testing.T) {
 	const conns = 2000
 	live := filepath.Join(t.TempDir(), "live")
 	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live, "DRAIN_DELAY=3s", "IDLE_CLOSE=500ms", "SHUTDOWN_TIMEOUT=20s")
-	clients := make([]*conn, conns)
+	clients := make([]*testutil.RawConn, conns)
 	for i := range clients {
-		clients[i] = dial(t, p.Addr)
-		if resp := clients[i].get(t, "/count"); resp.StatusCode != 200 {
+		clients[i] = testutil.Dial(t, p.Addr)
+		if resp := clients[i].Get("/count"); resp.StatusCode != 200 {
 			t.Fatalf("before: %d", resp.StatusCode)
 		}
 	}
 	p.Signal(syscall.SIGTERM)
 	waitDraining(t, "http://"+p.Addr)
+	// A request counts if it was written before the app logged the end of
+	// the delay (which it does before it closes anything): on a machine
+	// too busy to write 2000 requests in 3 s the late ones are the test's.
+	delayOver := func() bool { return strings.Contains(p.Stderr(), `msg="drain delay over"`) }
 	var wg sync.WaitGroup
+	var late atomic.Int64
 	errs := make(chan error, conns)
 	for _, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.c.SetDeadline(time.Now().Add(10 * time.Second))
-			if _, err := io.WriteString(c.c, "GET /count HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			c.Conn().SetDeadline(time.Now().Add(testutil.Patience))
+			_, err := io.WriteString(c.Conn(), "GET /count HTTP/1.1\r\nHost: x\r\n\r\n")
+			if delayOver() {
+				late.Add(1)
+				return
+			}
+			if err != nil {
 				errs <- err
 				return
 			}
-			resp, err := http.ReadResponse(c.r, nil)
+			resp, err := http.ReadResponse(c.Reader(), nil)
 			if err != nil {
 				errs <- err
 				return
@@ -199,6 +209,10 @@ func TestLoadDuringDrain(t *testing.T) {
 	if failed > 0 {
 		t.Fatalf("%d of %d requests during the drain failed", failed, conns)
 	}
+	if late.Load() == conns {
+		t.Skip("inconclusive: every request was written after the drain delay ended")
+	}
+	t.Logf("%d of %d requests written in the delay, all answered", conns-late.Load(), conns)
 	if code, err := p.Wait(20 * time.Second); err != nil || code != 0 {
 		t.Fatalf("exit %d %v", code, err)
 	}
@@ -244,10 +258,10 @@ func TestBadRequests(t *testing.T) {
 
 // The Redis password never appears in the logs, even when Redis fails.
 func TestRedisPasswordNotLogged(t *testing.T) {
-	port, _ := harness.FreePort("127.0.0.1")
+	down := testutil.RefusedAddr(t)
 	const secret = "s3cr3t-Pa55word"
 	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
-		fmt.Sprintf("REDIS_ADDR=127.0.0.1:%d", port), "REDIS_PASSWORD="+secret,
+		"REDIS_ADDR="+down, "REDIS_PASSWORD="+secret,
 		"DRAIN_DELAY=100ms", "WORK_DELAY=0s", "SHUTDOWN_TIMEOUT=1s", "IDLE_CLOSE=100ms")
 	resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
 	if err != nil {
@@ -316,6 +330,9 @@ func assertConfigExit(t *testing.T, cmd *exec.Cmd) {
 // child under `probe run`.
 func TestStoppedProcessGoesStale(t *testing.T) {
 	const maxAge = 300 * time.Millisecond
+	// The file system's timestamps are coarser than the clock (a jiffy on
+	// many kernels): the mtime may read up to that much early.
+	const mtimeSkew = 10 * time.Millisecond
 	live := func(t *testing.T, marker string) (int, string) {
 		t.Helper()
 		cmd := exec.Command(bins["probe"], "live", "--file", marker, "--max-age", maxAge.String())
@@ -324,32 +341,28 @@ func TestStoppedProcessGoesStale(t *testing.T) {
 	}
 	check := func(t *testing.T, marker string, stopped int) {
 		t.Helper()
-		waitLive := func(want int, within time.Duration) time.Duration {
-			t.Helper()
-			t0 := time.Now()
-			for {
-				code, out := live(t, marker)
-				if code == want {
-					return time.Since(t0)
-				}
-				if time.Since(t0) > within {
-					t.Fatalf("live = %d %q after %s, want %d", code, out, within, want)
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-		waitLive(0, 5*time.Second)
+		testutil.WaitFor(t, "live to pass", func() bool { code, _ := live(t, marker); return code == 0 })
 		syscall.Kill(stopped, syscall.SIGSTOP)
-		took := waitLive(1, 5*time.Second)
-		t.Logf("stale %s after SIGSTOP (LIVE_MAX_AGE %s)", took.Round(time.Millisecond), maxAge)
-		// The marker is stale at most maxAge after the last beat, which
-		// came before the stop; the margin is the probe's own exec time
-		// on a loaded machine.
-		if took > maxAge+300*time.Millisecond {
-			t.Fatalf("live kept passing for %s after SIGSTOP, over LIVE_MAX_AGE %s", took, maxAge)
-		}
+		// Stopped, the process beats no more: the marker's mtime is its
+		// last beat. live must fail once the marker is older than
+		// LIVE_MAX_AGE by the file's own time, not by how long this test
+		// took: a pass asked after mtime + maxAge is the bug (a probe
+		// that judged with a looser age). The mtime is read before each
+		// ask: a beat already under way when SIGSTOP came may land.
+		testutil.WaitFor(t, "live to fail", func() bool {
+			fi, err := os.Stat(marker)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lastBeat, asked := fi.ModTime(), time.Now()
+			code, out := live(t, marker)
+			if code == 0 && asked.Sub(lastBeat) > maxAge+mtimeSkew {
+				t.Fatalf("live passed when asked %s after the last beat, over LIVE_MAX_AGE %s: %q", asked.Sub(lastBeat), maxAge, out)
+			}
+			return code == 1
+		})
 		syscall.Kill(stopped, syscall.SIGCONT)
-		waitLive(0, 5*time.Second)
+		testutil.WaitFor(t, "live to pass again", func() bool { code, _ := live(t, marker); return code == 0 })
 	}
 	t.Run("app", func(t *testing.T) {
 		marker := filepath.Join(t.TempDir(), "live")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -20,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/drainwell/drainwell/cmd/app/service"
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/health"
 )
 
@@ -68,7 +68,6 @@ func follow(t *testing.T, conn *grpc.ClientConn, n int64) grpc.ClientStream {
 func TestGRPCDrain(t *testing.T) {
 	redis := startRedis(t)
 	live := filepath.Join(t.TempDir(), "live")
-	const drainDelay = time.Second
 	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "GRPC_ADDR=127.0.0.1:0", "ADMIN_ADDR=127.0.0.1:0",
 		"LIVE_FILE="+live, "REDIS_ADDR="+redis.Addr,
 		"DRAIN_DELAY=1s", "WORK_DELAY=200ms", "SHUTDOWN_TIMEOUT=5s", "IDLE_CLOSE=100ms")
@@ -91,26 +90,27 @@ func TestGRPCDrain(t *testing.T) {
 	const followN = 20 // 2 s at 100 ms: past the drain delay
 	stream := follow(t, conn, followN)
 
-	// Unary increments from the signal to just before the delay ends.
+	// Unary increments, one every 10 ms, from before the signal until the
+	// app logs that the delay is over (it does so before it stops
+	// accepting): the end is an order, not a time. An RPC that fails once
+	// that line is there was the test's lateness, not the server's.
+	delayOver := func() bool { return strings.Contains(p.Stderr(), `msg="drain delay over"`) }
 	var mu sync.Mutex
 	var sent, ok int
 	var rpcErrs []string
-	stopIncr := make(chan struct{})
 	incrDone := make(chan struct{})
 	go func() {
 		defer close(incrDone)
-		for {
-			select {
-			case <-stopIncr:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
+		for !delayOver() {
+			time.Sleep(10 * time.Millisecond)
 			err := conn.Invoke(context.Background(), service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
 			mu.Lock()
-			sent++
-			if err == nil {
+			switch {
+			case err == nil:
+				sent++
 				ok++
-			} else {
+			case !delayOver():
+				sent++
 				rpcErrs = append(rpcErrs, err.Error())
 			}
 			mu.Unlock()
@@ -123,21 +123,18 @@ func TestGRPCDrain(t *testing.T) {
 	// Through the delay the pod still serves Kubernetes' fallback to
 	// terminating endpoints: SERVING and /ready 200 (asked before the log
 	// says the delay is over).
-	delayOver := func() bool { return strings.Contains(p.Stderr(), `msg="drain delay over"`) }
 	st, _ := grpcCheck(conn, service.GRPCService)
 	code := httpStatus(t, "http://"+p.AdminAddr+"/ready")
 	if !delayOver() && (st != healthpb.HealthCheckResponse_SERVING || code != 200) {
 		t.Fatalf("during the drain delay: health %v, admin /ready %d; want SERVING and 200", st, code)
 	}
-	time.Sleep(time.Until(t0.Add(drainDelay - 150*time.Millisecond))) // the load's schedule, not a wait for a condition
-	close(stopIncr)
-	<-incrDone
+	testutil.Receive(t, "the increments to stop at the delay's end", incrDone)
 	// The Watch stream hears NOT_SERVING (Check cannot: GracefulStop's
 	// GOAWAY follows at once), after the delay.
 	if resp, err := watch.Recv(); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Fatalf("Watch after the delay = %v %v, want NOT_SERVING", resp, err)
 	}
-	waitFor(t, "NOT_SERVING in the log", func() bool { return strings.Contains(p.Stderr(), `msg="grpc health: NOT_SERVING"`) })
+	testutil.WaitFor(t, "NOT_SERVING in the log", func() bool { return strings.Contains(p.Stderr(), `msg="grpc health: NOT_SERVING"`) })
 	if log := p.Stderr(); !delayOver() || strings.Index(log, `msg="drain delay over"`) > strings.Index(log, `msg="grpc health: NOT_SERVING"`) {
 		t.Fatalf("NOT_SERVING before the drain delay was over:\n%s", log)
 	}
@@ -149,7 +146,7 @@ func TestGRPCDrain(t *testing.T) {
 	}
 
 	// The main and gRPC listeners are gone (the stream is still in flight); the admin one still answers.
-	waitFor(t, "main listener closed", func() bool { return isRefused(p.Addr) })
+	testutil.WaitFor(t, "main listener closed", func() bool { return testutil.Refused(p.Addr) })
 	if code := httpStatus(t, "http://"+p.AdminAddr+"/live"); code != 200 {
 		t.Fatalf("admin /live after the main listener closed = %d", code)
 	}
@@ -187,7 +184,7 @@ func TestGRPCDrain(t *testing.T) {
 		t.Fatalf("counter %d, want %d (one per RPC answered OK)", n, ok)
 	}
 	t.Logf("%d RPCs during the delay, all OK, counter %d; exit 0 after %s", sent, n, time.Since(t0).Round(time.Millisecond))
-	if isRefused(p.AdminAddr) == false {
+	if testutil.Refused(p.AdminAddr) == false {
 		t.Fatal("admin listener still open after exit")
 	}
 }
@@ -229,23 +226,4 @@ func httpStatus(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-func isRefused(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err == nil {
-		c.Close()
-	}
-	return err != nil
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }

@@ -2,12 +2,10 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/health"
 )
 
@@ -225,19 +224,15 @@ func TestDrainNegativeControls(t *testing.T) {
 // under DRAIN_READINESS=not-ready.
 func waitDraining(t *testing.T, url string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testutil.WaitFor(t, "/ready to say draining", func() bool {
 		resp, err := http.Get(url + "/ready")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(b), "draining") {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatal("/ready did not say draining within 10s")
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(b), "draining")
+	})
 }
 
 func TestSecondSignalExitsAtOnce(t *testing.T) {
@@ -289,13 +284,10 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 func TestShutdownTimeoutSaysWhatWasAbandoned(t *testing.T) {
 	// Redis is down for the whole drain: every increment retries until
 	// the deadline and is abandoned.
-	port, err := harness.FreePort("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	down := testutil.RefusedAddr(t)
 	live := filepath.Join(t.TempDir(), "live")
 	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "LIVE_FILE="+live,
-		fmt.Sprintf("REDIS_ADDR=127.0.0.1:%d", port),
+		"REDIS_ADDR="+down,
 		"DRAIN_DELAY=200ms", "WORK_DELAY=100ms", "SHUTDOWN_TIMEOUT=2s", "IDLE_CLOSE=100ms")
 	for range 3 {
 		resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
@@ -457,28 +449,30 @@ func TestIdleKeepAliveConnection(t *testing.T) {
 		{"app", bins["app"], nil, true},
 		{"plain Shutdown (negative control)", bins["badserver"], []string{"MODE=plainshutdown"}, false},
 	}
-	const quiet = 2 * time.Second
+	// The control closes the idle connection when its 500 ms delay ends:
+	// a quiet period of seconds keeps it well apart from the app's.
+	const quiet = 3 * time.Second
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			env := append([]string{"ADDR=127.0.0.1:0", "LIVE_FILE=" + filepath.Join(t.TempDir(), "live"),
-				"DRAIN_DELAY=500ms", "IDLE_CLOSE=2s", "WORK_DELAY=0s"}, tt.env...)
+				"DRAIN_DELAY=500ms", "IDLE_CLOSE=" + quiet.String(), "WORK_DELAY=0s"}, tt.env...)
 			p := start(t, tt.bin, env...)
-			idle := dial(t, p.Addr)
-			busy := dial(t, p.Addr)
-			busy.get(t, "/count")
+			idle := testutil.Dial(t, p.Addr)
+			busy := testutil.Dial(t, p.Addr)
+			busy.Get("/count")
 			sent := time.Now() // the idle connection is idle from after this
-			if resp := idle.get(t, "/count"); resp.Close {
+			if resp := idle.Get("/count"); resp.Close {
 				t.Fatal("keep-alive refused before the drain")
 			}
 			p.Signal(syscall.SIGTERM)
 			waitDraining(t, "http://"+p.Addr)
-			if resp := busy.get(t, "/count"); !resp.Close {
+			if resp := busy.Get("/count"); !resp.Close {
 				t.Fatal("response during the drain lacks Connection: close")
 			}
-			if err := busy.waitClosed(5 * time.Second); err != nil {
+			if err := busy.WaitClosed(testutil.Patience); err != nil {
 				t.Fatalf("server did not close the connection after Connection: close: %v", err)
 			}
-			if err := idle.waitClosed(10 * time.Second); err != nil {
+			if err := idle.WaitClosed(testutil.Patience); err != nil {
 				t.Fatal(err)
 			}
 			idleFor := time.Since(sent)
@@ -510,49 +504,6 @@ func chrootRun(t *testing.T, root string, argv ...string) (int, string) {
 		t.Fatalf("run %v in %s: %v", argv, root, err)
 	}
 	return cmd.ProcessState.ExitCode(), string(out)
-}
-
-type conn struct {
-	c net.Conn
-	r *bufio.Reader
-}
-
-func dial(t *testing.T, addr string) *conn {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &conn{c, bufio.NewReader(c)}
-}
-
-func (c *conn) get(t *testing.T, path string) *http.Response {
-	t.Helper()
-	if _, err := io.WriteString(c.c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(c.r, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp
-}
-
-// waitClosed waits for the server to close the connection (EOF or reset).
-func (c *conn) waitClosed(d time.Duration) error {
-	c.c.SetReadDeadline(time.Now().Add(d))
-	_, err := c.r.ReadByte()
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return fmt.Errorf("still open after %s", d)
-	}
-	if err == nil {
-		return errors.New("unexpected data")
-	}
-	return nil
 }
 
 // TestProbeRunForwardsSignals wraps the app in `probe run`, as a non-Go

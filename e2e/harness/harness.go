@@ -52,8 +52,11 @@ type Redis struct {
 	cmd    *exec.Cmd
 }
 
-// FreePort returns a TCP port that was free on host a moment ago.
-func FreePort(host string) (int, error) {
+// freePort returns a TCP port that was free on host a moment ago, for
+// redis-server, which cannot listen on port 0 and tell (StartRedis retries
+// when another process took it meanwhile). "Nothing listens here" is
+// testutil.RefusedAddr, which holds its port.
+func freePort(host string) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return 0, err
@@ -69,7 +72,7 @@ func StartRedis(dir string) (*Redis, error) {
 	}
 	var lastErr error
 	for range 5 { // the free port may be taken before redis binds it
-		port, err := FreePort("127.0.0.1")
+		port, err := freePort("127.0.0.1")
 		if err != nil {
 			return nil, err
 		}

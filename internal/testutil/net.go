@@ -101,6 +101,10 @@ func (rc *RawConn) Get(path string) *http.Response {
 // Conn is the underlying connection.
 func (rc *RawConn) Conn() net.Conn { return rc.c }
 
+// Reader reads what the server sent on the connection (buffered: read
+// responses through it, not through Conn).
+func (rc *RawConn) Reader() *bufio.Reader { return rc.r }
+
 // WaitClosed waits up to d for the server to end the connection (EOF or
 // reset); it returns an error if it is still open then, or if the server
 // sent data instead. With d = 0 it looks without waiting (in a
