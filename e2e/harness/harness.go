@@ -17,11 +17,12 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // Build builds the main packages (import paths such as "github.com/drainwell/drainwell/cmd/app")
@@ -148,7 +149,7 @@ type Proc struct {
 	Addr string // from its ready line
 	// from its ready line too, when it serves them
 	AdminAddr, GRPCAddr string
-	stderr              *LockedBuffer
+	stderr              *testutil.Buffer
 	done                chan struct{}
 	err                 error // from Wait, once done is closed
 }
@@ -209,7 +210,7 @@ func command(bin string, env []string, args ...string) *exec.Cmd {
 // LaunchCmd is Launch for a prepared command; its Stdout and Stderr are
 // replaced.
 func LaunchCmd(cmd *exec.Cmd) (*Proc, error) {
-	p := &Proc{Cmd: cmd, stderr: &LockedBuffer{}, done: make(chan struct{})}
+	p := &Proc{Cmd: cmd, stderr: &testutil.Buffer{}, done: make(chan struct{})}
 	p.Cmd.Stdout = io.Discard
 	p.Cmd.Stderr = p.stderr
 	if err := p.Cmd.Start(); err != nil {
@@ -250,27 +251,6 @@ func (p *Proc) Kill() {
 		p.Cmd.Process.Kill()
 		<-p.done
 	}
-}
-
-// LockedBuffer is a bytes.Buffer that goroutines share: a process's stderr,
-// a server's log.
-type LockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-// Write appends p.
-func (l *LockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// String returns what was written.
-func (l *LockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // Lines returns the non-empty lines of s.

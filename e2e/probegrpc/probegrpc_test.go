@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // testPKI is harness.PKI for a test: a CA in a temporary folder, and
@@ -63,7 +65,7 @@ var (
 	probeBin, plainProbeBin string
 	// serverLog is what grpc-go logs, at every level (set once: grpclog's
 	// logger is global).
-	serverLog harness.LockedBuffer
+	serverLog testutil.Buffer
 )
 
 func TestMain(m *testing.M) {
@@ -123,19 +125,10 @@ func grpcServer(t *testing.T, creds credentials.TransportCredentials) string {
 	hs.SetServingStatus("app", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus("down", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(gs, hs)
-	ln := listen(t)
+	ln := testutil.Listen(t)
 	go gs.Serve(ln)
 	t.Cleanup(gs.Stop)
 	return ln.Addr().String()
-}
-
-func listen(t *testing.T) net.Listener {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
 }
 
 func TestGRPC(t *testing.T) {
@@ -149,9 +142,7 @@ func TestGRPC(t *testing.T) {
 	tlsAddr := grpcServer(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert}}))
 	mtls := grpcServer(t, credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{serverCert},
 		ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: clients.Pool}))
-	closed := listen(t)
-	nothing := closed.Addr().String()
-	closed.Close() // nothing listens there now
+	nothing := testutil.RefusedAddr(t)
 
 	tests := []struct {
 		name string
@@ -245,7 +236,7 @@ func TestGRPCHostileServers(t *testing.T) {
 	const timeout = 500 * time.Millisecond
 	raw := func(t *testing.T, serve func(c net.Conn)) string {
 		t.Helper()
-		ln := listen(t)
+		ln := testutil.Listen(t)
 		t.Cleanup(func() { ln.Close() })
 		go func() {
 			for {
@@ -289,6 +280,8 @@ func TestGRPCHostileServers(t *testing.T) {
 	okHeaders = append(okHeaders, 0x10)
 	okHeaders = append(okHeaders, "application/grpc"...)
 
+	hold := make(chan struct{}) // a server that holds its connection to the test's end
+	t.Cleanup(func() { close(hold) })
 	http1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") }))
 	t.Cleanup(http1.Close)
 	tests := []struct {
@@ -297,7 +290,7 @@ func TestGRPCHostileServers(t *testing.T) {
 		want string
 	}{
 		{"never answers", raw(t, func(c net.Conn) { io.Copy(io.Discard, c) }), "deadline"},
-		{"accepts, says nothing, never reads", raw(t, func(c net.Conn) { time.Sleep(10 * time.Second) }), "deadline"},
+		{"accepts, says nothing, never reads", raw(t, func(c net.Conn) { <-hold }), "deadline"},
 		{"closes mid-frame", raw(t, func(c net.Conn) {
 			if readRequest(c) {
 				c.Write(frame(4, 0, 0, nil)[:5]) // half a frame header
@@ -392,18 +385,15 @@ func TestGRPCCleanClose(t *testing.T) {
 		}
 		return ""
 	}
-	// since waits for the server to log the closes of n connections and
+	// since waits for the server to log the closes of n connections (the
+	// barrier: what it logs of a connection comes before its close) and
 	// returns what it logged after offset.
 	since := func(offset, n int) string {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			logged := serverLog.String()[offset:]
-			if strings.Count(logged, "Closing:") >= n || time.Now().After(deadline) {
-				return logged
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.WaitFor(t, fmt.Sprintf("the server to log %d connections closed", n), func() bool {
+			return strings.Count(serverLog.String()[offset:], "Closing:") >= n
+		})
+		return serverLog.String()[offset:]
 	}
 
 	before := len(serverLog.String())
@@ -422,7 +412,12 @@ func TestGRPCCleanClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.WriteString(c, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-	time.Sleep(20 * time.Millisecond) // the server's SETTINGS are unread when we reset
+	// The server has taken the connection up once its SETTINGS arrive;
+	// then reset it.
+	c.SetReadDeadline(time.Now().Add(testutil.Patience))
+	if _, err := io.ReadFull(c, make([]byte, 9)); err != nil {
+		t.Fatalf("the server's first frame: %v", err)
+	}
 	c.(*net.TCPConn).SetLinger(0)
 	c.Close()
 	if unclean(since(before, 1)) == "" {
@@ -433,7 +428,11 @@ func TestGRPCCleanClose(t *testing.T) {
 // probe http over https: verified against a CA, --tls-no-verify as the
 // kubelet's HTTPS probe, and a clean close (net/http logs nothing).
 func TestHTTPS(t *testing.T) {
-	var logs harness.LockedBuffer
+	var logs testutil.Buffer
+	// Connections the server has taken and ended: what it logs of one
+	// comes before its end, so "all ended" is the barrier after which an
+	// absence of log lines means something.
+	var opened, closed atomic.Int64
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/fail" {
 			w.WriteHeader(503)
@@ -441,6 +440,14 @@ func TestHTTPS(t *testing.T) {
 		io.WriteString(w, strings.Repeat("body\n", 1000))
 	}))
 	ts.Config.ErrorLog = log.New(&logs, "", 0)
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			opened.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
 	ts.StartTLS()
 	t.Cleanup(ts.Close)
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
@@ -472,13 +479,15 @@ func TestHTTPS(t *testing.T) {
 	}
 	// A clean close: 20 verified probes make net/http log nothing (the
 	// failing cases above may have).
-	before := len(logs.String())
+	allEnded := func() bool { return closed.Load() == opened.Load() }
+	testutil.WaitFor(t, "the cases' connections to end", allEnded)
+	before, closedBefore := len(logs.String()), closed.Load()
 	for range 20 {
 		if code, stderr, _ := probe(t, "http", ts.URL+"/ok", "--tls-ca-cert", caFile); code != 0 {
 			t.Fatalf("exit %d %q", code, stderr)
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // net/http logs a connection's error as it ends it
+	testutil.WaitFor(t, "the server to end the 20 probes' connections", func() bool { return closed.Load()-closedBefore >= 20 && allEnded() })
 	if after := logs.String()[before:]; after != "" {
 		t.Fatalf("net/http logged after clean probes:\n%s", after)
 	}
@@ -489,13 +498,7 @@ func TestHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(logs.String()) == before {
-		if time.Now().After(deadline) {
-			t.Fatal("control: an abrupt client went unlogged; the check cannot fail")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.WaitFor(t, "control: the abrupt client logged (else the check cannot fail)", func() bool { return len(logs.String()) > before })
 }
 
 // hpackLen encodes a string literal's length (no Huffman) as RFC 7541's

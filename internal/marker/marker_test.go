@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 func TestCheck(t *testing.T) {
@@ -190,20 +192,9 @@ func TestHeartbeatRefreshesOnlyWhileHealthy(t *testing.T) {
 	}
 	<-healthy
 	healthy <- true
-	waitFor(t, func() bool { return Check(m.Path, time.Minute, time.Now()) == nil })
+	testutil.WaitFor(t, "a fresh marker", func() bool { return Check(m.Path, time.Minute, time.Now()) == nil })
 	cancel()
 	<-done
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 func TestHeartbeatInterval(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // FuzzLive feeds arbitrary flags and environment to `probe live`: it must
@@ -14,7 +16,7 @@ func FuzzLive(f *testing.F) {
 	f.Add("--timeout=-1s", "x", "0")
 	f.Fuzz(func(t *testing.T, args, file, maxAge string) {
 		e := env(map[string]string{"LIVE_FILE": file, "LIVE_MAX_AGE": maxAge})
-		var out syncBuffer
+		var out testutil.Buffer
 		code := Main(context.Background(), nil, append([]string{"live"}, strings.Fields(args)...), e, &out, &out)
 		if code < 0 || code > 2 {
 			t.Fatalf("exit %d", code)

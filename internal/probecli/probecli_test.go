@@ -11,39 +11,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/drainwell/drainwell/internal/hpack"
 	"github.com/drainwell/drainwell/internal/marker"
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 func env(vars map[string]string) Env {
 	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
 }
 
-// syncBuffer is shared by the probe and, for run, its child's output copy.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
+// The probe and, for run, its child share one output buffer.
 func runProbe(t *testing.T, e Env, args ...string) (int, string) {
 	t.Helper()
-	var out syncBuffer
+	var out testutil.Buffer
 	code := Main(context.Background(), nil, args, e, &out, &out)
 	return code, out.String()
 }
@@ -87,9 +70,7 @@ func TestHTTP(t *testing.T) {
 			defer c.Close()
 		}
 	}()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := testutil.RefusedAddr(t)
 	// Servers that answer with raw bytes, then close.
 	raw := func(answer string) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -186,9 +167,7 @@ func TestTCPAndSleep(t *testing.T) {
 		t.Fatal(err)
 	}
 	open := l.Addr().String()
-	closed, _ := net.Listen("tcp", "127.0.0.1:0")
-	closedAddr := closed.Addr().String()
-	closed.Close()
+	closedAddr := testutil.RefusedAddr(t)
 	defer l.Close()
 	tests := []struct {
 		args []string
