@@ -48,6 +48,7 @@ func Example() {
 
 	ln, _ := net.Listen("tcp", "127.0.0.1:0") // or srv.Run(ctx) on Config.Addr
 	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	done := make(chan error)
 	go func() { done <- srv.Serve(ctx, ln) }()
 	for srv.State() != health.Ready { // until it serves, or fails to
