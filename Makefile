@@ -16,7 +16,8 @@ PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/ap
 # (golang.org/toolchain), outside the workspace. The integration modules
 # (pkg/grpcdrain, pkg/metrics) share the go line and are tested with the
 # oldest (their heavy dependencies make a second toolchain's build cost a
-# minute of CI; the newest builds only the root).
+# minute of CI; the newest builds only the root). The tools (cmd/app,
+# cmd/drainwell) and e2e need the repository's own Go (go.work's line).
 GO_OLDEST := go$(shell awk '/^go /{print $$2}' go.mod)
 GO_NEWEST := go1.27.4
 
@@ -24,7 +25,8 @@ GO_NEWEST := go1.27.4
 # public packages, and internal/marker, whose types pkg/probe exports by
 # alias (apidiff -m does not look through an alias into an internal package).
 MODULE  := github.com/drainwell/drainwell
-APIDIFF := golang.org/x/exp/cmd/apidiff@v0.0.0-20261014143641-f0251eb4aa3e
+TOOL_apidiff := golang.org/x/exp/cmd/apidiff@v0.0.0-20261014143641-f0251eb4aa3e
+APIDIFF       = $(READ) $(TOOLS)/apidiff
 # Each record: FILE:FLAG:PACKAGE[:FOLDER of its module, default the root].
 API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(MODULE)/internal/marker \
 	api/grpcdrain.api:-m:$(MODULE)/pkg/grpcdrain:pkg/grpcdrain \
@@ -32,6 +34,17 @@ API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(M
 	api/vet.api:-m:$(MODULE)/cmd/drainwell:cmd/drainwell
 
 .PHONY: test deps vet lint toolchains apicheck api run build clean rollout bench
+
+# The linters and apidiff are built once, without -race, into .cache/bin.
+# What they read is compiled with -race, as the tests compile it
+# (GOFLAGS reaches the go list they run): one compilation of the modules
+# and their dependencies serves vet, the linters, apidiff and the tests. A
+# cold run compiled everything twice without it.
+TOOLS := $(CURDIR)/.cache/bin
+READ  := GOFLAGS=-race
+$(TOOLS)/%: Makefile
+	@mkdir -p $(TOOLS)
+	GOBIN=$(TOOLS) GOWORK=off GOFLAGS= $(GO) install $(TOOL_$*)
 
 # The rolling-update load profiles run last and alone: nothing that waits
 # on a process or a socket runs beside their load.
@@ -52,23 +65,23 @@ $(SARIF_SCHEMA):
 
 # Fails on any change to the exported API until `make api` rewrites the
 # record (and CHANGELOG.md says what changed).
-apicheck:
+apicheck: $(TOOLS)/apidiff
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; fail=0; \
 	for r in $(API_RECORDS); do \
 	  file=$(CURDIR)/$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; dir=.; \
 	  case $$path in *:*) dir=$${path#*:}; path=$${path%%:*};; esac; \
-	  (cd $$dir && GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$tmp/now.api $$path) || exit 1; \
-	  diff=$$(cd $$dir && GOWORK=off $(GO) run $(APIDIFF) $$flag $$file $$tmp/now.api 2>/dev/null); \
+	  (cd $$dir && GOWORK=off $(APIDIFF) $$flag -w $$tmp/now.api $$path) || exit 1; \
+	  diff=$$(cd $$dir && GOWORK=off $(APIDIFF) $$flag $$file $$tmp/now.api 2>/dev/null); \
 	  if [ -n "$$diff" ]; then echo "$$path: the exported API differs from $$file:"; echo "$$diff"; fail=1; fi; \
 	done; \
 	if [ $$fail = 1 ]; then echo "if on purpose: make api, and say what changed in CHANGELOG.md"; exit 1; fi; \
 	echo "exported API matches api/"
 
-api:
+api: $(TOOLS)/apidiff
 	@for r in $(API_RECORDS); do \
 	  file=$(CURDIR)/$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; dir=.; \
 	  case $$path in *:*) dir=$${path#*:}; path=$${path%%:*};; esac; \
-	  (cd $$dir && GOWORK=off $(GO) run $(APIDIFF) $$flag -w $$file $$path) || exit 1; echo "wrote $$file"; \
+	  (cd $$dir && GOWORK=off $(APIDIFF) $$flag -w $$file $$path) || exit 1; echo "wrote $$file"; \
 	done
 
 toolchains:
@@ -76,7 +89,6 @@ toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
 	cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 	cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
-	cd cmd/drainwell && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 
 # A real redis-server for the process tests, from Debian's packages.
 deps: $(SARIF_SCHEMA)
@@ -92,7 +104,7 @@ deps: $(SARIF_SCHEMA)
 	cd e2e && $(GO) mod download
 
 vet:
-	$(GO) vet $(PKGS)
+	$(GO) vet -race $(PKGS)
 
 # staticcheck on everything; gosec on what ships (cmd, pkg, internal), where
 # every finding is answered in the code (#nosec with its reason, or handled).
@@ -100,11 +112,11 @@ vet:
 # gosec's G204 flags, and to write into its own temporary folders;
 # internal/testutil is the tests' own helpers (a Close in a cleanup has
 # nobody to report to), linked by no binary.
-STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
-GOSEC       := github.com/securego/gosec/v2/cmd/gosec@v2.30.0
-lint:
-	$(GO) run $(STATICCHECK) $(PKGS)
-	$(GO) run $(GOSEC) -quiet -exclude-dir=internal/testutil ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/...
+TOOL_staticcheck := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+TOOL_gosec       := github.com/securego/gosec/v2/cmd/gosec@v2.30.0
+lint: $(TOOLS)/staticcheck $(TOOLS)/gosec
+	$(READ) $(TOOLS)/staticcheck $(PKGS)
+	$(READ) $(TOOLS)/gosec -quiet -exclude-dir=internal/testutil ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/...
 
 run:
 	$(GO) run ./cmd/app
