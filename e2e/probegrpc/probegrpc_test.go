@@ -455,6 +455,8 @@ func TestHTTPS(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := newPKI(t, "other")
+	plainServer := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(plainServer.Close)
 	tests := []struct {
 		name string
 		args []string
@@ -466,7 +468,7 @@ func TestHTTPS(t *testing.T) {
 		{"no verify, as the kubelet", []string{ts.URL + "/ok", "--tls-no-verify"}, 0, ""},
 		{"unknown authority", []string{ts.URL + "/ok"}, 1, "TLS"},
 		{"wrong CA", []string{ts.URL + "/ok", "--tls-ca-cert", other.caFile()}, 1, "TLS"},
-		{"https to a plain server", []string{"https://" + strings.TrimPrefix(httptest.NewServer(http.NotFoundHandler()).URL, "http://") + "/", "--tls-no-verify"}, 1, "TLS"},
+		{"https to a plain server", []string{"https://" + strings.TrimPrefix(plainServer.URL, "http://") + "/", "--tls-no-verify"}, 1, "TLS"},
 		{"usage: --tls with http://", []string{"http://127.0.0.1:1/", "--tls"}, 2, "https://"},
 	}
 	for _, tt := range tests {
