@@ -31,7 +31,9 @@
 // what is left is closed, the work still running is cancelled and counted,
 // and Run returns an error matching ErrShutdownTimeout. A second signal makes
 // Run return ErrInterrupted at once, with the work still running counted as
-// abandoned. ExitCode maps each ending to a stable exit status.
+// abandoned: the drain stops where it is, every listener and connection is
+// closed, and the components' and the work's contexts are cancelled before
+// it returns. ExitCode maps each ending to a stable exit status.
 package health
 
 import (
