@@ -234,21 +234,7 @@ func TestProbeWithoutTLS(t *testing.T) {
 // within its --timeout, never hangs, never panics.
 func TestGRPCHostileServers(t *testing.T) {
 	const timeout = 500 * time.Millisecond
-	raw := func(t *testing.T, serve func(c net.Conn)) string {
-		t.Helper()
-		ln := testutil.Listen(t)
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				go func() { defer c.Close(); serve(c) }()
-			}
-		}()
-		return ln.Addr().String()
-	}
+	raw := testutil.Serve
 	// readRequest reads the client preface and frames until the call's
 	// DATA frame (END_STREAM on stream 1).
 	readRequest := func(c net.Conn) bool {

@@ -55,49 +55,21 @@ func TestHTTP(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(block) })
-	// A server that accepts and never answers.
-	mute, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { mute.Close() })
-	go func() {
-		for {
-			c, err := mute.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	// A server that accepts and never answers (until the test ends).
+	muteAddr := testutil.Serve(t, func(net.Conn) { <-block })
 	closedAddr := testutil.RefusedAddr(t)
 	// Servers that answer with raw bytes, then close.
 	raw := func(answer string) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
+		return "http://" + testutil.Serve(t, func(c net.Conn) {
+			br := bufio.NewReader(c)
+			for { // the request's head
+				l, err := br.ReadString('\n')
+				if err != nil || l == "\r\n" {
+					break
 				}
-				go func() {
-					defer c.Close()
-					br := bufio.NewReader(c)
-					for { // the request's head
-						l, err := br.ReadString('\n')
-						if err != nil || l == "\r\n" {
-							break
-						}
-					}
-					io.WriteString(c, answer)
-				}()
 			}
-		}()
-		return "http://" + ln.Addr().String() + "/"
+			io.WriteString(c, answer)
+		}) + "/"
 	}
 
 	tests := []struct {
@@ -112,7 +84,7 @@ func TestHTTP(t *testing.T) {
 		{"redirect loop is a 3xx", []string{srv.URL + "/loop"}, 0, ""},
 		{"huge body", []string{srv.URL + "/huge"}, 0, ""},
 		{"slow", []string{"--timeout=100ms", srv.URL + "/slow"}, 1, "no response within 100ms"},
-		{"never answers", []string{"--timeout=100ms", "http://" + mute.Addr().String() + "/"}, 1, "no response"},
+		{"never answers", []string{"--timeout=100ms", "http://" + muteAddr + "/"}, 1, "no response"},
 		{"refused", []string{"http://" + closedAddr + "/"}, 1, "refused"},
 		{"ftp", []string{"ftp://127.0.0.1/"}, 2, "want http[s]://"},
 		{"flags after the URL", []string{srv.URL + "/ok", "--timeout", "2s"}, 0, ""},

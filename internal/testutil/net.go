@@ -24,6 +24,28 @@ func Listen(t testing.TB) net.Listener {
 	return ln
 }
 
+// Serve accepts connections on a new 127.0.0.1 listener and gives each to
+// handle on a goroutine of its own, closing it when handle returns; it
+// returns the listener's address. The listener closes at the test's end:
+// a raw test server (a mute one, a broken one, a hostile one).
+func Serve(t testing.TB, handle func(c net.Conn)) string {
+	t.Helper()
+	ln := Listen(t)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				handle(c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // RefusedAddr returns a 127.0.0.1 address that refuses connections for the
 // whole test: its port is bound by a socket that never listens, so that
 // nobody else can take it (a port merely found free may be taken by the

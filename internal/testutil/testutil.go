@@ -22,14 +22,13 @@ const Patience = 30 * time.Second
 // naming what. Call it on the test's goroutine.
 func WaitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	if !Eventually(Patience, cond) {
+	if !eventually(Patience, cond) {
 		t.Fatalf("timed out after %s waiting for %s", Patience, what)
 	}
 }
 
-// Eventually polls cond until it holds (true) or d has passed (false), for
-// the goroutines that must not call t.Fatal.
-func Eventually(d time.Duration, cond func() bool) bool {
+// eventually polls cond until it holds (true) or d has passed (false).
+func eventually(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
 	for pause := time.Millisecond; !cond(); pause = min(2*pause, 20*time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -21,11 +21,11 @@ func TestRefusedAddr(t *testing.T) {
 
 func TestEventually(t *testing.T) {
 	n := 0
-	if !Eventually(time.Minute, func() bool { n++; return n == 3 }) {
-		t.Fatal("Eventually gave up on a condition that held")
+	if !eventually(time.Minute, func() bool { n++; return n == 3 }) {
+		t.Fatal("eventually gave up on a condition that held")
 	}
-	if Eventually(10*time.Millisecond, func() bool { return false }) {
-		t.Fatal("Eventually reported a condition that never held")
+	if eventually(10*time.Millisecond, func() bool { return false }) {
+		t.Fatal("eventually reported a condition that never held")
 	}
 }
 

@@ -98,7 +98,7 @@ func (s *Server) stopServers(ctx context.Context) (pending *stopping, errs error
 	n := 1 + len(s.apis) + len(s.comps)
 	results := make(chan error, n)
 	var wg sync.WaitGroup
-	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+	for _, l := range s.drainedListeners() {
 		wg.Go(func() {
 			err := l.drain(ctx)
 			if err != nil && ctx.Err() == nil {
@@ -140,7 +140,7 @@ func (s *Server) stopServers(ctx context.Context) (pending *stopping, errs error
 // keep-alive connections (now if none recorded it).
 func (s *Server) connsClosedAt() time.Time {
 	var last int64
-	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+	for _, l := range s.drainedListeners() {
 		last = max(last, l.connsDone.Load())
 	}
 	if last == 0 {
@@ -153,7 +153,7 @@ func (s *Server) connsClosedAt() time.Time {
 // the step each is in: the phase a deadline cut.
 func (s *Server) stuckServers() string {
 	var stuck []string
-	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+	for _, l := range s.drainedListeners() {
 		if p := l.step.Load(); p != nil && *p != "" {
 			stuck = append(stuck, l.name+" "+*p)
 		}
@@ -180,11 +180,7 @@ type stopping struct {
 // the marker.
 func (s *Server) expire(phase string, pending *stopping) error {
 	s.readiness.close()
-	var active, idle, h2, hijacked int
-	for _, l := range append([]*httpListener{s.main}, s.apis...) {
-		a, i, h, j := l.cut()
-		active, idle, h2, hijacked = active+a, idle+i, h2+h, hijacked+j
-	}
+	active, idle, h2, hijacked := s.cutAll()
 	s.cancelRun()
 	abandoned := s.tasks.abandon()
 	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.sinceDrain(),
@@ -214,6 +210,16 @@ func (s *Server) expire(phase string, pending *stopping) error {
 	s.setState(Stopped)
 	s.logReport("deadline")
 	return err
+}
+
+// cutAll closes what is left of every drained listener (the deadline's, or
+// a second signal's end) and returns what it cut.
+func (s *Server) cutAll() (active, idle, h2, hijacked int) {
+	for _, l := range s.drainedListeners() {
+		a, i, h, j := l.cut()
+		active, idle, h2, hijacked = active+a, idle+i, h2+h, hijacked+j
+	}
+	return active, idle, h2, hijacked
 }
 
 // runStops runs the OnStop hooks once, in reverse order. It returns when

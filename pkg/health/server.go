@@ -421,11 +421,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 // drained listeners and the admin one, in start order.
 func (s *Server) listeners() []*httpListener {
-	ls := append([]*httpListener{s.main}, s.apis...)
+	ls := s.drainedListeners()
 	if s.admin != nil {
 		ls = append(ls, s.admin)
 	}
 	return ls
+}
+
+// drainedListeners are the listeners the drain closes: the main one and
+// AddHTTP's (the admin listener answers to the end).
+func (s *Server) drainedListeners() []*httpListener {
+	return append([]*httpListener{s.main}, s.apis...)
 }
 
 // listen opens every listener that has none yet.
@@ -551,9 +557,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		// What was accepted and is not done is dropped: say so.
 		close(abort)
 		s.readiness.close()
-		for _, l := range append([]*httpListener{s.main}, s.apis...) {
-			l.cut()
-		}
+		s.cutAll()
 		s.cancelRun()
 		abandoned := s.tasks.abandon()
 		<-done // at once: each of its waits watches abort

@@ -60,7 +60,7 @@ func (s *Server) Stats() Stats {
 	if ns := s.lastRequest.Load(); ns != 0 {
 		st.LastRequestAfterSignal = time.Unix(0, ns)
 	}
-	for _, l := range append([]*httpListener{s.main}, s.apis...) {
+	for _, l := range s.drainedListeners() {
 		c := &l.conns.stats
 		st.ConnsClosedAfterResponse += c.closedAfterResponse.Load()
 		st.ConnsClosedIdle += c.closedIdle.Load()
