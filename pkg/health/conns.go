@@ -33,6 +33,10 @@ type connInfo struct {
 	since   time.Time // when it entered state
 	h2      bool      // carries HTTP/2: drained by Shutdown's GOAWAY
 	closing bool      // Close was called by the drain
+	// its request is reading its body (the handler, or net/http after
+	// it): the drain cuts it IdleClose after the listener closed
+	bodyPending bool
+	bodySince   time.Time
 }
 
 type connKey struct{}
@@ -70,7 +74,7 @@ func (cs *conns) connState(c net.Conn, st http.ConnState) {
 		cs.http1[c] = &connInfo{state: st, since: now}
 	case http.StateActive, http.StateIdle:
 		if ci := cs.http1[c]; ci != nil {
-			ci.state, ci.since = st, now
+			ci.state, ci.since, ci.bodyPending = st, now, false
 		}
 	case http.StateHijacked:
 		delete(cs.http1, c)
@@ -95,21 +99,37 @@ func (cs *conns) connState(c net.Conn, st http.ConnState) {
 }
 
 // closeQuiet closes the HTTP/1 connections that have carried no request for
-// quiet or longer and returns how many HTTP/1 connections remain open, and
-// the soonest time one of those may become due.
-func (cs *conns) closeQuiet(quiet time.Duration) (remaining int, next time.Time) {
+// quiet or longer, and from bodyBound on those whose request is still
+// reading its body; it returns how many HTTP/1 connections remain open,
+// and the soonest time one of those may become due.
+func (cs *conns) closeQuiet(quiet time.Duration, bodyBound time.Time) (remaining int, next time.Time) {
 	now := time.Now()
-	var due []net.Conn
+	var due, stuck []net.Conn
 	cs.mu.Lock()
 	for c, ci := range cs.http1 {
 		if ci.h2 {
 			continue
 		}
 		remaining++
-		if ci.closing || ci.state == http.StateActive {
+		if ci.closing {
 			continue
 		}
 		at := ci.since.Add(quiet)
+		if ci.state == http.StateActive {
+			if !ci.bodyPending {
+				continue
+			}
+			at = later(bodyBound, ci.bodySince.Add(quiet))
+		}
+		if !now.Before(at) {
+			ci.closing = true
+			if ci.state == http.StateActive {
+				stuck = append(stuck, c)
+			} else {
+				due = append(due, c)
+			}
+			continue
+		}
 		if !now.Before(at) {
 			ci.closing = true
 			due = append(due, c)
@@ -120,10 +140,11 @@ func (cs *conns) closeQuiet(quiet time.Duration) (remaining int, next time.Time)
 		}
 	}
 	cs.mu.Unlock()
-	for _, c := range due {
+	for _, c := range append(due, stuck...) {
 		_ = c.Close() // ending it is the point; an error says it was already gone
 	}
 	cs.stats.closedIdle.Add(int64(len(due)))
+	cs.stats.bodiesCut.Add(int64(len(stuck)))
 	return remaining, next
 }
 

@@ -360,3 +360,157 @@ func TestNextProtosHonoured(t *testing.T) {
 		})
 	}
 }
+
+// A request whose body is still arriving IdleClose after the listener
+// closed is cut, and the drain ends clean: a client that sends a byte every
+// half second, promises a body with Expect: 100-continue and never sends
+// it, or sends a short body, holds it no longer (it held it to the
+// deadline). A body that ends within the bound is served (the control).
+func TestBodyStillArrivingIsCut(t *testing.T) {
+	readAll := func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err != nil {
+			return // cut: the connection is gone
+		}
+		io.WriteString(w, "ok\n")
+	}
+	ignore := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }
+	late := testDrainDelay + 2*testIdleClose
+	readLate := func(w http.ResponseWriter, r *http.Request) { time.Sleep(late); readAll(w, r) }
+	tests := []struct {
+		name    string
+		handler http.HandlerFunc
+		head    string        // the request's head; its body follows a byte at a time
+		body    int           // bytes sent, one every 500 ms from the signal
+		cut     bool          // the request is cut at the bound
+		wantEnd time.Duration // when Serve returns, after the signal
+	}{
+		{"slow body, read by the handler", readAll, "Content-Length: 1000", 1000, true, testDrainDelay + testIdleClose},
+		{"slow body, left to net/http", ignore, "Content-Length: 1000", 1000, true, testDrainDelay + testIdleClose},
+		{"short body", readAll, "Content-Length: 1000", 3, true, testDrainDelay + testIdleClose},
+		{"Expect: 100-continue and no body", readAll, "Content-Length: 10\r\nExpect: 100-continue", 0, true, testDrainDelay + testIdleClose},
+		{"control: a body that ends within the bound", readAll, "Content-Length: 11", 11, false, 11 * 500 * time.Millisecond},
+		{"control: a whole body read after the bound", readLate, "Content-Length: 1", 1, false, late},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inBubble(t, func(t *testing.T) {
+				h := newHarness(t, tt.handler).start()
+				c, err := h.net.Dial(context.Background(), "tcp", hostOf(h.url))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				go io.Copy(io.Discard, c) // the response, if any
+				io.WriteString(c, "POST /incr HTTP/1.1\r\nHost: x\r\n"+tt.head+"\r\n\r\n")
+				h.signal()
+				stop, wrote := make(chan struct{}), make(chan struct{})
+				go func() {
+					defer close(wrote)
+					for range tt.body {
+						select {
+						case <-time.After(500 * time.Millisecond):
+						case <-stop:
+							return
+						}
+						if _, err := c.Write([]byte("x")); err != nil {
+							return
+						}
+					}
+				}()
+				defer func() { close(stop); <-wrote }()
+				h.at(tt.wantEnd - time.Nanosecond)
+				if h.returned() {
+					t.Fatalf("Serve returned before +%s", tt.wantEnd)
+				}
+				h.at(tt.wantEnd)
+				if err := h.wait(); err != nil {
+					t.Fatalf("Serve = %v, want a clean drain", err)
+				}
+				wantCut := map[bool]int64{true: 1}[tt.cut]
+				if st := h.srv.Stats(); st.RequestsCutInBody != wantCut || st.ConnsCutAtDeadline != 0 {
+					t.Fatalf("requests cut in body %d (want %d), conns cut at the deadline %d", st.RequestsCutInBody, wantCut, st.ConnsCutAtDeadline)
+				}
+			})
+		})
+	}
+}
+
+// On HTTP/2 a body still arriving at the bound is cut by its stream's read
+// deadline, and the connection's other streams are not.
+func TestHTTP2BodyStillArrivingIsCut(t *testing.T) { inBubble(t, testHTTP2BodyStillArrivingIsCut) }
+
+func testHTTP2BodyStillArrivingIsCut(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			<-release
+		}
+		if _, err := io.ReadAll(r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusRequestTimeout)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	}))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	h.srv.main.hs.Protocols = &p
+	h.start()
+	var cp http.Protocols
+	cp.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &cp, DialContext: h.net.Dial}
+	t.Cleanup(tr.CloseIdleConnections)
+	client := &http.Client{Transport: tr}
+	post := func(path string, body io.Reader) chan error {
+		done := make(chan error, 1)
+		go func() {
+			resp, err := client.Post(h.url+path, "text/plain", body)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+				}
+			}
+			done <- err
+		}()
+		return done
+	}
+	held := post("/hold", strings.NewReader("whole"))
+	testutil.WaitFor(t, "the held request", func() bool { return h.srv.main.inflight.Load() == 1 })
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	slow := post("/incr", pr)
+	testutil.WaitFor(t, "the slow request", func() bool { return h.srv.main.inflight.Load() == 2 })
+	h.signal()
+	stop := make(chan struct{})
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		for {
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-stop:
+				return
+			}
+			if _, err := pw.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); <-wrote }()
+	h.at(testDrainDelay + testIdleClose)
+	if err := <-slow; err == nil {
+		t.Fatal("the slow body was served, want it cut")
+	}
+	// The connection's other stream goes on.
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatalf("the other stream: %v", err)
+	}
+	if err := h.wait(); err != nil {
+		t.Fatalf("Serve = %v, want a clean drain", err)
+	}
+	if st := h.srv.Stats(); st.RequestsCutInBody != 1 {
+		t.Fatalf("requests cut in body %d, want 1", st.RequestsCutInBody)
+	}
+}

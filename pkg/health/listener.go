@@ -32,6 +32,7 @@ type httpListener struct {
 	// handlers running, hijacked ones included: Shutdown does not wait
 	// for those, the drain does
 	inflight atomic.Int64
+	bodies   h2Bodies               // HTTP/2 request bodies being read
 	step     atomic.Pointer[string] // the drain step it is in, "" when drained
 	// when its keep-alive connections were all closed (UnixNano), for the
 	// drain's "connections" phase
@@ -97,6 +98,7 @@ func (l *httpListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.drained.Add(1)
 		s.lastRequest.Store(time.Now().UnixNano())
 	}
+	defer l.watchBody(w, r)()
 	l.handler.ServeHTTP(w, r)
 }
 
@@ -153,12 +155,14 @@ func (l *httpListener) setStep(step string) { l.step.Store(&step) }
 // closeConns ends every HTTP/1 connection without racing its client and
 // reports false if ctx ended first. A connection that carries a request
 // ends by itself after its response (it has Connection: close); one that
-// is idle is closed once it has been idle for IdleClose.
+// is idle is closed once it has been idle for IdleClose. A request still
+// reading its body IdleClose from now is cut (body.go).
 func (l *httpListener) closeConns(ctx context.Context) bool {
 	s := l.srv
+	bodyBound := l.bodies.cutFrom(s.cfg.IdleClose)
 	poll := max(s.cfg.IdleClose/4, time.Millisecond)
 	for {
-		remaining, next := l.conns.closeQuiet(s.cfg.IdleClose)
+		remaining, next := l.conns.closeQuiet(s.cfg.IdleClose, bodyBound)
 		if remaining == 0 {
 			return true
 		}

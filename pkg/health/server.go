@@ -20,7 +20,8 @@
 //     turns NOT_SERVING), and every listener and component stops side by
 //     side: a listener stops accepting, closes each keep-alive connection
 //     once it has been idle for IdleClose (never one a client may be
-//     writing to) and lets http.Server.Shutdown send HTTP/2 GOAWAY and
+//     writing to), cuts a request whose body is still arriving IdleClose
+//     later, and lets http.Server.Shutdown send HTTP/2 GOAWAY and
 //     finish; a component's Shutdown is called. One that hangs holds none
 //     of the others;
 //  4. it waits for the background work started with Go;
@@ -86,8 +87,12 @@ type Config struct {
 	// signal. Keep it below the pod's terminationGracePeriodSeconds.
 	// Default 25s.
 	ShutdownTimeout time.Duration
-	// IdleClose is how long a keep-alive connection must have been idle
-	// before the drain closes it. Default 1s.
+	// IdleClose is the drain's patience with a client that sends
+	// nothing: how long a keep-alive connection must have been idle
+	// before the drain closes it, and how long a request body still
+	// arriving when its listener closes (or first read later) may take
+	// before the request is cut: its HTTP/1 connection closed, its
+	// HTTP/2 stream reset (Stats.RequestsCutInBody). Default 1s.
 	IdleClose time.Duration
 	// CheckTimeout bounds each readiness check. Default 1s.
 	CheckTimeout time.Duration

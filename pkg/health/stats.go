@@ -28,8 +28,12 @@ type Stats struct {
 	// response (or by the client), once idle for IdleClose, or cut at the
 	// deadline; and connections hijacked from net/http, ever.
 	ConnsClosedAfterResponse, ConnsClosedIdle, ConnsCutAtDeadline, ConnsHijacked int64
-	InFlight                                                                     int64 // HTTP handlers running now
-	TasksStarted, TasksRunning, TasksAbandoned                                   int64
+	// RequestsCutInBody counts requests whose body was still arriving
+	// IdleClose after their listener closed: the drain closed their
+	// HTTP/1 connection or reset their HTTP/2 stream.
+	RequestsCutInBody                          int64
+	InFlight                                   int64 // HTTP handlers running now
+	TasksStarted, TasksRunning, TasksAbandoned int64
 	// End is how the drain ended: "" (not yet), "clean", "deadline" or
 	// "second signal".
 	End string
@@ -66,6 +70,7 @@ func (s *Server) Stats() Stats {
 		st.ConnsClosedIdle += c.closedIdle.Load()
 		st.ConnsCutAtDeadline += c.cut.Load()
 		st.ConnsHijacked += c.hijacked.Load()
+		st.RequestsCutInBody += c.bodiesCut.Load()
 		st.InFlight += l.inflight.Load()
 	}
 	running, started := s.tasks.counts()
@@ -105,6 +110,9 @@ func (r *drainReport) ended(how string) {
 // connStats counts how the drain ended a listener's connections.
 type connStats struct {
 	closedAfterResponse, closedIdle, cut, hijacked atomic.Int64
+	// requests whose body was still arriving IdleClose after the
+	// listener closed
+	bodiesCut atomic.Int64
 }
 
 // lateShare is the last part of DrainDelay in which a request means the
@@ -146,6 +154,7 @@ func (s *Server) logReport(end string) {
 		"requests_after_signal", st.RequestsAfterSignal, "last_request_after_signal", last,
 		"conns_closed_after_response", st.ConnsClosedAfterResponse, "conns_closed_idle", st.ConnsClosedIdle,
 		"conns_cut_at_deadline", st.ConnsCutAtDeadline, "conns_hijacked", st.ConnsHijacked,
+		"requests_cut_in_body", st.RequestsCutInBody,
 		"tasks_started", st.TasksStarted, "tasks_abandoned", st.TasksAbandoned)
 	s.log.Info("drain report", attrs...)
 }

@@ -1,8 +1,8 @@
 // Package metrics exports a health.Server's drain to Prometheus: its state,
 // each drain phase's duration, the requests that still arrived after the
-// signal and when the last one did, how connections ended, the requests in
-// flight, the tracked tasks, how the drain ended, and each readiness
-// check's state and duration.
+// signal and when the last one did, how connections ended, the requests cut
+// in their body, the requests in flight, the tracked tasks, how the drain
+// ended, and each readiness check's state and duration.
 //
 // The collector reads health.Server.Stats when scraped: the request path
 // pays nothing for it. It is a module of its own, so that client_golang
@@ -42,6 +42,8 @@ var (
 		"Connections the drain ended, by how: after a Connection: close response (after_response), once idle (idle), cut at the deadline (deadline).", []string{"how"}, nil)
 	hijackedDesc = prometheus.NewDesc(ns+"_connections_hijacked_total",
 		"Connections hijacked from net/http (websockets, h2c handlers): the drain waits for their handlers.", nil, nil)
+	cutInBodyDesc = prometheus.NewDesc(ns+"_requests_cut_in_body_total",
+		"Requests whose body was still arriving IDLE_CLOSE after their listener closed, cut by the drain.", nil, nil)
 	inFlightDesc = prometheus.NewDesc(ns+"_requests_in_flight",
 		"HTTP handlers running now.", nil, nil)
 	tasksStartedDesc = prometheus.NewDesc(ns+"_tasks_started_total",
@@ -64,7 +66,7 @@ type collector struct{ srv *health.Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{stateDesc, phaseDesc, afterSignalDesc, lastRequestDesc, connsClosedDesc, hijackedDesc,
-		inFlightDesc, tasksStartedDesc, tasksRunningDesc, tasksAbandonedDesc, endDesc, checkUpDesc, checkDurationDesc} {
+		cutInBodyDesc, inFlightDesc, tasksStartedDesc, tasksRunningDesc, tasksAbandonedDesc, endDesc, checkUpDesc, checkDurationDesc} {
 		ch <- d
 	}
 }
@@ -91,6 +93,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(connsClosedDesc, prometheus.CounterValue, float64(n), how)
 	}
 	ch <- prometheus.MustNewConstMetric(hijackedDesc, prometheus.CounterValue, float64(st.ConnsHijacked))
+	ch <- prometheus.MustNewConstMetric(cutInBodyDesc, prometheus.CounterValue, float64(st.RequestsCutInBody))
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.InFlight))
 	ch <- prometheus.MustNewConstMetric(tasksStartedDesc, prometheus.CounterValue, float64(st.TasksStarted))
 	ch <- prometheus.MustNewConstMetric(tasksRunningDesc, prometheus.GaugeValue, float64(st.TasksRunning))
