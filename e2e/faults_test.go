@@ -150,6 +150,83 @@ func TestSlowlorisDoesNotHoldTheDrain(t *testing.T) {
 	}
 }
 
+// Request bodies that never end do not hold the drain, and count nothing:
+// a body sent a byte every half second, a short body, Expect:
+// 100-continue with no body. The app reads a body whole before it
+// increments, and the drain cuts a body still arriving IDLE_CLOSE after the
+// listener closed. (Before: the drain ran to SHUTDOWN_TIMEOUT, exit 4, and
+// the counter held increments no response reported.)
+func TestSlowBodiesDoNotHoldTheDrain(t *testing.T) {
+	r := startRedis(t)
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "REDIS_ADDR="+r.Addr, "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
+		"DRAIN_DELAY=1s", "IDLE_CLOSE=300ms", "SHUTDOWN_TIMEOUT=10s", "WORK_DELAY=10ms")
+	resp, err := http.Post("http://"+p.Addr+"/incr", "text/plain", strings.NewReader("x"))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("a whole request: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	var answered atomic.Int64 // 200s to the hostile clients
+	hostile := []struct {
+		head string
+		body string // sent a byte every 500 ms
+	}{
+		{"Content-Length: 1000", strings.Repeat("x", 1000)},
+		{"Content-Length: 1000", "abc"},
+		{"Content-Length: 10\r\nExpect: 100-continue", ""},
+	}
+	for _, h := range hostile {
+		c, err := net.Dial("tcp", p.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "POST /incr HTTP/1.1\r\nHost: x\r\n%s\r\n\r\n", h.head)
+		wg.Go(func() {
+			for _, b := range []byte(h.body) {
+				select {
+				case <-stop:
+					return
+				case <-time.After(500 * time.Millisecond):
+				}
+				if _, err := c.Write([]byte{b}); err != nil {
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			out, _ := io.ReadAll(c)
+			if strings.Contains(string(out), " 200 OK") {
+				answered.Add(1)
+			}
+		})
+	}
+	// The three handlers are reading their bodies (the scrape is the
+	// fourth request in flight).
+	testutil.WaitFor(t, "three handlers in flight", func() bool {
+		mfs := scrapeMetrics(t, "http://"+p.Addr+"/metrics")
+		return mfs != nil && metricValue(mfs, "drainwell_requests_in_flight") == 4
+	})
+	p.Signal(syscall.SIGTERM)
+	code, err := p.Wait(testutil.Patience)
+	if err != nil || code != 0 {
+		t.Fatalf("exit %d %v, want 0 (4: the bodies held the drain to the deadline)", code, err)
+	}
+	if !strings.Contains(p.Stderr(), "requests_cut_in_body=3") {
+		t.Fatalf("the drain report does not count three requests cut in their body:\n%s", p.Stderr())
+	}
+	n, err := r.Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 || answered.Load() != 0 {
+		t.Fatalf("counter %d, hostile requests answered 200: %d; want 1 and 0 (one whole request)", n, answered.Load())
+	}
+}
+
 // Thousands of keep-alive connections when SIGTERM arrives: every request
 // sent during the drain delay is answered, none hangs.
 func TestLoadDuringDrain(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -37,6 +38,12 @@ func (s *service) handleIncr(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
+	// The request is read whole before anything is done for it: a body
+	// that never arrives (or never ends) must not leave an increment
+	// behind that no response reports.
+	if !s.readBody(w, r) {
+		return
+	}
 	// The request's ID goes with its increment: a retry after a lost
 	// reply is then not counted twice.
 	id, accepted := rand.Text(), time.Now()
@@ -46,6 +53,34 @@ func (s *service) handleIncr(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = w.Write([]byte("ok\n")) // a client that hung up: nothing to do
+}
+
+// MaxBody bounds a request's body, and BodyTimeout the time it may take to
+// arrive (the drain cuts it sooner: IDLE_CLOSE after the listener closed).
+const (
+	MaxBody     = 64 << 10
+	BodyTimeout = 10 * time.Second
+)
+
+// readBody reads r's body to its end, bounded in size and time, and reports
+// whether it could; if not, it has answered.
+func (s *service) readBody(w http.ResponseWriter, r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	// Only while a body is read: net/http's read after the body must
+	// keep no deadline (its failure would cancel the request's context).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(BodyTimeout)) // unsupported: the drain's bound remains
+	_, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, MaxBody))
+	if err == nil {
+		return true
+	}
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		http.Error(w, "request body too large", http.StatusRequestEntityTooLarge)
+	} else {
+		http.Error(w, "request body incomplete", http.StatusRequestTimeout)
+	}
+	return false
 }
 
 func (s *service) handleCount(w http.ResponseWriter, r *http.Request) {
