@@ -9,9 +9,12 @@
 // it, and each open Watch stream gets NOT_SERVING and then ends: none
 // holds the drain. The server keeps serving for the drain delay, then
 // GracefulStop sends GOAWAY and lets the RPCs in flight finish, side by
-// side with the service's other servers. At
-// the shutdown deadline Stop cuts what is left, and the count of RPCs cut
-// is logged and returned. Background work a handler starts with
+// side with the service's other servers. Once every handler has returned,
+// a connection whose client has read nothing for a second (a zero HTTP/2
+// flow-control window, an unread socket: its responses wait in the
+// server) holds it no longer: the connections left are cut, and their
+// count is logged (conns_cut). At the shutdown deadline Stop cuts what is
+// left, and the count of RPCs cut is logged and returned. Background work a handler starts with
 // health.Server.Go is awaited as for HTTP.
 //
 // It is a module of its own, so that google.golang.org/grpc reaches only
@@ -25,6 +28,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	grpchealth "google.golang.org/grpc/health"
@@ -45,7 +49,7 @@ type Server struct {
 	Health *grpchealth.Server
 
 	srv      *health.Server
-	ln       net.Listener
+	ln       *connWatch
 	log      *slog.Logger
 	rpcs     rpcCounter
 	draining chan struct{} // closed once Health is NOT_SERVING
@@ -78,7 +82,7 @@ func newServer(srv *health.Server, ln net.Listener, log *slog.Logger, endWatches
 	s := &Server{
 		Health:   grpchealth.NewServer(),
 		srv:      srv,
-		ln:       ln,
+		ln:       &connWatch{Listener: ln},
 		log:      log,
 		draining: make(chan struct{}),
 	}
@@ -133,20 +137,46 @@ func (c *component) Shutdown(ctx context.Context) error {
 		c.Server.GracefulStop()
 		close(done)
 	}()
-	select {
-	case <-done:
-		c.log.Info("grpc: stopped", "rpcs_total", c.rpcs.started.Load())
-		return nil
-	case <-ctx.Done():
+	tick := time.NewTicker(stallBound / 10)
+	defer tick.Stop()
+	acked, _ := c.ln.delivered()
+	progress := time.Now()
+	for {
+		select {
+		case <-done:
+			c.log.Info("grpc: stopped", "rpcs_total", c.rpcs.started.Load())
+			return nil
+		case <-ctx.Done():
+			cut := c.rpcs.inflight.Load()
+			c.Server.Stop() // GracefulStop returns too
+			<-done
+			c.log.Error("grpc: RPCs cut at the shutdown deadline", "rpcs_cut", cut)
+			return fmt.Errorf("%d RPCs cut at the shutdown deadline", cut)
+		case now := <-tick.C:
+			// A handler still running is the deadline's to bound; once
+			// none is, what holds GracefulStop is responses waiting for
+			// clients that read nothing.
+			n, open := c.ln.delivered()
+			if c.rpcs.inflight.Load() > 0 || n != acked {
+				acked, progress = n, now
+				continue
+			}
+			if now.Sub(progress) < stallBound {
+				continue
+			}
+			c.Server.Stop()
+			<-done
+			c.log.Warn("grpc: connections cut: their clients read nothing (a zero flow-control window, or an unread socket)",
+				"conns_cut", open, "stalled_for", stallBound)
+			return nil
+		}
 	}
-	cut := c.rpcs.inflight.Load()
-	c.Server.Stop() // GracefulStop returns too
-	<-done
-	c.log.Error("grpc: RPCs cut at the shutdown deadline", "rpcs_cut", cut)
-	return fmt.Errorf("%d RPCs cut at the shutdown deadline", cut)
 }
 
-// rpcCounter counts RPCs begun and in flight.
+// stallBound is how long GracefulStop may wait, once every handler has
+// returned, for connections that deliver nothing more to their clients.
+const stallBound = time.Second
+
 type rpcCounter struct {
 	started  atomic.Int64
 	inflight atomic.Int64

@@ -1,17 +1,20 @@
 package grpcdrain
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -367,6 +370,113 @@ func serverMaxStreams(t *testing.T, addr string) uint32 {
 				return 0 // not sent: unlimited
 			}
 			return v
+		}
+	}
+}
+
+// A client that advertises a zero flow-control window reads none of its
+// response: once every handler has returned, it holds GracefulStop for
+// the stall bound, not to the deadline, and its connection is counted as
+// cut. (Before: the drain ran to the deadline, exit 4, "0 RPCs cut".) The
+// control opens its window a byte every 200 ms: its response takes longer
+// than the bound to arrive, but each byte is progress, and it is answered
+// in full.
+func TestZeroWindowClientIsCut(t *testing.T) {
+	for _, opens := range []bool{false, true} {
+		name := map[bool]string{false: "zero window", true: "control: window opened"}[opens]
+		t.Run(name, func(t *testing.T) {
+			r := start(t, true)
+			c, fr := zeroWindowCall(t, r.gs.ln.Addr().String())
+			var writeMu sync.Mutex
+			defer c.Close()
+			r.stop()
+			testutil.WaitFor(t, "the graceful stop", func() bool { return strings.Contains(r.log.String(), "graceful stop") })
+			if opens {
+				go func() {
+					for range 16 { // more than the response's 7 bytes
+						writeMu.Lock()
+						err := fr.WriteWindowUpdate(1, 1)
+						writeMu.Unlock()
+						if err != nil {
+							return
+						}
+						time.Sleep(200 * time.Millisecond)
+					}
+				}()
+				if got := readToTrailers(t, fr, &writeMu); got != "0" {
+					t.Fatalf("grpc-status %q, want 0", got)
+				}
+			}
+			if err := r.wait(); err != nil {
+				t.Fatalf("Serve = %v, want a clean drain", err)
+			}
+			cut := strings.Contains(r.log.String(), "conns_cut=1")
+			if cut == opens {
+				t.Fatalf("connection cut = %v, want %v:\n%s", cut, !opens, r.log.String())
+			}
+		})
+	}
+}
+
+// zeroWindowCall opens a connection with a zero initial stream window and
+// sends one Health/Check on stream 1.
+func zeroWindowCall(t *testing.T, addr string) (net.Conn, *http2.Framer) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(testutil.Patience))
+	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(c, c)
+	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
+		t.Fatal(err)
+	}
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/grpc.health.v1.Health/Check"},
+		{":authority", "x"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}); err != nil { // an empty HealthCheckRequest
+		t.Fatal(err)
+	}
+	return c, fr
+}
+
+// readToTrailers reads the connection as a client does, answering the
+// server's PINGs (GracefulStop's GOAWAY waits for one), until the server
+// closes it, and returns stream 1's grpc-status.
+func readToTrailers(t *testing.T, fr *http2.Framer, writeMu *sync.Mutex) string {
+	t.Helper()
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	status := "none"
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			return status // the server closed the connection
+		}
+		switch f := f.(type) {
+		case *http2.PingFrame:
+			if !f.IsAck() {
+				writeMu.Lock()
+				err := fr.WritePing(true, f.Data)
+				writeMu.Unlock()
+				if err != nil {
+					return status
+				}
+			}
+		case *http2.MetaHeadersFrame:
+			for _, hf := range f.RegularFields() {
+				if hf.Name == "grpc-status" {
+					status = hf.Value
+				}
+			}
 		}
 	}
 }
