@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -434,13 +435,7 @@ func zeroWindowCall(t *testing.T, addr string) (net.Conn, *http2.Framer) {
 	if err := fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0}); err != nil {
 		t.Fatal(err)
 	}
-	var hb bytes.Buffer
-	enc := hpack.NewEncoder(&hb)
-	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", "/grpc.health.v1.Health/Check"},
-		{":authority", "x"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
-		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
-	}
-	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndHeaders: true}); err != nil {
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: requestHead("/grpc.health.v1.Health/Check"), EndHeaders: true}); err != nil {
 		t.Fatal(err)
 	}
 	if err := fr.WriteData(1, true, []byte{0, 0, 0, 0, 0}); err != nil { // an empty HealthCheckRequest
@@ -478,5 +473,80 @@ func readToTrailers(t *testing.T, fr *http2.Framer, writeMu *sync.Mutex) string 
 				}
 			}
 		}
+	}
+}
+
+// requestHead is the HPACK block of a gRPC request's headers for path.
+func requestHead(path string) []byte {
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "POST"}, {":scheme", "http"}, {":path", path},
+		{":authority", "x"}, {"content-type", "application/grpc"}, {"te", "trailers"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	return hb.Bytes()
+}
+
+// HTTP/2 rapid reset (CVE-2023-44487): a client opens streams and resets
+// each at once. The streams end, but their handlers run on; grpc-go bounds
+// the handlers by MaxConcurrentStreams, which the server sets. The handler
+// here ignores its context: the running handlers reach the bound and stay
+// there. The control, grpc-go's own default (unlimited), runs past it.
+func TestRapidResetBoundsHandlers(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    []grpc.ServerOption
+		control bool
+	}{
+		{"default", nil, false},
+		{"control: grpc-go's default, unlimited", []grpc.ServerOption{grpc.MaxConcurrentStreams(math.MaxUint32)}, true},
+	}
+	const pairs = 2 * DefaultMaxConcurrentStreams
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			var running, most atomic.Int64
+			hold := grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+				n := running.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				<-release
+				running.Add(-1)
+				return nil
+			})
+			srv := health.New(health.Config{DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+			ln := testutil.Listen(t)
+			newServer(srv, ln, nil, true, append(tt.opts, hold))
+			ctx, stop := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
+			t.Cleanup(func() { close(release); stop(); <-done })
+
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			go io.Copy(io.Discard, c)
+			io.WriteString(c, http2.ClientPreface)
+			fr := http2.NewFramer(c, c)
+			fr.WriteSettings()
+			head := requestHead("/attack.Service/Method")
+			for i := range uint32(pairs) {
+				id := 2*i + 1
+				if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: head, EndHeaders: true}) != nil ||
+					fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+					t.Fatal("the attack's writes failed")
+				}
+			}
+			if tt.control {
+				testutil.WaitFor(t, "more handlers than the bound", func() bool { return running.Load() > DefaultMaxConcurrentStreams })
+				return
+			}
+			testutil.WaitFor(t, "handlers at the bound", func() bool { return running.Load() == DefaultMaxConcurrentStreams })
+			if m := most.Load(); m > DefaultMaxConcurrentStreams {
+				t.Fatalf("%d handlers at once, want at most %d", m, DefaultMaxConcurrentStreams)
+			}
+		})
 	}
 }
