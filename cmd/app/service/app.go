@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/drainwell/drainwell/cmd/app/counter"
@@ -156,7 +158,13 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 			return fmt.Errorf("GRPC_ADDR=%s: %w", cfg.GRPCAddr, err)
 		}
 		defer ln.Close() // closed by the drain; this is for a Run that fails before serving
-		gs := grpcdrain.New(srv, ln, log)
+		gs := grpcdrain.New(srv, ln, log,
+			// grpc-go's keepalive enforcement, spelled out: a client
+			// that pings more often than every MinTime (or at all
+			// without an RPC) gets GOAWAY too_many_pings and is
+			// closed; this bounds a PING flood as MaxConcurrentStreams
+			// (grpcdrain's default, 250) bounds a rapid reset.
+			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Minute}))
 		svc.registerGRPC(gs)
 		gs.Health.SetServingStatus(GRPCService, healthpb.HealthCheckResponse_SERVING)
 		log.Info("grpc listening", "grpc_addr", ln.Addr().String())
