@@ -97,32 +97,60 @@ type Marker struct {
 // so a concurrent Check never sees a half-written file. A stale marker left
 // by an earlier run is replaced. Create refuses with ErrNotRegular if
 // something other than a regular file is at Path (a symlink is never
-// written through).
+// written through), and refuses a folder that is a symlink (openFolder).
 func (m *Marker) Create() error {
 	if m.Path == "" {
 		return errors.New("marker path is empty")
 	}
-	fi, err := os.Lstat(m.Path)
+	dir, base, err := m.openFolder()
+	if err != nil {
+		return fmt.Errorf("create marker: %w", err)
+	}
+	defer dir.Close()
+	fi, err := dir.Lstat(base)
 	switch {
 	case err == nil && !fi.Mode().IsRegular():
 		return fmt.Errorf("create marker %s: %w", m.Path, ErrNotRegular)
 	case err != nil && !errors.Is(err, fs.ErrNotExist):
 		return fmt.Errorf("create marker: %w", err)
 	}
-	m.removeStaleTemps()
-	return m.write()
+	removeStaleTemps(dir, base)
+	return m.writeIn(dir, base)
+}
+
+// openFolder opens the marker's folder as an os.Root, so that every write
+// and removal happens in that folder and nowhere else: it refuses a folder
+// that is itself a symlink (one someone could point elsewhere), and the
+// Root follows no symlink out of it. Symlinks higher up the path (/var/run
+// to /run) are followed.
+func (m *Marker) openFolder() (*os.Root, string, error) {
+	dir, base := filepath.Split(m.Path)
+	dir = filepath.Clean(dir) // "" is "."
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		return nil, "", fmt.Errorf("marker folder %s is a symlink: not written or removed through", dir)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	// The folder could have been swapped for a symlink since the Lstat.
+	if now, err := root.Stat("."); err != nil || !os.SameFile(fi, now) {
+		root.Close()
+		return nil, "", fmt.Errorf("marker folder %s changed while it was opened", dir)
+	}
+	return root, base, nil
 }
 
 // removeStaleTemps removes the temporary files that an earlier process
 // killed during a heartbeat (SIGKILL between create and rename) left
 // beside the marker: regular files named as write names them, for another
 // pid. Nothing else in the folder is touched.
-func (m *Marker) removeStaleTemps() {
-	dir, base := filepath.Split(m.Path)
-	if dir == "" {
-		dir = "."
-	}
-	entries, err := os.ReadDir(dir)
+func removeStaleTemps(dir *os.Root, base string) {
+	entries, err := fs.ReadDir(dir.FS(), ".")
 	if err != nil {
 		return // write reports what is wrong with the folder
 	}
@@ -133,7 +161,7 @@ func (m *Marker) removeStaleTemps() {
 			continue
 		}
 		if _, err := strconv.Atoi(strings.TrimPrefix(name, prefix)); err == nil {
-			_ = os.Remove(filepath.Join(dir, name)) // best effort: a leftover, not the marker
+			_ = dir.Remove(name) // best effort: a leftover, not the marker
 		}
 	}
 }
@@ -141,22 +169,29 @@ func (m *Marker) removeStaleTemps() {
 // Touch refreshes the marker, again by an atomic replace, so that a symlink
 // planted at Path is replaced rather than written through. It is what a
 // heartbeat calls.
-func (m *Marker) Touch() error { return m.write() }
+func (m *Marker) Touch() error {
+	dir, base, err := m.openFolder()
+	if err != nil {
+		return fmt.Errorf("write marker: %w", err)
+	}
+	defer dir.Close()
+	return m.writeIn(dir, base)
+}
 
-func (m *Marker) write() error {
-	dir := filepath.Dir(m.Path)
+// writeIn writes the marker base in dir.
+func (m *Marker) writeIn(dir *os.Root, base string) error {
 	// The pid makes the temporary name unique between processes; O_EXCL
 	// makes it safe against a file planted under that name.
-	tmp := filepath.Join(dir, "."+filepath.Base(m.Path)+".tmp."+strconv.Itoa(os.Getpid()))
+	tmp := "." + base + ".tmp." + strconv.Itoa(os.Getpid())
 	// 0644: the marker holds only a pid; a probe running as another user
 	// may read it, though Check fails a marker it does not own. O_EXCL
 	// and O_NOFOLLOW: never through a planted file or link.
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644) // #nosec G302 G304 -- see above; the path is the configured marker's
+	f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644) // #nosec G302 -- see above
 	if errors.Is(err, fs.ErrExist) {
 		// Left by a crash of this pid's predecessor (pids repeat in
 		// containers): remove it and try once more.
-		if err = os.Remove(tmp); err == nil {
-			f, err = os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644) // #nosec G302 G304 -- as above
+		if err = dir.Remove(tmp); err == nil {
+			f, err = dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o644) // #nosec G302 -- as above
 		}
 	}
 	if err != nil {
@@ -167,20 +202,29 @@ func (m *Marker) write() error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, m.Path)
+		err = dir.Rename(tmp, base)
 	}
 	if err != nil {
-		_ = os.Remove(tmp) // best effort: the write's error is the one to report
+		_ = dir.Remove(tmp) // best effort: the write's error is the one to report
 		return fmt.Errorf("write marker: %w", err)
 	}
 	return nil
 }
 
-// Remove deletes the marker. It is idempotent: a missing marker is not an
-// error. Anything other than a regular file at Path is left alone and
-// reported with ErrNotRegular.
+// Remove deletes the marker. It is idempotent: a missing marker (or
+// folder) is not an error. Anything other than a regular file at Path is
+// left alone and reported with ErrNotRegular; a folder that is a symlink
+// is not removed through.
 func (m *Marker) Remove() error {
-	fi, err := os.Lstat(m.Path)
+	dir, base, err := m.openFolder()
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("remove marker: %w", err)
+	}
+	defer dir.Close()
+	fi, err := dir.Lstat(base)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
@@ -190,7 +234,7 @@ func (m *Marker) Remove() error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("remove marker %s: %w", m.Path, ErrNotRegular)
 	}
-	if err := os.Remove(m.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := dir.Remove(base); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove marker: %w", err)
 	}
 	return nil

@@ -124,6 +124,48 @@ func TestSymlinkNeverWrittenOrRemovedThrough(t *testing.T) {
 	}
 }
 
+// A marker folder that is a symlink (someone could point it at another
+// folder) is neither written nor removed through: Create, Touch and Remove
+// fail and leave the target folder as it was. The control, a symlink
+// higher up the path (as /var/run to /run), is followed.
+func TestSymlinkedFolderNeverWrittenOrRemovedThrough(t *testing.T) {
+	dir := t.TempDir()
+	elsewhere := filepath.Join(dir, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	precious := filepath.Join(elsewhere, "live")
+	if err := os.WriteFile(precious, []byte("keep me"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "linked")
+	if err := os.Symlink(elsewhere, linked); err != nil {
+		t.Fatal(err)
+	}
+	m := &Marker{Path: filepath.Join(linked, "live")}
+	for name, op := range map[string]func() error{"Create": m.Create, "Touch": m.Touch, "Remove": m.Remove} {
+		if err := op(); err == nil || !strings.Contains(err.Error(), "is a symlink") {
+			t.Errorf("%s through a symlinked folder = %v, want an error naming the symlink", name, err)
+		}
+	}
+	entries, _ := os.ReadDir(elsewhere)
+	if b, err := os.ReadFile(precious); err != nil || string(b) != "keep me" || len(entries) != 1 {
+		t.Fatalf("the target folder changed: %q %v, %d entries", b, err, len(entries))
+	}
+
+	// Control: a symlink above the marker's folder.
+	if err := os.Mkdir(filepath.Join(elsewhere, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	above := &Marker{Path: filepath.Join(linked, "sub", "live")}
+	if err := above.Create(); err != nil {
+		t.Fatalf("Create under a symlink higher up: %v", err)
+	}
+	if err := above.Remove(); err != nil {
+		t.Fatalf("Remove under a symlink higher up: %v", err)
+	}
+}
+
 func TestCreateErrors(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {

@@ -20,7 +20,9 @@ import (
 //   - Create writes it atomically (a temporary file created with O_EXCL
 //     and mode 0644 in the same folder, renamed over Path), replacing a
 //     stale marker of an earlier run; it refuses, with ErrNotRegular, to
-//     write through a symlink or over anything but a regular file.
+//     write through a symlink or over anything but a regular file, and
+//     refuses a folder that is itself a symlink. Every write and removal
+//     happens in that folder (an os.Root), never through a link out of it.
 //   - Touch refreshes it the same way; Heartbeat calls Touch periodically.
 //   - Remove deletes it, idempotently, and never deletes through a symlink.
 type Marker = marker.Marker
