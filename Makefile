@@ -122,7 +122,7 @@ gosec: $(TOOLS)/gosec
 	$(READ) $(TOOLS)/gosec -quiet -exclude-dir=internal/testutil ./cmd/... ./pkg/... ./internal/... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/...
 
 run:
-	$(GO) run ./cmd/app
+	LIVE_FILE=$${LIVE_FILE:-$$(mktemp -d)/live} $(GO) run ./cmd/app
 
 # Every rollout profile and negative control at full length (about 6 minutes),
 # with the timeline picture. `make test` runs the short shapes.

@@ -20,6 +20,7 @@ import (
 	"github.com/drainwell/drainwell/e2e/harness"
 	"github.com/drainwell/drainwell/e2e/internal/dockerfile"
 	"github.com/drainwell/drainwell/e2e/internal/manifest"
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // appSpec is what the code and the image say the app's Deployment must
@@ -153,6 +154,26 @@ func TestPodDisruptionBudget(t *testing.T) {
 				t.Errorf("PDB %s does not select the app's pods", p.Name)
 			}
 		}
+	}
+}
+
+// LIVE_FILE's default is deploy/'s marker, on its emptyDir: a probe
+// exec ["/app", "live"] with no environment reads what the server writes.
+// It is not in world-writable /tmp, where another user could plant one.
+func TestDefaultMarkerIsOnDeploysEmptyDir(t *testing.T) {
+	c := manifest.Container(load(t).Deployment("app"), "app")
+	if got := manifest.Env(c)["LIVE_FILE"]; got != probe.DefaultFile {
+		t.Fatalf("deploy/'s LIVE_FILE %q, the default %q", got, probe.DefaultFile)
+	}
+	if dir := filepath.Dir(probe.DefaultFile); dir == "/tmp" || strings.HasPrefix(dir, "/tmp/") {
+		t.Fatalf("the default marker %s is in /tmp", probe.DefaultFile)
+	}
+	mounted := false
+	for _, m := range c.VolumeMounts {
+		mounted = mounted || m.MountPath == filepath.Dir(probe.DefaultFile)
+	}
+	if !mounted {
+		t.Fatalf("nothing is mounted at %s", filepath.Dir(probe.DefaultFile))
 	}
 }
 

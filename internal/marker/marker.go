@@ -282,7 +282,7 @@ var ErrTimeout = errors.New("check timed out")
 
 // Defaults of the live check.
 const (
-	DefaultFile    = "/tmp/live"
+	DefaultFile    = "/run/live/live"
 	DefaultMaxAge  = 30 * time.Second
 	DefaultTimeout = time.Second
 )

@@ -14,7 +14,7 @@ import (
 
 // LiveConfig is what the live check reads: LIVE_FILE and LIVE_MAX_AGE.
 type LiveConfig struct {
-	File   string        `envconfig:"LIVE_FILE" default:"/tmp/live"`
+	File   string        `envconfig:"LIVE_FILE" default:"/run/live/live"`
 	MaxAge time.Duration `envconfig:"LIVE_MAX_AGE" default:"30s"`
 }
 
@@ -62,7 +62,7 @@ func Live(ctx context.Context, c LiveConfig, timeout time.Duration) error {
 //	root.AddCommand(probe.Command())
 //
 // and point the liveness probe at it: exec ["/app", "live"]. It reads
-// LIVE_FILE (default /tmp/live) and LIVE_MAX_AGE (default 30s; 0 checks
+// LIVE_FILE (default /run/live/live) and LIVE_MAX_AGE (default 30s; 0 checks
 // existence only), overridden by --file and --max-age, and returns nil when
 // the marker is live. On failure it returns an error whose text says why
 // (missing, stale for 47s, ...); ExitCode maps it to the exit status.

@@ -21,7 +21,7 @@ type Config struct {
 	AdminAddr       string        `envconfig:"ADMIN_ADDR"`
 	RedisAddr       string        `envconfig:"REDIS_ADDR"`
 	RedisPassword   string        `envconfig:"REDIS_PASSWORD"`
-	LiveFile        string        `envconfig:"LIVE_FILE" default:"/tmp/live"`
+	LiveFile        string        `envconfig:"LIVE_FILE" default:"/run/live/live"`
 	LiveMaxAge      time.Duration `envconfig:"LIVE_MAX_AGE" default:"30s"`
 	DrainDelay      time.Duration `envconfig:"DRAIN_DELAY" default:"5s"`
 	ShutdownTimeout time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"25s"`
