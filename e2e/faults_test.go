@@ -59,6 +59,69 @@ func TestRedisComesBackBeforeDeadline(t *testing.T) {
 	}
 }
 
+// While Redis is down, accepted increments wait in memory: beyond
+// MAX_PENDING the app refuses new ones with 503 and Retry-After instead of
+// holding them all (20,000 took 322 MB and 115,626 log lines), and the
+// retries' log lines are held to one a second per cause. Once Redis is
+// back, every accepted increment lands, once. The control, a bound above
+// the load, accepts everything: the refusals are the bound's.
+func TestPendingWorkIsBounded(t *testing.T) {
+	const posts = 200
+	tests := []struct {
+		name       string
+		maxPending int
+		accepted   int
+	}{
+		{"bounded", 50, 50},
+		{"control: a bound above the load", 1_000_000, posts},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := startRedis(t)
+			p := start(t, bins["app"], "ADDR=127.0.0.1:0", "REDIS_ADDR="+r.Addr, "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
+				"DRAIN_DELAY=100ms", "WORK_DELAY=10ms", "SHUTDOWN_TIMEOUT=20s", "IDLE_CLOSE=100ms", fmt.Sprintf("MAX_PENDING=%d", tt.maxPending))
+			r.Stop()
+			began := time.Now()
+			accepted := 0
+			for range posts {
+				resp, err := http.Post("http://"+p.Addr+"/incr", "", nil)
+				if err != nil {
+					t.Fatalf("POST: %v", err)
+				}
+				resp.Body.Close()
+				switch {
+				case resp.StatusCode == 200:
+					accepted++
+				case resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1":
+					t.Fatalf("refused with %d, Retry-After %q; want 503 and 1", resp.StatusCode, resp.Header.Get("Retry-After"))
+				}
+			}
+			if accepted != tt.accepted {
+				t.Fatalf("%d of %d accepted, want %d", accepted, posts, tt.accepted)
+			}
+			testutil.WaitFor(t, "a retry logged", func() bool { return strings.Contains(p.Stderr(), "increment failed, retrying") })
+			lines := strings.Count(p.Stderr(), "increment failed, retrying")
+			if most := int(time.Since(began)/time.Second) + 2; lines > most {
+				t.Fatalf("%d retry lines in %s, want at most %d (one a second)", lines, time.Since(began).Round(time.Millisecond), most)
+			}
+			if err := r.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, "every accepted increment applied", func() bool {
+				n, err := r.Count(context.Background())
+				return err == nil && n == int64(tt.accepted)
+			})
+			p.Signal(syscall.SIGTERM)
+			if code, err := p.Wait(testutil.Patience); err != nil || code != 0 {
+				t.Fatalf("exit %d %v, want 0", code, err)
+			}
+			if n, _ := r.Count(context.Background()); n != int64(tt.accepted) {
+				t.Fatalf("counter %d after the drain, want %d", n, tt.accepted)
+			}
+		})
+	}
+}
+
 // Ten SIGTERMs, spaced so the kernel does not merge them: the second one's
 // exit status, marker removed.
 func TestSignalStorm(t *testing.T) {

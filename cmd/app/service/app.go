@@ -111,7 +111,7 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 			_ = marker.Remove() // the error that ends Serve is the one to report
 		}
 	}()
-	svc := &service{log: log, counter: c, workDelay: cfg.WorkDelay}
+	svc := &service{log: log, counter: c, workDelay: cfg.WorkDelay, maxPending: cfg.MaxPending}
 	mux := svc.routes()
 	srv := health.New(health.Config{
 		Addr:            cfg.Addr,

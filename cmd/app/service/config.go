@@ -28,6 +28,9 @@ type Config struct {
 	IdleClose       time.Duration `envconfig:"IDLE_CLOSE" default:"1s"`
 	CheckInterval   time.Duration `envconfig:"CHECK_INTERVAL" default:"0"`
 	WorkDelay       time.Duration `envconfig:"WORK_DELAY" default:"5s"`
+	// MaxPending bounds the increments accepted and not yet applied
+	// (DefaultMaxPending); beyond it POST /incr answers 503.
+	MaxPending int64 `envconfig:"MAX_PENDING" default:"10000"`
 	// DrainReadiness is /ready's policy during the drain: "serving"
 	// (health.ReadyWhileServing, the default) or "not-ready"
 	// (health.NotReadyAtSignal).
@@ -103,6 +106,8 @@ func (c Config) Validate() error {
 		return bad("CHECK_INTERVAL=%s is negative", c.CheckInterval)
 	case c.WorkDelay < 0:
 		return bad("WORK_DELAY=%s is negative", c.WorkDelay)
+	case c.MaxPending <= 0:
+		return bad("MAX_PENDING=%d must be positive", c.MaxPending)
 	case !knownReadiness(c.DrainReadiness):
 		return bad("DRAIN_READINESS=%q is neither serving nor not-ready", c.DrainReadiness)
 	case c.DrainDelay >= c.ShutdownTimeout:

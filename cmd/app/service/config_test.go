@@ -13,7 +13,7 @@ var durationVars = []string{"LIVE_MAX_AGE", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "
 // setEnv sets the app's variables for one case, and unsets the others.
 func setEnv(t *testing.T, vars map[string]string) {
 	t.Helper()
-	for _, k := range append([]string{"ADDR", "GRPC_ADDR", "ADMIN_ADDR", "REDIS_ADDR", "REDIS_PASSWORD", "LIVE_FILE", "DRAIN_READINESS"}, durationVars...) {
+	for _, k := range append([]string{"ADDR", "GRPC_ADDR", "ADMIN_ADDR", "REDIS_ADDR", "REDIS_PASSWORD", "LIVE_FILE", "DRAIN_READINESS", "MAX_PENDING"}, durationVars...) {
 		t.Setenv(k, "") // registers the restore
 		if v, ok := vars[k]; ok {
 			t.Setenv(k, v)
@@ -56,6 +56,10 @@ func TestLoadConfig(t *testing.T) {
 		{"readiness not-ready", map[string]string{"DRAIN_READINESS": "not-ready"}, ""},
 		{"readiness unknown", map[string]string{"DRAIN_READINESS": "ready"}, "DRAIN_READINESS"},
 		{"readiness empty", map[string]string{"DRAIN_READINESS": ""}, "DRAIN_READINESS"},
+		{"max pending", map[string]string{"MAX_PENDING": "50"}, ""},
+		{"max pending zero", map[string]string{"MAX_PENDING": "0"}, "MAX_PENDING"},
+		{"max pending negative", map[string]string{"MAX_PENDING": "-1"}, "MAX_PENDING"},
+		{"max pending not a number", map[string]string{"MAX_PENDING": "lots"}, "MAX_PENDING"},
 	}
 	// Every duration variable: empty, negative, huge, no unit, wrong type.
 	for _, k := range durationVars {

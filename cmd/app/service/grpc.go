@@ -3,11 +3,13 @@ package service
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -73,10 +75,15 @@ func unary[Resp any](method string, f func(context.Context, *emptypb.Empty) (Res
 
 // grpcIncr is POST /incr over gRPC: the increment is tracked background
 // work, counted once for this RPC.
-func (s *service) grpcIncr(_ context.Context, _ *emptypb.Empty) (*emptypb.Empty, error) {
-	id, accepted := rand.Text(), time.Now()
-	if err := s.run(func(ctx context.Context) { s.incr(ctx, id, accepted) }); err != nil {
-		return nil, status.Error(codes.Unavailable, "shutting down")
+// Beyond MaxPending it answers Unavailable with gRPC's retry pushback
+// (grpc-retry-pushback-ms), HTTP's Retry-After.
+func (s *service) grpcIncr(ctx context.Context, _ *emptypb.Empty) (*emptypb.Empty, error) {
+	err := s.startIncr(rand.Text(), time.Now())
+	if errors.Is(err, errTooMuchWork) {
+		_ = grpc.SetTrailer(ctx, metadata.Pairs("grpc-retry-pushback-ms", "1000")) // only fails outside a handler
+	}
+	if err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
 	}
 	return &emptypb.Empty{}, nil
 }
@@ -84,7 +91,7 @@ func (s *service) grpcIncr(_ context.Context, _ *emptypb.Empty) (*emptypb.Empty,
 func (s *service) grpcGet(ctx context.Context, _ *emptypb.Empty) (*wrapperspb.Int64Value, error) {
 	n, err := s.counter.Get(ctx)
 	if err != nil {
-		s.log.Error("count unavailable", "error", err)
+		s.throttled.log(s.log, slog.LevelError, "count unavailable", "error", err)
 		return nil, status.Error(codes.Unavailable, "count unavailable")
 	}
 	return wrapperspb.Int64(n), nil

@@ -23,6 +23,11 @@ type service struct {
 	// run tracks background work; *health.Server in production.
 	run       func(func(context.Context)) error
 	abandoned atomic.Int64
+	// increments accepted and not yet applied or abandoned, and their
+	// bound (0: DefaultMaxPending)
+	pending    atomic.Int64
+	maxPending int64
+	throttled  logThrottle
 }
 
 func (s *service) routes() *http.ServeMux {
@@ -46,9 +51,13 @@ func (s *service) handleIncr(w http.ResponseWriter, r *http.Request) {
 	}
 	// The request's ID goes with its increment: a retry after a lost
 	// reply is then not counted twice.
-	id, accepted := rand.Text(), time.Now()
-	if err := s.run(func(ctx context.Context) { s.incr(ctx, id, accepted) }); err != nil {
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+	switch err := s.startIncr(rand.Text(), time.Now()); {
+	case errors.Is(err, errTooMuchWork):
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -91,7 +100,7 @@ func (s *service) handleCount(w http.ResponseWriter, r *http.Request) {
 	}
 	n, err := s.counter.Get(r.Context())
 	if err != nil {
-		s.log.Error("count unavailable", "error", err)
+		s.throttled.log(s.log, slog.LevelError, "count unavailable", "error", err)
 		http.Error(w, "count unavailable", http.StatusServiceUnavailable)
 		return
 	}
@@ -116,7 +125,7 @@ func (s *service) incr(ctx context.Context, id string, accepted time.Time) {
 		err := s.counter.Incr(ctx, id)
 		if err == nil {
 			if attempt > 1 {
-				s.log.Info("increment landed after retries", "attempts", attempt)
+				s.throttled.log(s.log, slog.LevelInfo, "increment landed after retries", "attempts", attempt)
 			}
 			return
 		}
@@ -124,7 +133,7 @@ func (s *service) incr(ctx context.Context, id string, accepted time.Time) {
 			s.abandon(ctx, attempt, err)
 			return
 		}
-		s.log.Warn("increment failed, retrying", "attempt", attempt, "backoff", backoff, "error", err)
+		s.throttled.log(s.log, slog.LevelWarn, "increment failed, retrying", "attempt", attempt, "backoff", backoff, "error", err)
 		if !sleep(ctx, backoff) {
 			s.abandon(ctx, attempt, err)
 			return
@@ -135,7 +144,7 @@ func (s *service) incr(ctx context.Context, id string, accepted time.Time) {
 
 func (s *service) abandon(ctx context.Context, attempts int, err error) {
 	n := s.abandoned.Add(1)
-	s.log.Error("increment abandoned at the shutdown deadline or the retry limit", "attempts", attempts,
+	s.throttled.log(s.log, slog.LevelError, "increment abandoned at the shutdown deadline or the retry limit", "attempts", attempts,
 		"error", errors.Join(err, ctx.Err()), "abandoned_total", n)
 }
 
