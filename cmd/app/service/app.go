@@ -175,8 +175,8 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 	srv.OnStop(func(context.Context) error { return c.Close() })
 	running = true // Run removes the marker on every path
 	err = srv.Run(ctx)
-	if n := svc.abandoned.Load(); n > 0 && err == nil {
-		err = fmt.Errorf("%d increments abandoned", n)
+	if aerr := svc.abandonedErr(); aerr != nil && err == nil {
+		err = aerr
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -23,6 +24,7 @@ type service struct {
 	// run tracks background work; *health.Server in production.
 	run       func(func(context.Context)) error
 	abandoned atomic.Int64
+	inDoubt   atomic.Int64 // of abandoned: cut while an attempt was in flight
 	// increments accepted and not yet applied or abandoned, and their
 	// bound (0: DefaultMaxPending)
 	pending    atomic.Int64
@@ -130,6 +132,9 @@ func (s *service) incr(ctx context.Context, id string, accepted time.Time) {
 			return
 		}
 		if ctx.Err() != nil {
+			// Cut while its script was on its way: Redis may have
+			// received it whole and run it after.
+			s.inDoubt.Add(1)
 			s.abandon(ctx, attempt, err)
 			return
 		}
@@ -145,7 +150,21 @@ func (s *service) incr(ctx context.Context, id string, accepted time.Time) {
 func (s *service) abandon(ctx context.Context, attempts int, err error) {
 	n := s.abandoned.Add(1)
 	s.throttled.log(s.log, slog.LevelError, "increment abandoned at the shutdown deadline or the retry limit", "attempts", attempts,
-		"error", errors.Join(err, ctx.Err()), "abandoned_total", n)
+		"error", errors.Join(err, ctx.Err()), "abandoned_total", n, "in_doubt_total", s.inDoubt.Load())
+}
+
+// abandonedErr says how many increments were abandoned, and how many of
+// those were cut while a script was in flight (Redis may have run it:
+// counted, though abandoned), or nil.
+func (s *service) abandonedErr() error {
+	n, doubt := s.abandoned.Load(), s.inDoubt.Load()
+	switch {
+	case n == 0:
+		return nil
+	case doubt == 0:
+		return fmt.Errorf("%d increments abandoned", n)
+	}
+	return fmt.Errorf("%d increments abandoned, %d of them in doubt (cut in flight: Redis may have applied them)", n, doubt)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
