@@ -9,11 +9,12 @@
 // it, and each open Watch stream gets NOT_SERVING and then ends: none
 // holds the drain. The server keeps serving for the drain delay, then
 // GracefulStop sends GOAWAY and lets the RPCs in flight finish, side by
-// side with the service's other servers. Once every handler has returned,
-// a connection whose client has read nothing for a second (a zero HTTP/2
-// flow-control window, an unread socket: its responses wait in the
-// server) holds it no longer: the connections left are cut, and their
-// count is logged (conns_cut). At the shutdown deadline Stop cuts what is
+// side with the service's other servers. Once every handler in flight at
+// the GOAWAY has returned, a connection whose client has read nothing for
+// a second (a zero HTTP/2 flow-control window, an unread socket: its
+// responses wait in the server), or a client that still opens streams a
+// second after the GOAWAY (a rapid-reset loop), holds it no longer: the
+// connections left are cut, and their count is logged (conns_cut). At the shutdown deadline Stop cuts what is
 // left, and the count of RPCs cut is logged and returned. Background work a handler starts with
 // health.Server.Go is awaited as for HTTP.
 //
@@ -137,6 +138,11 @@ func (c *component) Shutdown(ctx context.Context) error {
 		c.Server.GracefulStop()
 		close(done)
 	}()
+	// A client that still opens streams a stallBound after the GOAWAY
+	// ignores it (grpc-go's clients stop at once): its RPCs are "late",
+	// and while any came, bytes delivered are not progress (they are its
+	// answers).
+	c.rpcs.lateFrom.Store(time.Now().Add(stallBound).UnixNano())
 	tick := time.NewTicker(stallBound / 10)
 	defer tick.Stop()
 	acked, _ := c.ln.delivered()
@@ -147,17 +153,18 @@ func (c *component) Shutdown(ctx context.Context) error {
 			c.log.Info("grpc: stopped", "rpcs_total", c.rpcs.started.Load())
 			return nil
 		case <-ctx.Done():
-			cut := c.rpcs.inflight.Load()
+			cut := c.rpcs.inflight.Load() + c.rpcs.lateInflight.Load()
 			c.Server.Stop() // GracefulStop returns too
 			<-done
 			c.log.Error("grpc: RPCs cut at the shutdown deadline", "rpcs_cut", cut)
 			return fmt.Errorf("%d RPCs cut at the shutdown deadline", cut)
 		case now := <-tick.C:
-			// A handler still running is the deadline's to bound; once
-			// none is, what holds GracefulStop is responses waiting for
-			// clients that read nothing.
+			// A handler in flight at the GOAWAY is the deadline's to
+			// bound; once none is, what holds GracefulStop is responses
+			// waiting for clients that read nothing, or clients that
+			// ignore the GOAWAY.
 			n, open := c.ln.delivered()
-			if c.rpcs.inflight.Load() > 0 || n != acked {
+			if c.rpcs.inflight.Load() > 0 || n != acked && c.rpcs.late.Load() == 0 {
 				acked, progress = n, now
 				continue
 			}
@@ -166,34 +173,57 @@ func (c *component) Shutdown(ctx context.Context) error {
 			}
 			c.Server.Stop()
 			<-done
-			c.log.Warn("grpc: connections cut: their clients read nothing (a zero flow-control window, or an unread socket)",
-				"conns_cut", open, "stalled_for", stallBound)
+			c.log.Warn("grpc: connections cut: their clients read nothing (a zero flow-control window, an unread socket) or ignore the GOAWAY",
+				"conns_cut", open, "late_rpcs", c.rpcs.late.Load(), "stalled_for", stallBound)
 			return nil
 		}
 	}
 }
 
-// stallBound is how long GracefulStop may wait, once every handler has
-// returned, for connections that deliver nothing more to their clients.
+// stallBound is how long GracefulStop may wait, once every handler in
+// flight at the GOAWAY has returned, for connections that deliver nothing
+// more to their clients; and how long after the GOAWAY a client may still
+// open a stream before it counts as ignoring it.
 const stallBound = time.Second
 
+// rpcCounter counts RPCs through grpc-go's stats: inflight are those begun
+// before lateFrom (UnixNano, 0 until GracefulStop), late and lateInflight
+// those begun after.
 type rpcCounter struct {
-	started  atomic.Int64
-	inflight atomic.Int64
+	started, inflight  atomic.Int64
+	late, lateInflight atomic.Int64
+	lateFrom           atomic.Int64
 }
 
-func (r *rpcCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+type lateKey struct{}
+
+func (r *rpcCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+	if from := r.lateFrom.Load(); from != 0 && time.Now().UnixNano() > from {
+		return context.WithValue(ctx, lateKey{}, true)
+	}
+	return ctx
+}
 func (r *rpcCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
 	return ctx
 }
 func (r *rpcCounter) HandleConn(context.Context, stats.ConnStats) {}
-func (r *rpcCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
+func (r *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
+	late := ctx.Value(lateKey{}) != nil
 	switch s.(type) {
 	case *stats.Begin:
 		r.started.Add(1)
-		r.inflight.Add(1)
+		if late {
+			r.late.Add(1)
+			r.lateInflight.Add(1)
+		} else {
+			r.inflight.Add(1)
+		}
 	case *stats.End:
-		r.inflight.Add(-1)
+		if late {
+			r.lateInflight.Add(-1)
+		} else {
+			r.inflight.Add(-1)
+		}
 	}
 }
 

@@ -550,3 +550,53 @@ func TestRapidResetBoundsHandlers(t *testing.T) {
 		})
 	}
 }
+
+// A client that ignores the GOAWAY and goes on opening and resetting
+// streams (a rapid-reset loop) keeps handlers starting: here each runs on
+// for 20 ms after its reset. Once the RPCs in flight at the GOAWAY have
+// ended, its new ones hold GracefulStop no longer: cut, and the drain ends
+// clean, long before the deadline. (Before: held to the deadline.)
+func TestClientIgnoringGOAWAYIsCut(t *testing.T) {
+	logs := &testutil.Buffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	srv := health.New(health.Config{DrainDelay: -1, ShutdownTimeout: 20 * time.Second, Logger: logger}, nil)
+	ln := testutil.Listen(t)
+	var handled atomic.Int64
+	linger := grpc.UnknownServiceHandler(func(any, grpc.ServerStream) error {
+		handled.Add(1)
+		time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	newServer(srv, ln, logger, true, []grpc.ServerOption{linger})
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
+	testutil.WaitFor(t, "serving", func() bool { return srv.State() == health.Ready })
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	go io.Copy(io.Discard, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	head := requestHead("/attack.Service/Method")
+	go func() {
+		for id := uint32(1); id < 1<<30; id += 2 {
+			if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: head, EndHeaders: true}) != nil ||
+				fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+				return
+			}
+		}
+	}()
+	testutil.WaitFor(t, "the attack's handlers", func() bool { return handled.Load() >= 100 })
+	stop()
+	if err := testutil.Receive(t, "Serve to return", done); err != nil {
+		t.Fatalf("Serve = %v, want a clean drain\n%s", err, logs.String())
+	}
+	if log := logs.String(); !strings.Contains(log, "conns_cut=1") || strings.Contains(log, "late_rpcs=0 ") {
+		t.Fatalf("no cut of a client that ignored the GOAWAY in the log:\n%s", log)
+	}
+}
