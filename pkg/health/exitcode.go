@@ -3,7 +3,7 @@ package health
 import (
 	"errors"
 
-	"github.com/drainwell/drainwell/pkg/probe"
+	"github.com/drainwell/drainwell/internal/marker"
 )
 
 // Exit statuses for a service's main, one per way its Server's Run ends.
@@ -32,7 +32,7 @@ func ExitCode(err error) int {
 		return ExitShutdownTimeout
 	case errors.Is(err, ErrServerStopped):
 		return ExitServerStopped
-	case errors.Is(err, probe.ErrUsage):
+	case errors.Is(err, marker.ErrUsage):
 		return ExitUsage
 	}
 	return ExitFailed

@@ -48,7 +48,14 @@ func newHTTPListener(s *Server, r role, hs *http.Server, h http.Handler) *httpLi
 			userState(c, st)
 		}
 	}
-	hs.ConnContext = l.conns.connContext
+	userContext := hs.ConnContext
+	hs.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		ctx = l.conns.connContext(ctx, c)
+		if userContext != nil {
+			ctx = userContext(ctx, c)
+		}
+		return ctx
+	}
 	hs.Handler = l
 	return l
 }

@@ -51,7 +51,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/drainwell/drainwell/pkg/probe"
+	"github.com/drainwell/drainwell/internal/marker"
 )
 
 // Errors returned by Run and Serve.
@@ -64,6 +64,10 @@ var (
 	// the drain, which it then started.
 	ErrServerStopped = errors.New("stopped serving before the drain")
 )
+
+// NoDrainDelay, as Config.DrainDelay, drains with no delay at all (any
+// negative value does).
+const NoDrainDelay time.Duration = -1
 
 // Defaults applied by New to a zero field of Config.
 const (
@@ -80,8 +84,9 @@ type Config struct {
 	// Addr is where Run listens. Default ":8080".
 	Addr string
 	// DrainDelay is how long the server keeps serving after the signal,
-	// while the endpoint removal propagates. Default 5s; a negative value
-	// means no delay (unsafe: requests routed by stale rules are refused).
+	// while the endpoint removal propagates. Zero takes the default, 5s;
+	// NoDrainDelay means none (unsafe: requests routed by stale rules are
+	// refused).
 	DrainDelay time.Duration
 	// ShutdownTimeout bounds the whole drain, counted from the first
 	// signal. Keep it below the pod's terminationGracePeriodSeconds.
@@ -109,7 +114,7 @@ type Config struct {
 	// Marker, when set, is created before the server listens, refreshed
 	// every HeartbeatInterval(MarkerMaxAge) while it runs, and removed
 	// after the drain.
-	Marker       *probe.Marker
+	Marker       *marker.Marker // a *probe.Marker
 	MarkerMaxAge time.Duration
 	// Healthy, when set, is asked before each heartbeat: while it returns
 	// false the marker is not refreshed, goes stale, and the liveness
@@ -134,9 +139,11 @@ type Config struct {
 
 	// HTTP, when set, is the http.Server to use, for its timeouts,
 	// protocols and TLS: with a TLSConfig that holds a certificate (or
-	// GetCertificate) it serves HTTPS and HTTP/2. Its Handler and ConnContext are replaced and its
-	// ConnState is wrapped. By default ReadHeaderTimeout is 10s and
-	// IdleTimeout 120s.
+	// GetCertificate) it serves HTTPS and HTTP/2. Its Addr serves as
+	// Addr, and its Handler as New's handler (setting both, or two
+	// different addresses, is an error Run returns); its ConnState and
+	// ConnContext are called after the drain's own. By default
+	// ReadHeaderTimeout is 10s and IdleTimeout 120s.
 	HTTP *http.Server
 
 	Logger *slog.Logger // default slog.Default()
@@ -172,10 +179,11 @@ func (s State) String() string {
 // Create it with New, add listeners, components, checks, hooks and work,
 // then call Run once.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	signals <-chan os.Signal // nil: the process's Config.Signals
-	tasks   *tasks
+	cfg       Config
+	configErr error // what New found wrong, returned by Run
+	log       *slog.Logger
+	signals   <-chan os.Signal // nil: the process's Config.Signals
+	tasks     *tasks
 
 	main  *httpListener   // New's handler, with /ready and /live
 	apis  []*httpListener // AddHTTP
@@ -224,32 +232,23 @@ func New(cfg Config, h http.Handler) *Server {
 // own tests send them (and run in a testing/synctest bubble, whose clock
 // drives the drain's timers).
 func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
-	if cfg.Addr == "" {
-		cfg.Addr = DefaultAddr
+	var configErr error
+	if cfg.HTTP != nil && cfg.HTTP.Handler != nil {
+		if h != nil {
+			configErr = fmt.Errorf("%w: Config.HTTP.Handler and New's handler are both set", marker.ErrUsage)
+		}
+		h = cfg.HTTP.Handler
 	}
-	if cfg.DrainDelay == 0 {
-		cfg.DrainDelay = DefaultDrainDelay
+	if cfg.HTTP != nil && cfg.HTTP.Addr != "" {
+		if cfg.Addr != "" && cfg.Addr != cfg.HTTP.Addr {
+			configErr = fmt.Errorf("%w: Config.Addr %q and Config.HTTP.Addr %q differ", marker.ErrUsage, cfg.Addr, cfg.HTTP.Addr)
+		}
+		cfg.Addr = cfg.HTTP.Addr
 	}
-	if cfg.DrainDelay < 0 {
-		cfg.DrainDelay = 0
-	}
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = DefaultShutdownTimeout
-	}
-	if cfg.IdleClose == 0 {
-		cfg.IdleClose = DefaultIdleClose
-	}
-	if cfg.CheckTimeout == 0 {
-		cfg.CheckTimeout = DefaultCheckTimeout
-	}
-	if len(cfg.Signals) == 0 {
-		cfg.Signals = []os.Signal{syscall.SIGTERM, os.Interrupt}
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	cfg = cfg.withDefaults()
 	s := &Server{
 		cfg:          cfg,
+		configErr:    configErr,
 		log:          cfg.Logger,
 		signals:      sigs,
 		tasks:        newTasks(cfg.Logger),
@@ -272,26 +271,62 @@ func defaultHTTP(hs *http.Server) *http.Server {
 	return &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 }
 
+// withDefaults returns c with every zero field at its default, and a
+// negative DrainDelay at none.
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.DrainDelay == 0 {
+		c.DrainDelay = DefaultDrainDelay
+	}
+	if c.DrainDelay < 0 {
+		c.DrainDelay = 0
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.IdleClose == 0 {
+		c.IdleClose = DefaultIdleClose
+	}
+	if c.CheckTimeout == 0 {
+		c.CheckTimeout = DefaultCheckTimeout
+	}
+	if len(c.Signals) == 0 {
+		c.Signals = []os.Signal{syscall.SIGTERM, os.Interrupt}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
 // Validate reports a configuration that cannot drain safely, naming the
-// setting. Run and Serve call it first; its errors match probe.ErrUsage.
+// field, as New would use it: zero fields at their defaults (the zero
+// Config is valid). Run and Serve call it first; its errors match
+// probe.ErrUsage.
 func (c Config) Validate() error {
+	c = c.withDefaults()
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: "+format, append([]any{marker.ErrUsage}, args...)...)
+	}
 	switch {
 	case c.ShutdownTimeout < 0:
-		return fmt.Errorf("%w: SHUTDOWN_TIMEOUT=%s is negative", probe.ErrUsage, c.ShutdownTimeout)
+		return bad("Config.ShutdownTimeout %s is negative", c.ShutdownTimeout)
 	case c.DrainDelay >= c.ShutdownTimeout:
-		return fmt.Errorf("%w: DRAIN_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", probe.ErrUsage, c.DrainDelay, c.ShutdownTimeout)
+		return bad("Config.DrainDelay %s must be below Config.ShutdownTimeout %s", c.DrainDelay, c.ShutdownTimeout)
 	case c.IdleClose < 0:
-		return fmt.Errorf("%w: IDLE_CLOSE=%s is negative", probe.ErrUsage, c.IdleClose)
+		return bad("Config.IdleClose %s is negative", c.IdleClose)
 	case c.DrainDelay+c.IdleClose >= c.ShutdownTimeout:
-		return fmt.Errorf("%w: IDLE_CLOSE=%s exceeds what SHUTDOWN_TIMEOUT=%s leaves after DRAIN_DELAY=%s", probe.ErrUsage, c.IdleClose, c.ShutdownTimeout, c.DrainDelay)
+		return bad("Config.DrainDelay %s plus Config.IdleClose %s must be below Config.ShutdownTimeout %s", c.DrainDelay, c.IdleClose, c.ShutdownTimeout)
 	case c.CheckTimeout < 0:
-		return fmt.Errorf("%w: check timeout %s is negative", probe.ErrUsage, c.CheckTimeout)
+		return bad("Config.CheckTimeout %s is negative", c.CheckTimeout)
 	case c.CheckInterval < 0:
-		return fmt.Errorf("%w: check interval %s is negative", probe.ErrUsage, c.CheckInterval)
+		return bad("Config.CheckInterval %s is negative", c.CheckInterval)
 	case c.DrainReadiness != ReadyWhileServing && c.DrainReadiness != NotReadyAtSignal:
-		return fmt.Errorf("%w: unknown readiness policy %s", probe.ErrUsage, c.DrainReadiness)
+		return bad("Config.DrainReadiness %s is unknown", c.DrainReadiness)
 	case c.MarkerMaxAge < 0:
-		return fmt.Errorf("%w: LIVE_MAX_AGE=%s is negative", probe.ErrUsage, c.MarkerMaxAge)
+		return bad("Config.MarkerMaxAge %s is negative", c.MarkerMaxAge)
 	}
 	return nil
 }
@@ -301,12 +336,15 @@ func (c Config) Validate() error {
 // main listener does (Connection: close during the delay, keep-alive
 // connections closed without racing their clients, HTTP/2 GOAWAY, hijacked
 // handlers awaited), side by side with it. It does not serve /ready or
-// /live. Its ConnState is wrapped and its ConnContext replaced. Call it
-// before Run.
+// /live. A nil hs takes New's default timeouts, a nil hs.Handler answers
+// 404 (never http.DefaultServeMux, where imports register handlers such
+// as pprof's), as New's and AddAdmin's do. hs's ConnState and ConnContext
+// are called after the drain's own. Call it before Run.
 func (s *Server) AddHTTP(hs *http.Server, ln net.Listener) {
+	hs = defaultHTTP(hs)
 	h := hs.Handler
 	if h == nil {
-		h = http.DefaultServeMux
+		h = http.NotFoundHandler()
 	}
 	l := newHTTPListener(s, roleAPI, hs, h)
 	l.name = "http:" + hs.Addr
@@ -481,7 +519,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	s.mu.Lock()
 	s.started = true
 	s.mu.Unlock()
-	if err := s.cfg.Validate(); err != nil {
+	if err := errors.Join(s.configErr, s.cfg.Validate()); err != nil {
 		return err
 	}
 	sigs := s.signals
@@ -620,9 +658,9 @@ func (s *Server) startMarker() error {
 		return nil
 	}
 	if err := m.Create(); err != nil {
-		return fmt.Errorf("%w: LIVE_FILE=%s: %v", probe.ErrUsage, m.Path, err)
+		return fmt.Errorf("%w: Config.Marker %s: %v", marker.ErrUsage, m.Path, err)
 	}
-	interval := probe.HeartbeatInterval(s.cfg.MarkerMaxAge)
+	interval := marker.HeartbeatInterval(s.cfg.MarkerMaxAge)
 	if interval == 0 {
 		return nil
 	}

@@ -56,9 +56,6 @@ func inBubble(t *testing.T, f func(t *testing.T)) {
 
 func newHarness(t *testing.T, h http.Handler, mutate ...func(*Config)) *harness {
 	t.Helper()
-	if h == nil {
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") })
-	}
 	memNet := &testutil.MemNet{}
 	hs := &harness{
 		t:      t,
@@ -78,6 +75,9 @@ func newHarness(t *testing.T, h http.Handler, mutate ...func(*Config)) *harness 
 	}
 	for _, f := range mutate {
 		f(&cfg)
+	}
+	if h == nil && (cfg.HTTP == nil || cfg.HTTP.Handler == nil) {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "hello\n") })
 	}
 	hs.srv = newServer(cfg, h, hs.sigs)
 	return hs
@@ -551,25 +551,29 @@ func testLiveDoesNotRunChecks(t *testing.T) {
 	}
 }
 
+// Validate checks the Config as New uses it: the zero Config is valid,
+// and a message names the Go field.
 func TestConfigValidate(t *testing.T) {
-	base := Config{DrainDelay: 5 * time.Second, ShutdownTimeout: 25 * time.Second, IdleClose: time.Second}
 	tests := []struct {
-		name   string
-		mutate func(*Config)
-		want   string
+		name string
+		c    Config
+		want string
 	}{
-		{"defaults", func(*Config) {}, ""},
-		{"delay equals timeout", func(c *Config) { c.DrainDelay = 25 * time.Second }, "DRAIN_DELAY"},
-		{"negative timeout", func(c *Config) { c.ShutdownTimeout = -time.Second }, "SHUTDOWN_TIMEOUT"},
-		{"idle close beyond the deadline", func(c *Config) { c.IdleClose = 20 * time.Second }, "IDLE_CLOSE"},
-		{"negative idle close", func(c *Config) { c.IdleClose = -1 }, "IDLE_CLOSE"},
-		{"negative max age", func(c *Config) { c.MarkerMaxAge = -1 }, "LIVE_MAX_AGE"},
+		{"the zero Config", Config{}, ""},
+		{"explicit defaults", Config{DrainDelay: 5 * time.Second, ShutdownTimeout: 25 * time.Second, IdleClose: time.Second}, ""},
+		{"no delay", Config{DrainDelay: NoDrainDelay}, ""},
+		{"delay equals the default timeout", Config{DrainDelay: 25 * time.Second}, "Config.DrainDelay"},
+		{"delay beyond a timeout", Config{DrainDelay: time.Second, ShutdownTimeout: 300 * time.Millisecond}, "Config.DrainDelay"},
+		{"negative timeout", Config{ShutdownTimeout: -time.Second}, "Config.ShutdownTimeout"},
+		{"idle close beyond the deadline", Config{IdleClose: 20 * time.Second}, "Config.IdleClose"},
+		{"negative idle close", Config{IdleClose: -1}, "Config.IdleClose"},
+		{"negative max age", Config{MarkerMaxAge: -1}, "Config.MarkerMaxAge"},
+		{"negative check timeout", Config{CheckTimeout: -1}, "Config.CheckTimeout"},
+		{"unknown readiness", Config{DrainReadiness: 7}, "Config.DrainReadiness"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := base
-			tt.mutate(&c)
-			err := c.Validate()
+			err := tt.c.Validate()
 			if tt.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -583,14 +587,83 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
+// Config.HTTP's Addr and Handler serve when New's are not given, and two
+// of them that disagree are an error Run returns before it listens.
+func TestConfigHTTPAddrAndHandler(t *testing.T) {
+	mine := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "mine\n") })
+	t.Run("Config.HTTP.Handler serves", func(t *testing.T) {
+		inBubble(t, func(t *testing.T) {
+			h := newHarness(t, nil, func(c *Config) { c.HTTP = &http.Server{Handler: mine} }).start()
+			if _, _, body := h.get(h.url + "/x"); body != "mine\n" {
+				t.Fatalf("GET /x = %q, want Config.HTTP.Handler's answer", body)
+			}
+		})
+	})
+	t.Run("Config.HTTP.Addr serves", func(t *testing.T) {
+		srv := New(Config{HTTP: &http.Server{Addr: "127.0.0.1:1"}}, nil)
+		if srv.cfg.Addr != "127.0.0.1:1" {
+			t.Fatalf("Addr %q, want Config.HTTP.Addr", srv.cfg.Addr)
+		}
+	})
+	for _, tt := range []struct {
+		name    string
+		cfg     Config
+		handler http.Handler
+		want    string
+	}{
+		{"two handlers", Config{HTTP: &http.Server{Handler: mine}}, mine, "both set"},
+		{"two addresses", Config{Addr: "127.0.0.1:1", HTTP: &http.Server{Addr: "127.0.0.1:2"}}, nil, "differ"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := New(tt.cfg, tt.handler)
+			err := srv.Run(context.Background())
+			if !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), tt.want) || srv.Addr() != nil {
+				t.Fatalf("Run = %v (listening on %v), want a usage error saying %q, before listening", err, srv.Addr(), tt.want)
+			}
+		})
+	}
+}
+
+// A caller's ConnContext runs after the drain's: a value it puts in the
+// connection's context reaches the handler (it arrived as nil). A nil
+// handler answers 404 on every listener (AddHTTP served
+// http.DefaultServeMux).
+func TestConnContextChainedAndNilHandlers(t *testing.T) { inBubble(t, testConnContextChainedAndNilHandlers) }
+
+func testConnContextChainedAndNilHandlers(t *testing.T) {
+	type key struct{}
+	got := make(chan any, 1)
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Context().Value(key{}) }),
+		func(c *Config) {
+			c.HTTP = &http.Server{ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, key{}, "mine")
+			}}
+		})
+	http.DefaultServeMux.HandleFunc("/default-mux-"+t.Name(), func(http.ResponseWriter, *http.Request) {})
+	api := h.listen()
+	h.srv.AddHTTP(nil, api)
+	admin := h.listen()
+	h.srv.AddAdmin(nil, admin)
+	h.start()
+	h.get(h.url + "/x")
+	if v := <-got; v != "mine" {
+		t.Fatalf("the handler saw %v in the connection's context, want the caller's value", v)
+	}
+	for _, ln := range []net.Listener{api, admin} {
+		if code, _, _ := h.get("http://" + ln.Addr().String() + "/default-mux-" + t.Name()); code != 404 {
+			t.Fatalf("%s: a nil handler answered %d, want 404", ln.Addr(), code)
+		}
+	}
+}
+
 func TestBadMarkerPathFailsBeforeListening(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) {
 		c.Marker = &probe.Marker{Path: filepath.Join(t.TempDir(), "missing", "live")}
 		c.Addr = "127.0.0.1:0"
 	})
 	err := h.srv.Run(context.Background())
-	if !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), "LIVE_FILE") {
-		t.Fatalf("Run = %v, want a usage error naming LIVE_FILE", err)
+	if !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), "Config.Marker") {
+		t.Fatalf("Run = %v, want a usage error naming Config.Marker", err)
 	}
 	if h.srv.Addr() != nil {
 		t.Fatal("server listened despite a bad marker path")
