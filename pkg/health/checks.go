@@ -2,12 +2,17 @@ package health
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
 )
 
 // checkResult is a check's last run.
+// errCheckStuck is the result of a check whose last call, cut by
+// CheckTimeout, has not returned: it is not called again until it does.
+var errCheckStuck = errors.New("still running since an earlier check (it ignores its context)")
+
 type checkResult struct {
 	err error
 	dur time.Duration
@@ -27,7 +32,45 @@ func (s *Server) checkErrors(ctx context.Context) ([]check, []error) {
 		}
 		return checks, errs
 	}
-	return checks, s.runChecks(ctx, checks)
+	return checks, s.runShared(ctx, checks)
+}
+
+// checkRun is an on-demand run of the checks; its errs are set when done
+// is closed.
+type checkRun struct {
+	done chan struct{}
+	errs []error
+}
+
+// runShared runs the checks on demand, or joins the run in progress:
+// concurrent /ready calls (the kubelet, a load balancer, a scrape) cost
+// one run, not one each.
+func (s *Server) runShared(ctx context.Context, checks []check) []error {
+	s.mu.Lock()
+	if r := s.onDemand; r != nil {
+		s.mu.Unlock()
+		select {
+		case <-r.done:
+			return r.errs
+		case <-ctx.Done():
+			errs := make([]error, len(checks))
+			for i := range errs {
+				errs[i] = ctx.Err()
+			}
+			return errs
+		}
+	}
+	r := &checkRun{done: make(chan struct{})}
+	s.onDemand = r
+	s.mu.Unlock()
+	// Not the first caller's context: the others share the run. Each
+	// check is bounded by CheckTimeout.
+	r.errs = s.runChecks(context.WithoutCancel(ctx), checks)
+	s.mu.Lock()
+	s.onDemand = nil
+	s.mu.Unlock()
+	close(r.done)
+	return r.errs
 }
 
 // checkLoop runs the checks every CheckInterval until ctx ends or the pod
@@ -85,8 +128,16 @@ func (s *Server) runChecks(ctx context.Context, checks []check) []error {
 			ctx, cancel := context.WithTimeout(ctx, s.cfg.CheckTimeout)
 			defer cancel()
 			t0 := time.Now()
+			if !c.running.CompareAndSwap(false, true) {
+				errs[i] = errCheckStuck
+				results[i] = checkResult{err: errs[i], at: t0}
+				return
+			}
 			done := make(chan error, 1)
-			go func() { done <- c.fn(ctx) }()
+			go func() {
+				defer c.running.Store(false)
+				done <- c.fn(ctx)
+			}()
 			select {
 			case errs[i] = <-done:
 			case <-ctx.Done():

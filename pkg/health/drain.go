@@ -15,32 +15,48 @@ var errAborted = errors.New("drain aborted")
 
 // drain runs the shutdown sequence, from the signal to the marker's
 // removal. After a failure (a listener or component that stopped serving)
-// it skips the drain delay. Closing abort ends it at once with errAborted:
-// every wait in it watches its context, which abort and the deadline end.
-func (s *Server) drain(failed bool, abort <-chan struct{}) error {
-	deadline := time.After(s.cfg.ShutdownTimeout)
-	ctx, cancel := context.WithCancelCause(context.Background())
-	defer cancel(nil)
+// the others still get the drain delay: endpoint lag routes requests to
+// them as to any pod. Closing abort ends it at once with errAborted: every
+// wait in it watches its contexts, which abort and the deadlines end.
+//
+// ShutdownTimeout bounds it all: the phases run until the deadline less
+// expireReserve, which is left for what expire does after them (the
+// components' last words, the hooks, the marker). The hooks' context, on
+// every path, ends at the deadline itself.
+func (s *Server) drain(abort <-chan struct{}) error {
+	deadline := s.drainStart.Add(s.cfg.ShutdownTimeout)
+	hooksCtx, cancelHooks := context.WithDeadlineCause(context.Background(), deadline, ErrShutdownTimeout)
+	defer cancelHooks()
+	ctx, cancel := context.WithDeadlineCause(hooksCtx, deadline.Add(-expireReserve(s.cfg.ShutdownTimeout)), ErrShutdownTimeout)
+	defer cancel()
 	go func() {
 		select {
-		case <-deadline:
-			cancel(ErrShutdownTimeout)
 		case <-abort:
-			cancel(errAborted)
+			cancelHooks()
+			cancel()
 		case <-ctx.Done():
 		}
 	}()
+	s.hooksCtx = hooksCtx
+	aborted := func() bool {
+		select {
+		case <-abort:
+			return true
+		default:
+			return false
+		}
+	}
 	// expire gives up on what is left: the deadline's doing, or the
 	// second signal's (then run cleans up).
 	expire := func(phase string, pending *stopping) error {
-		if errors.Is(context.Cause(ctx), errAborted) {
+		if aborted() {
 			return errAborted
 		}
 		return s.expire(phase, pending)
 	}
 
 	// 1. Keep serving while the endpoint removal propagates.
-	if d := s.cfg.DrainDelay; d > 0 && !failed {
+	if d := s.cfg.DrainDelay; d > 0 {
 		select {
 		case <-time.After(d):
 		case <-ctx.Done():
@@ -74,9 +90,10 @@ func (s *Server) drain(failed bool, abort <-chan struct{}) error {
 	s.report.phase("background_work", time.Now())
 	s.log.Info("background work drained", "elapsed", s.sinceDrain(), "tasks_total", started)
 
-	// 4. Cleanup, in reverse order of registration.
-	err := errors.Join(errs, s.runStops(ctx))
-	if ctx.Err() != nil {
+	// 4. Cleanup, in reverse order of registration, until the deadline
+	// itself.
+	err := errors.Join(errs, s.runStops(hooksCtx))
+	if hooksCtx.Err() != nil {
 		return expire("stop hooks", nil)
 	}
 	s.report.phase("hooks", time.Now())
@@ -173,11 +190,15 @@ type stopping struct {
 	n       int
 }
 
+// expireReserve is the part of ShutdownTimeout kept for expire: a tenth,
+// at most a second.
+func expireReserve(timeout time.Duration) time.Duration { return min(timeout/10, time.Second) }
+
 // expire ends a drain that ran out of time in phase: it cuts every
 // listener's connections, cancels the components' and the background
-// work's contexts, gives the components' Shutdowns (reporting on pending)
-// a second to say what they cut, then runs the hooks briefly and removes
-// the marker.
+// work's contexts, lets the components' Shutdowns (reporting on pending)
+// say what they cut, runs the hooks and removes the marker, all within the
+// deadline (s.hooksCtx).
 func (s *Server) expire(phase string, pending *stopping) error {
 	s.readiness.close()
 	active, idle, h2, hijacked := s.cutAll()
@@ -185,10 +206,7 @@ func (s *Server) expire(phase string, pending *stopping) error {
 	abandoned := s.tasks.abandon()
 	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.sinceDrain(),
 		"tasks_abandoned", abandoned, "active_conns", active, "idle_conns", idle, "h2_conns", h2, "hijacked_conns", hijacked)
-	// Hooks and components get a short bound of their own: the deadline
-	// has passed.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
+	ctx := s.hooksCtx
 	var cut []error
 	if pending != nil {
 	collect:
@@ -229,6 +247,7 @@ func (s *Server) runStops(ctx context.Context) error {
 	s.stopOnce.Do(func() {
 		s.mu.Lock()
 		stops := s.stops
+		s.hooksTaken = true
 		s.mu.Unlock()
 		done := make(chan error, 1)
 		go func() {

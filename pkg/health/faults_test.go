@@ -114,7 +114,7 @@ func testHijackedConnectionFinishesWhenTold(t *testing.T) {
 	}
 	// The drain is parked on the handler however long it runs (short of
 	// the deadline).
-	h.at(testTimeout - time.Second)
+	h.at(testExpire - time.Second)
 	if h.returned() {
 		t.Fatal("the drain ended while a hijacked connection's handler still ran")
 	}
@@ -135,7 +135,7 @@ func testHijackedConnectionClosedAtDeadline(t *testing.T) {
 	h = newHarness(t, hijacker(&h, false, nil), func(c *Config) { c.DrainDelay = -1 }).start()
 	r := h.dialHijacked()
 	h.signal()
-	h.at(testTimeout - time.Nanosecond)
+	h.at(testExpire - time.Nanosecond)
 	if step := h.srv.main.step.Load(); step == nil || *step != "long-lived handlers" || h.returned() {
 		t.Fatalf("just before the deadline: step %v, returned %v; want the drain waiting for the hijacked handler", step, h.returned())
 	}
@@ -175,7 +175,7 @@ func testClientThatNeverReadsIsCutAtDeadline(t *testing.T) {
 		t.Fatalf("%d handlers running, want 1", n)
 	}
 	h.signal()
-	h.at(testTimeout - time.Nanosecond)
+	h.at(testExpire - time.Nanosecond)
 	if h.returned() {
 		t.Fatal("the drain ended with a response unread")
 	}

@@ -63,6 +63,9 @@ var (
 	// ErrServerStopped: a listener or component stopped serving before
 	// the drain, which it then started.
 	ErrServerStopped = errors.New("stopped serving before the drain")
+	// ErrRunTwice: Run or Serve was called again on a Server; a Server
+	// runs once.
+	ErrRunTwice = errors.New("health: a Server runs once")
 )
 
 // NoDrainDelay, as Config.DrainDelay, drains with no delay at all (any
@@ -201,14 +204,17 @@ type Server struct {
 	report      drainReport
 	readiness   *readiness
 
-	mu      sync.Mutex
-	checks  []check
-	results []checkResult // the checks' last run, when as many as checks
-	stops   []func(context.Context) error
-	addr    net.Addr
-	started bool // Run was called: nothing more can be added
+	mu         sync.Mutex
+	checks     []check
+	results    []checkResult // the checks' last run, when as many as checks
+	onDemand   *checkRun     // the on-demand run in progress, which /ready calls share
+	stops      []func(context.Context) error
+	addr       net.Addr
+	started    bool // Run was called: nothing more can be added
+	hooksTaken bool // the OnStop hooks have started: no more are added
 
 	cancelRun     context.CancelFunc // ends the components' Run contexts
+	hooksCtx      context.Context    // the drain's: it ends at the deadline (drain sets it)
 	heartbeatStop context.CancelFunc
 	heartbeatDone chan struct{}
 	markerOnce    sync.Once
@@ -220,6 +226,9 @@ type Server struct {
 type check struct {
 	name string
 	fn   func(context.Context) error
+	// running while a call of fn has not returned: one that ignored its
+	// context past CheckTimeout is not called again until it does
+	running *atomic.Bool
 }
 
 // New returns a Server that sends every request but /ready and /live to h
@@ -271,17 +280,14 @@ func defaultHTTP(hs *http.Server) *http.Server {
 	return &http.Server{ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 }
 
-// withDefaults returns c with every zero field at its default, and a
-// negative DrainDelay at none.
+// withDefaults returns c with every zero field at its default (a negative
+// DrainDelay, none, stays as it is: withDefaults is idempotent).
 func (c Config) withDefaults() Config {
 	if c.Addr == "" {
 		c.Addr = DefaultAddr
 	}
 	if c.DrainDelay == 0 {
-		c.DrainDelay = DefaultDrainDelay
-	}
-	if c.DrainDelay < 0 {
-		c.DrainDelay = 0
+		c.DrainDelay = DefaultDrainDelay // negative stays: none
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
@@ -403,16 +409,22 @@ func (s *Server) hasAdmin() bool { return s.admin != nil } // fixed once Run sta
 func (s *Server) AddCheck(name string, fn func(ctx context.Context) error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.checks = append(s.checks, check{name, fn})
+	s.checks = append(s.checks, check{name, fn, new(atomic.Bool)})
 }
 
 // OnStop adds a cleanup hook, such as closing a database client. Hooks run
 // after the background work has drained, in reverse order of registration,
-// with a context that ends at the shutdown deadline.
-func (s *Server) OnStop(fn func(ctx context.Context) error) {
+// with a context that ends at the shutdown deadline. A hook may be added
+// while the Server runs; once the hooks have started, OnStop returns
+// ErrStopped and fn never runs.
+func (s *Server) OnStop(fn func(ctx context.Context) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.hooksTaken {
+		return ErrStopped
+	}
 	s.stops = append(s.stops, fn)
+	return nil
 }
 
 // Go runs f in a new goroutine as tracked background work: the drain waits
@@ -517,8 +529,12 @@ type exit struct {
 
 func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	s.mu.Lock()
+	again := s.started
 	s.started = true
 	s.mu.Unlock()
+	if again {
+		return ErrRunTwice
+	}
 	if err := errors.Join(s.configErr, s.cfg.Validate()); err != nil {
 		return err
 	}
@@ -558,12 +574,13 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 			exits <- exit{c.name, c.runErr, c}
 		}()
 	}
+	s.setState(Ready)
+	// After Ready: a verdict reached while Starting would not be reported.
 	checksCtx, stopChecks := context.WithCancel(context.Background())
 	defer stopChecks()
 	if s.cfg.CheckInterval > 0 {
 		go s.checkLoop(checksCtx)
 	}
-	s.setState(Ready)
 	s.log.Info("ready", s.readyAttrs()...)
 
 	var cause string
@@ -586,11 +603,11 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	running, _ := s.tasks.counts()
 	s.log.Info("signal received: draining", "signal", cause, "readiness", s.cfg.DrainReadiness,
 		"active_conns", active, "idle_conns", idle, "h2_conns", h2, "tasks_running", running,
-		"drain_delay", s.cfg.DrainDelay, "shutdown_timeout", s.cfg.ShutdownTimeout)
+		"drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
 
 	done := make(chan error, 1)
 	abort := make(chan struct{})
-	go func() { done <- s.drain(failure != nil, abort) }()
+	go func() { done <- s.drain(abort) }()
 	select {
 	case err := <-done:
 		return errors.Join(failure, err)

@@ -45,7 +45,10 @@ type harness struct {
 const (
 	testDrainDelay = 5 * time.Second
 	testTimeout    = 25 * time.Second
-	testIdleClose  = time.Second
+	// testExpire is when the drain gives up on its phases: the deadline
+	// less what it keeps for expiring (expireReserve).
+	testExpire    = testTimeout - time.Second
+	testIdleClose = time.Second
 )
 
 // inBubble runs f in a synctest bubble: the drain's tests are about time.
@@ -389,12 +392,12 @@ func testShutdownTimeoutAbandonsWork(t *testing.T) {
 	h.signal()
 	// The task holds the drain: the servers are drained (three phases
 	// done), the task's context is live, nothing has returned, until the
-	// deadline's last instant.
-	h.at(testTimeout - time.Nanosecond)
+	// phases' last instant.
+	h.at(testExpire - time.Nanosecond)
 	if n := len(h.srv.Stats().Phases); n != 3 || h.returned() || isClosed(cancelled) {
 		t.Fatalf("just before the deadline: %d phases done (want 3), returned=%v, task cancelled=%v", n, h.returned(), isClosed(cancelled))
 	}
-	// At the deadline it is abandoned.
+	// Then it is abandoned.
 	h.advance(time.Nanosecond)
 	if !h.returned() {
 		t.Fatal("Serve did not return at the deadline")
@@ -407,6 +410,45 @@ func testShutdownTimeoutAbandonsWork(t *testing.T) {
 	<-stopRan
 	if h.markerExists() {
 		t.Fatal("marker left after the timeout")
+	}
+}
+
+// ShutdownTimeout bounds it all: work that never ends, then a hook that
+// takes what its context allows, and Serve returns at ShutdownTimeout
+// exactly (it returned a second later). The hooks' context carries the
+// deadline on every path, the clean one included (it had none).
+func TestShutdownTimeoutBoundsItAll(t *testing.T) {
+	for _, clean := range []bool{false, true} {
+		t.Run(map[bool]string{false: "at the deadline", true: "clean"}[clean], func(t *testing.T) {
+			inBubble(t, func(t *testing.T) {
+				const timeout = 300 * time.Millisecond
+				h := newHarness(t, nil, func(c *Config) {
+					c.DrainDelay, c.ShutdownTimeout, c.IdleClose = NoDrainDelay, timeout, 10*time.Millisecond
+				}).start()
+				if !clean {
+					h.srv.Go(func(ctx context.Context) { <-ctx.Done() })
+				}
+				deadline := make(chan time.Time, 1)
+				h.srv.OnStop(func(ctx context.Context) error {
+					d, _ := ctx.Deadline()
+					deadline <- d
+					<-ctx.Done() // takes all it may
+					return nil
+				})
+				h.signal()
+				h.at(timeout - time.Nanosecond)
+				if h.returned() {
+					t.Fatal("Serve returned before the deadline")
+				}
+				h.advance(time.Nanosecond)
+				if !h.returned() {
+					t.Fatalf("Serve had not returned at ShutdownTimeout %s", timeout)
+				}
+				if d := <-deadline; !d.Equal(h.signalled.Add(timeout)) {
+					t.Fatalf("the hooks' deadline is %s after the signal, want %s", d.Sub(h.signalled), timeout)
+				}
+			})
+		})
 	}
 }
 
@@ -628,7 +670,9 @@ func TestConfigHTTPAddrAndHandler(t *testing.T) {
 // connection's context reaches the handler (it arrived as nil). A nil
 // handler answers 404 on every listener (AddHTTP served
 // http.DefaultServeMux).
-func TestConnContextChainedAndNilHandlers(t *testing.T) { inBubble(t, testConnContextChainedAndNilHandlers) }
+func TestConnContextChainedAndNilHandlers(t *testing.T) {
+	inBubble(t, testConnContextChainedAndNilHandlers)
+}
 
 func testConnContextChainedAndNilHandlers(t *testing.T) {
 	type key struct{}

@@ -114,7 +114,7 @@ func testServersDrainSideBySide(t *testing.T) {
 	if code, _, _ := h.get(adminURL + "/live"); code != 200 {
 		t.Fatalf("admin /live during the drain = %d", code)
 	}
-	h.at(testTimeout - time.Nanosecond)
+	h.at(testExpire - time.Nanosecond)
 	if h.returned() {
 		t.Fatal("returned before the deadline while a component was still stopping")
 	}
@@ -178,8 +178,10 @@ func testWorkerComponentDrains(t *testing.T) {
 	}
 }
 
-// A component whose Run fails starts the drain at once (no delay: the
-// pod is failing), and Serve reports its error.
+// A component whose Run fails starts the drain, and Serve reports its
+// error. The healthy listener keeps the drain delay: endpoint lag routes
+// requests to this pod as to any other (it closed at once, refusing
+// them).
 func TestComponentFailureStartsTheDrain(t *testing.T) {
 	inBubble(t, testComponentFailureStartsTheDrain)
 }
@@ -192,7 +194,20 @@ func testComponentFailureStartsTheDrain(t *testing.T) {
 		shutdown: func(context.Context) error { return nil },
 	})
 	h.start()
+	failed := time.Now()
 	close(fail)
+	synctest.Wait()
+	if h.srv.State() != Draining {
+		t.Fatalf("state %s after the component failed, want draining", h.srv.State())
+	}
+	h.advance(testDrainDelay - time.Since(failed) - time.Nanosecond)
+	if code, _, _ := h.get(h.url + "/x"); code != 200 {
+		t.Fatalf("the healthy listener answered %d in the drain delay, want 200", code)
+	}
+	h.advance(time.Nanosecond)
+	if !h.refused(h.url) {
+		t.Fatal("the healthy listener still accepts after the drain delay")
+	}
 	err := h.wait()
 	if err == nil || !strings.Contains(err.Error(), "consumer") || !strings.Contains(err.Error(), "queue gone") {
 		t.Fatalf("Serve = %v, want the consumer's error", err)
@@ -215,4 +230,32 @@ func testAddAfterRunPanics(t *testing.T) {
 		}
 	}()
 	h.srv.Add("late", funcComponent{})
+}
+
+// A Server runs once: Run again returns ErrRunTwice (it panicked, "close
+// of closed channel"); an OnStop added once the hooks have run returns
+// ErrStopped (it was dropped without a word), one added while it runs,
+// before, runs.
+func TestRunTwiceAndLateOnStop(t *testing.T) { inBubble(t, testRunTwiceAndLateOnStop) }
+
+func testRunTwiceAndLateOnStop(t *testing.T) {
+	h := newHarness(t, nil).start()
+	if err := h.srv.Run(context.Background()); !errors.Is(err, ErrRunTwice) {
+		t.Fatalf("Run while running = %v, want ErrRunTwice", err)
+	}
+	ran := make(chan struct{})
+	if err := h.srv.OnStop(func(context.Context) error { close(ran); return nil }); err != nil {
+		t.Fatalf("OnStop while running = %v", err)
+	}
+	h.signal()
+	if err := h.wait(); err != nil {
+		t.Fatal(err)
+	}
+	<-ran
+	if err := h.srv.OnStop(func(context.Context) error { return nil }); !errors.Is(err, ErrStopped) {
+		t.Fatalf("OnStop after the hooks ran = %v, want ErrStopped", err)
+	}
+	if err := h.srv.Serve(context.Background(), h.listen()); !errors.Is(err, ErrRunTwice) {
+		t.Fatalf("Serve after the drain = %v, want ErrRunTwice", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -221,5 +222,46 @@ func testCutConnectionsCountOnce(t *testing.T) {
 	synctest.Wait() // the cut connection's close is seen
 	if st := h.srv.Stats(); st.ConnsCutAtDeadline != 1 || st.ConnsClosedAfterResponse != 0 {
 		t.Fatalf("cut %d, closed after response %d; want 1, 0", st.ConnsCutAtDeadline, st.ConnsClosedAfterResponse)
+	}
+}
+
+// On demand, concurrent /ready calls share one run of the checks, and a
+// check that ignores its context is not called again while its last call
+// runs: 20 probes at once while it hangs cost one call and one goroutine
+// (they cost 20, and more every probe, piling up).
+func TestChecksCoalescedAndBounded(t *testing.T) { inBubble(t, testChecksCoalescedAndBounded) }
+
+func testChecksCoalescedAndBounded(t *testing.T) {
+	var calls atomic.Int64
+	release := make(chan struct{})
+	h := newHarness(t, nil)
+	h.srv.AddCheck("stuck", func(context.Context) error {
+		if calls.Add(1) > 1 {
+			return nil
+		}
+		<-release // ignores its context
+		return nil
+	})
+	h.start()
+	codes := make(chan int, 20)
+	for range 20 {
+		go func() { code, _, _ := h.get(h.url + "/ready"); codes <- code }()
+	}
+	for range 20 {
+		if code := <-codes; code != 503 {
+			t.Fatalf("/ready = %d while its check hangs past CheckTimeout, want 503", code)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("20 concurrent /ready called the check %d times, want 1", n)
+	}
+	// Still hanging: not called again, still not ready.
+	if code, _, body := h.get(h.url + "/ready?verbose"); code != 503 || !strings.Contains(body, "still running") || calls.Load() != 1 {
+		t.Fatalf("/ready = %d %q with %d calls, want 503 saying the check still runs, 1 call", code, body, calls.Load())
+	}
+	close(release)
+	synctest.Wait()
+	if code, _, _ := h.get(h.url + "/ready"); code != 200 || calls.Load() != 2 {
+		t.Fatalf("/ready = %d after the check returned (%d calls), want 200 and a new call", code, calls.Load())
 	}
 }

@@ -11,8 +11,9 @@ import (
 )
 
 // ErrStopped is returned by Server.Go once the drain has finished waiting
-// for background work: the work would not be waited for, so it is refused.
-var ErrStopped = errors.New("server stopped: background work refused")
+// for background work (the work would not be waited for, so it is
+// refused), and by Server.OnStop once the hooks have started.
+var ErrStopped = errors.New("server stopped: too late to add work or a hook")
 
 // tasks is the tracked background work: a counter that the drain can wait
 // on with a deadline, and the context the work runs under, cancelled only at
