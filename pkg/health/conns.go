@@ -31,8 +31,9 @@ type conns struct {
 type connInfo struct {
 	state   http.ConnState
 	since   time.Time // when it entered state
-	h2      bool      // carries HTTP/2: drained by Shutdown's GOAWAY
-	closing bool      // Close was called by the drain
+	opened  time.Time
+	h2      bool // carries HTTP/2: drained by Shutdown's GOAWAY
+	closing bool // Close was called by the drain
 	// its request is reading its body (the handler, or net/http after
 	// it): the drain cuts it IdleClose after the listener closed
 	bodyPending bool
@@ -56,6 +57,16 @@ func (cs *conns) connContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
 
+// openedAfter reports whether the request's connection was accepted after
+// t.
+func (cs *conns) openedAfter(ctx context.Context, t time.Time) bool {
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	ci := cs.http1[c]
+	return ci != nil && ci.opened.After(t)
+}
+
 // markH2 records that the request's connection speaks HTTP/2.
 func (cs *conns) markH2(ctx context.Context) {
 	c, _ := ctx.Value(connKey{}).(net.Conn)
@@ -71,7 +82,7 @@ func (cs *conns) connState(c net.Conn, st http.ConnState) {
 	cs.mu.Lock()
 	switch st {
 	case http.StateNew:
-		cs.http1[c] = &connInfo{state: st, since: now}
+		cs.http1[c] = &connInfo{state: st, since: now, opened: now}
 	case http.StateActive, http.StateIdle:
 		if ci := cs.http1[c]; ci != nil {
 			ci.state, ci.since, ci.bodyPending = st, now, false

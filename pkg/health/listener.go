@@ -103,7 +103,12 @@ func (l *httpListener) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if draining {
 		s.drained.Add(1)
-		s.lastRequest.Store(time.Now().UnixNano())
+		// Only a connection opened after the signal tells of the
+		// endpoint lag: one opened before was routed before it, and a
+		// client may reuse it, idle since, whenever it likes.
+		if l.conns.openedAfter(r.Context(), s.drainStart) {
+			s.lastRequest.Store(time.Now().UnixNano())
+		}
 	}
 	defer l.watchBody(w, r)()
 	l.handler.ServeHTTP(w, r)

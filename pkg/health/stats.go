@@ -21,7 +21,9 @@ type Stats struct {
 	// done), "background_work", "hooks".
 	Phases []PhaseDuration
 	// RequestsAfterSignal counts requests that began after the signal;
-	// LastRequestAfterSignal is when the last of them began (zero if none).
+	// LastRequestAfterSignal is when the last of them on a connection
+	// opened after the signal began (zero if none): the endpoint lag,
+	// which a request on an older keep-alive connection says nothing of.
 	RequestsAfterSignal    int64
 	LastRequestAfterSignal time.Time
 	// Connections the drain ended, by how: after a Connection: close
@@ -120,8 +122,8 @@ type connStats struct {
 // client until then.
 const lateShare = 5 // the last fifth
 
-// warnLate logs a warning naming DRAIN_DELAY when requests still arrived in
-// its last fifth.
+// warnLate logs a warning naming DRAIN_DELAY when requests on connections
+// opened after the signal still arrived in its last fifth.
 func (s *Server) warnLate() {
 	d := s.cfg.DrainDelay
 	ns := s.lastRequest.Load()

@@ -37,7 +37,7 @@ var (
 	afterSignalDesc = prometheus.NewDesc(ns+"_requests_after_signal_total",
 		"Requests that began after the signal (during the drain delay: routed by endpoints not yet updated).", nil, nil)
 	lastRequestDesc = prometheus.NewDesc(ns+"_last_request_after_signal_seconds",
-		"When the last request after the signal began, in seconds after the signal (0: none). Near DRAIN_DELAY means the delay is too short.", nil, nil)
+		"When the last request after the signal on a connection opened after it began, in seconds after the signal (0: none): the endpoint lag. Near DRAIN_DELAY means the delay is too short.", nil, nil)
 	connsClosedDesc = prometheus.NewDesc(ns+"_connections_closed_total",
 		"Connections the drain ended, by how: after a Connection: close response (after_response), once idle (idle), cut at the deadline (deadline).", []string{"how"}, nil)
 	hijackedDesc = prometheus.NewDesc(ns+"_connections_hijacked_total",
