@@ -47,7 +47,11 @@ func grpcCheck(ctx context.Context, client TLSClient, args []string, stderr io.W
 		unsupported[name] = fs.Bool(name, false, "grpc-health-probe's: not supported")
 	}
 	tc := tlsFlags(fs)
-	if err := parse(fs, flagsFirst(fs, args), -1, ""); err != nil {
+	args, err := flagsFirst(fs, args)
+	if err != nil {
+		return err
+	}
+	if err := parse(fs, args, -1, ""); err != nil {
 		return err
 	}
 	for name, set := range unsupported {
@@ -61,12 +65,15 @@ func grpcCheck(ctx context.Context, client TLSClient, args []string, stderr io.W
 	case fs.NArg() != 0 || *addr == "":
 		return fmt.Errorf("%w: want one HOST:PORT (or -addr), got %d arguments", marker.ErrUsage, fs.NArg())
 	}
-	if _, _, err := net.SplitHostPort(*addr); err != nil {
-		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
+	if err := hostPort(*addr); err != nil {
+		return err
 	}
 	for name, d := range map[string]*time.Duration{"--timeout": timeout, "--connect-timeout": connectTimeout, "--rpc-timeout": rpcTimeout} {
-		if *d < 0 || (name == "--timeout" && *d == 0) {
-			return fmt.Errorf("%w: %s=%s must be positive", marker.ErrUsage, name, *d)
+		if name != "--timeout" && *d == 0 {
+			continue // defaults to --timeout
+		}
+		if err := positive(name, *d); err != nil {
+			return err
 		}
 	}
 	if *connectTimeout == 0 {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -41,6 +42,9 @@ commands:
                          forward signals, reap zombies; exit with its code
                          (128+N if signal N killed it; 127 not found, 126 not
                          executable)
+  version                print the version
+
+Every --timeout is positive and at most 1h; a HOST:PORT's port is 1-65535.
 
 TLS flags (grpc, http), in probe-tls only: --tls, --tls-ca-cert FILE,
   --tls-client-cert FILE, --tls-client-key FILE, --tls-no-verify,
@@ -58,12 +62,19 @@ type Env func(string) (string, bool)
 // exit status. tls is the TLS stack of --tls and https://; nil: none (a
 // check that asks for TLS is a usage error that names probe-tls).
 func Main(ctx context.Context, tls TLSClient, args []string, env Env, stdout, stderr io.Writer) int {
+	name := "probe"
+	if tls != nil {
+		name = "probe-tls"
+	}
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
 	var err error
 	switch args[0] {
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, name, version())
+		return 0
 	case "live":
 		err = live(ctx, args[1:], env, stderr)
 	case "http":
@@ -75,7 +86,7 @@ func Main(ctx context.Context, tls TLSClient, args []string, env Env, stdout, st
 	case "sleep":
 		err = sleepCmd(ctx, args[1:], stderr)
 	case "run":
-		return run(ctx, args[1:], env, stderr)
+		return run(ctx, name, args[1:], env, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -87,7 +98,7 @@ func Main(ctx context.Context, tls TLSClient, args []string, env Env, stdout, st
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "probe %s: %v\n", args[0], err)
+		fmt.Fprintf(stderr, "%s %s: %v\n", name, args[0], err)
 	}
 	return marker.ExitCode(err)
 }
@@ -106,7 +117,10 @@ func flagSet(name string, _ io.Writer) *flag.FlagSet {
 // (run's command line) everything after the first argument is left alone.
 func parse(fs *flag.FlagSet, args []string, nargs int, what string) error {
 	if nargs >= 0 {
-		args = flagsFirst(fs, args)
+		var err error
+		if args, err = flagsFirst(fs, args); err != nil {
+			return err
+		}
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -121,8 +135,10 @@ func parse(fs *flag.FlagSet, args []string, nargs int, what string) error {
 }
 
 // flagsFirst moves the flags (with their values) before the other
-// arguments, which follow a "--" so that none is taken for a flag.
-func flagsFirst(fs *flag.FlagSet, args []string) []string {
+// arguments, which follow a "--" so that none is taken for a flag. A
+// last flag that wants a value and has none is a usage error (the "--"
+// would have become its value).
+func flagsFirst(fs *flag.FlagSet, args []string) ([]string, error) {
 	var flags, rest []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
@@ -137,21 +153,49 @@ func flagsFirst(fs *flag.FlagSet, args []string) []string {
 		flags = append(flags, a)
 		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		f := fs.Lookup(name)
-		if f == nil || hasValue || i+1 == len(args) {
+		if f == nil || hasValue {
 			continue
 		}
 		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
 			continue
 		}
+		if i+1 == len(args) {
+			return nil, fmt.Errorf("%w: flag needs an argument: %s", marker.ErrUsage, a)
+		}
 		i++
 		flags = append(flags, args[i])
 	}
-	return append(append(flags, "--"), rest...)
+	return append(append(flags, "--"), rest...), nil
 }
 
 func positive(name string, d time.Duration) error {
-	if d <= 0 {
+	switch {
+	case d <= 0:
 		return fmt.Errorf("%w: %s=%s must be positive", marker.ErrUsage, name, d)
+	case d > maxTimeout:
+		return fmt.Errorf("%w: %s=%s exceeds %s (a probe that outlives any kubelet timeout)", marker.ErrUsage, name, d, maxTimeout)
+	}
+	return nil
+}
+
+// maxTimeout bounds every timeout flag.
+const maxTimeout = time.Hour
+
+// hostPort checks a HOST:PORT argument: a port from 1 to 65535, or a
+// service name. A bad one is a usage error (exit 2), not a failed check.
+func hostPort(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
+	}
+	if n, err := strconv.Atoi(port); err == nil {
+		if n < 1 || n > 65535 {
+			return fmt.Errorf("%w: address %s: port %d out of range 1-65535", marker.ErrUsage, addr, n)
+		}
+		return nil
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("%w: address %s: unknown port %q", marker.ErrUsage, addr, port)
 	}
 	return nil
 }
@@ -209,6 +253,11 @@ func httpCheck(ctx context.Context, client TLSClient, args []string, stderr io.W
 		return fmt.Errorf("%w: URL %q: want http[s]://HOST[:PORT]/PATH", marker.ErrUsage, fs.Arg(0))
 	}
 	addr := u.Host
+	if u.Port() != "" {
+		if err := hostPort(u.Host); err != nil {
+			return err
+		}
+	}
 	if u.Port() == "" {
 		port := "80"
 		if u.Scheme == "https" {
@@ -318,8 +367,8 @@ func tcpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := positive("--timeout", *timeout); err != nil {
 		return err
 	}
-	if _, _, err := net.SplitHostPort(fs.Arg(0)); err != nil {
-		return fmt.Errorf("%w: %v", marker.ErrUsage, err)
+	if err := hostPort(fs.Arg(0)); err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -332,6 +381,11 @@ func tcpCheck(ctx context.Context, args []string, stderr io.Writer) error {
 }
 
 func sleepCmd(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) == 1 && strings.HasPrefix(args[0], "-") {
+		if d, err := time.ParseDuration(args[0]); err == nil { // -1s is a duration, not a flag
+			return fmt.Errorf("%w: DURATION=%s is negative", marker.ErrUsage, d)
+		}
+	}
 	fs := flagSet("sleep", stderr)
 	if err := parse(fs, args, 1, "one DURATION"); err != nil {
 		return err
@@ -359,9 +413,9 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // not stopped), forwards signals to it, reaps every zombie when it is PID 1,
 // removes the marker when the child exits and returns the child's status
 // (128+N when signal N killed it).
-func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
+func run(ctx context.Context, name string, args []string, env Env, stderr io.Writer) int {
 	fail := func(err error) int {
-		fmt.Fprintf(stderr, "probe run: %v\n", err)
+		fmt.Fprintf(stderr, "%s run: %v\n", name, err)
 		return marker.ExitCode(err)
 	}
 	fs := flagSet("run", stderr)
@@ -396,7 +450,7 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 	defer flush()
 	if err != nil {
 		_ = m.Remove() // the error below is the one to report
-		fmt.Fprintf(stderr, "probe run: %v\n", err)
+		fmt.Fprintf(stderr, "%s run: %v\n", name, err)
 		return startFailure(err)
 	}
 	child := cmd.Process.Pid
@@ -407,7 +461,7 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 		defer close(beating)
 		if iv := marker.HeartbeatInterval(maxAge); iv > 0 {
 			m.Heartbeat(beat, iv, func() bool { return running(child) }, func(err error) {
-				fmt.Fprintf(stderr, "probe run: heartbeat: %v\n", err)
+				fmt.Fprintf(stderr, "%s run: heartbeat: %v\n", name, err)
 			})
 		}
 	}()
@@ -422,7 +476,7 @@ func run(ctx context.Context, args []string, env Env, stderr io.Writer) int {
 			stopBeat()
 			<-beating
 			if err := m.Remove(); err != nil {
-				fmt.Fprintf(stderr, "probe run: %v\n", err)
+				fmt.Fprintf(stderr, "%s run: %v\n", name, err)
 			}
 			if ws.Signaled() {
 				return 128 + int(ws.Signal())
@@ -512,4 +566,15 @@ func fileFor(w io.Writer) (f *os.File, flush func(), err error) {
 		case <-time.After(time.Second): // a grandchild still holds it
 		}
 	}, nil
+}
+
+// version is the module version the binary was built from (go install
+// ...@v0.1.0 records it; a build in the repository says "(devel)"), with
+// the Go release.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	return bi.Main.Version + " " + bi.GoVersion
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -151,14 +152,37 @@ func TestTCPAndSleep(t *testing.T) {
 		{[]string{"tcp"}, 2},
 		{[]string{"sleep", "1ms"}, 0},
 		{[]string{"sleep", "soon"}, 2},
-		{[]string{"sleep", "-1s"}, 2},
+		{[]string{"sleep", "-1s"}, 2}, // a negative duration, not an unknown flag
 		{[]string{"frobnicate"}, 2},
 		{nil, 2},
+		// Usage errors, not failed checks (they exited 1):
+		{[]string{"tcp", "127.0.0.1:70000"}, 2},
+		{[]string{"tcp", "127.0.0.1:0"}, 2},
+		{[]string{"grpc", "127.0.0.1:99999"}, 2},
+		{[]string{"http", "http://127.0.0.1:99999/"}, 2},
+		{[]string{"tcp", "--timeout", "87600h", open}, 2}, // a probe that could hang for years
+		{[]string{"grpc", "--rpc-timeout", "2h", open}, 2},
+		{[]string{"tcp", "--timeout"}, 2},
+		{[]string{"--version"}, 0},
 	}
 	for _, tt := range tests {
 		if code, out := runProbe(t, env(nil), tt.args...); code != tt.want {
 			t.Errorf("probe %v: exit %d %q, want %d", tt.args, code, out, tt.want)
 		}
+	}
+	// A flag with its value missing says so (it said: invalid value "--").
+	if _, out := runProbe(t, env(nil), "live", "--max-age"); !strings.Contains(out, "flag needs an argument: --max-age") {
+		t.Errorf("probe live --max-age: %q", out)
+	}
+}
+
+// probe-tls names itself in its messages (it said "probe").
+func TestProbeTLSNamesItself(t *testing.T) {
+	var out strings.Builder
+	noTLS := func(TLSOptions, string, ...string) (Handshake, error) { return nil, errors.New("no TLS here") }
+	code := Main(context.Background(), noTLS, []string{"tcp", "x"}, env(nil), &out, &out)
+	if code != 2 || !strings.HasPrefix(out.String(), "probe-tls tcp: ") {
+		t.Fatalf("exit %d %q, want 2 and a message from probe-tls", code, out.String())
 	}
 }
 
