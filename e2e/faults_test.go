@@ -371,6 +371,7 @@ func TestBadRequests(t *testing.T) {
 		want         int
 	}{
 		{"DELETE", "/incr", "", "", 405},
+		{"GET", "/incr", "", "", 405}, // clients and proxies retry a GET: an increment is POST only
 		{"PUT", "/ready", "", "", 405},
 		{"POST", "/live", "", "", 405},
 		{"PATCH", "/count", "", "", 405},

@@ -96,7 +96,8 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 	}
 	drainDelay := cfg.DrainDelay
 	if drainDelay == 0 {
-		drainDelay = -1 // health's "no delay"
+		drainDelay = health.NoDrainDelay
+		log.Warn("DRAIN_DELAY=0: no drain delay; requests that endpoint lag still routes here after SIGTERM will be refused")
 	}
 	// The marker's path is checked (by creating it) before anything
 	// listens: a bad LIVE_FILE ends the process with nothing served. Run

@@ -37,6 +37,12 @@ type Config struct {
 	DrainReadiness string `envconfig:"DRAIN_READINESS" default:"serving"`
 }
 
+// The smallest LIVE_MAX_AGE and CHECK_INTERVAL accepted (besides 0).
+const (
+	MinLiveMaxAge    = 100 * time.Millisecond
+	MinCheckInterval = 100 * time.Millisecond
+)
+
 // readinessPolicies are DRAIN_READINESS's values.
 var readinessPolicies = map[string]health.ReadinessPolicy{
 	"serving":   health.ReadyWhileServing,
@@ -96,6 +102,9 @@ func (c Config) Validate() error {
 		return bad("LIVE_FILE is empty")
 	case c.LiveMaxAge < 0:
 		return bad("LIVE_MAX_AGE=%s is negative", c.LiveMaxAge)
+	case c.LiveMaxAge > 0 && c.LiveMaxAge < MinLiveMaxAge:
+		// The heartbeat (a third of it) and the probe's exec must fit.
+		return bad("LIVE_MAX_AGE=%s is below %s (0 checks existence only)", c.LiveMaxAge, MinLiveMaxAge)
 	case c.DrainDelay < 0:
 		return bad("DRAIN_DELAY=%s is negative", c.DrainDelay)
 	case c.ShutdownTimeout <= 0:
@@ -104,6 +113,9 @@ func (c Config) Validate() error {
 		return bad("IDLE_CLOSE=%s must be positive", c.IdleClose)
 	case c.CheckInterval < 0:
 		return bad("CHECK_INTERVAL=%s is negative", c.CheckInterval)
+	case c.CheckInterval > 0 && c.CheckInterval < MinCheckInterval:
+		// 1ns pinged Redis about 20,000 times a second.
+		return bad("CHECK_INTERVAL=%s is below %s (0 checks on every /ready)", c.CheckInterval, MinCheckInterval)
 	case c.WorkDelay < 0:
 		return bad("WORK_DELAY=%s is negative", c.WorkDelay)
 	case c.MaxPending <= 0:

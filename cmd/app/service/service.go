@@ -40,8 +40,10 @@ func (s *service) routes() *http.ServeMux {
 }
 
 func (s *service) handleIncr(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost && r.Method != http.MethodGet {
-		w.Header().Set("Allow", "GET, POST")
+	// POST only: clients and proxies retry a GET, and an increment must
+	// not count twice.
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
