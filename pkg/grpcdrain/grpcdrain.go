@@ -40,22 +40,23 @@ import (
 )
 
 // Server is a gRPC server that runs and drains with a health.Server.
-// Register services on it as on a *grpc.Server.
+// Register services on it (it is a grpc.ServiceRegistrar), set their
+// health with SetServingStatus, and add it to the health.Server with
+// Add("grpc", gs): the health.Server runs it and drains it. It has no
+// Serve, Stop or GracefulStop: nothing stops it but the drain.
 type Server struct {
-	*grpc.Server
-
-	// Health is the standard health service, registered on Server: set
-	// each service's status on it. The drain makes every status
-	// NOT_SERVING for good.
-	Health *grpchealth.Server
-
+	gs       *grpc.Server
+	health   *grpchealth.Server
 	srv      *health.Server
 	ln       *connWatch
 	log      *slog.Logger
 	rpcs     rpcCounter
-	draining chan struct{} // closed once Health is NOT_SERVING
+	draining chan struct{} // closed once health is NOT_SERVING
 	notServe sync.Once
 }
+
+var _ grpc.ServiceRegistrar = (*Server)(nil)
+var _ health.Component = (*Server)(nil)
 
 // DefaultMaxConcurrentStreams bounds the RPCs one client connection may
 // run at once, as net/http's HTTP/2 server does (250), unless opts set
@@ -67,61 +68,69 @@ const DefaultMaxConcurrentStreams = 250
 // New returns a gRPC server built with opts (after
 // grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams), which an option
 // of opts overrides, and before a stats handler that counts RPCs in
-// flight) with the health service registered.
-// It serves on ln while srv runs and drains with it, under name "grpc" in
-// the log; log nil means slog.Default(). Call it before srv.Run.
-func New(srv *health.Server, ln net.Listener, log *slog.Logger, opts ...grpc.ServerOption) *Server {
-	return newServer(srv, ln, log, true, opts)
+// flight), with the standard health service registered, to serve on ln
+// once added to srv (before srv.Run). It logs to srv's logger.
+func New(srv *health.Server, ln net.Listener, opts ...grpc.ServerOption) *Server {
+	return newServer(srv, ln, true, opts)
 }
 
 // newServer is New; endWatches false registers grpc-go's health service
 // as it is, for the tests' negative control.
-func newServer(srv *health.Server, ln net.Listener, log *slog.Logger, endWatches bool, opts []grpc.ServerOption) *Server {
-	if log == nil {
-		log = slog.Default()
-	}
+func newServer(srv *health.Server, ln net.Listener, endWatches bool, opts []grpc.ServerOption) *Server {
 	s := &Server{
-		Health:   grpchealth.NewServer(),
+		health:   grpchealth.NewServer(),
 		srv:      srv,
 		ln:       &connWatch{Listener: ln},
-		log:      log,
+		log:      srv.Logger(),
 		draining: make(chan struct{}),
 	}
 	all := append([]grpc.ServerOption{grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams)}, opts...)
-	s.Server = grpc.NewServer(append(all, grpc.StatsHandler(&s.rpcs))...)
+	s.gs = grpc.NewServer(append(all, grpc.StatsHandler(&s.rpcs))...)
 	if endWatches {
-		healthpb.RegisterHealthServer(s.Server, &watchEnder{Server: s.Health, draining: s.draining})
+		healthpb.RegisterHealthServer(s.gs, &watchEnder{Server: s.health, draining: s.draining})
 	} else {
-		healthpb.RegisterHealthServer(s.Server, s.Health)
+		healthpb.RegisterHealthServer(s.gs, s.health)
 	}
-	srv.Add("grpc", (*component)(s))
 	return s
 }
 
-// component is Server's side of health.Component, kept off its method set.
-type component Server
+// RegisterService registers a service and its implementation, as
+// grpc.Server's does; generated code calls it (pb.RegisterXServer(gs, impl)).
+// Call it before the health.Server runs.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) { s.gs.RegisterService(desc, impl) }
 
-// Run serves until the drain's GracefulStop or Stop; when the
-// health.Server turns not ready for good it turns every health status
-// NOT_SERVING.
-func (c *component) Run(context.Context) error {
+// GetServiceInfo returns the registered services, as grpc.Server's does
+// (for reflection).
+func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.gs.GetServiceInfo() }
+
+// SetServingStatus sets service's status in the health service ("" is the
+// server as a whole). Once the drain has made every status NOT_SERVING,
+// it changes nothing: NOT_SERVING is for good.
+func (s *Server) SetServingStatus(service string, status healthpb.HealthCheckResponse_ServingStatus) {
+	s.health.SetServingStatus(service, status)
+}
+
+// Run serves on the listener until the drain's GracefulStop or Stop; when
+// the health.Server turns not ready for good it turns every health status
+// NOT_SERVING. The health.Server calls it (health.Component); call it not.
+func (s *Server) Run(context.Context) error {
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
 		select {
-		case <-c.srv.NotReady():
-			c.notServing()
+		case <-s.srv.NotReady():
+			s.notServing()
 		case <-stop:
 		}
 	}()
-	return c.Server.Serve(c.ln)
+	return s.gs.Serve(s.ln)
 }
 
 // notServing turns every health status NOT_SERVING for good, once, and
 // lets the Watch streams end.
-func (c *component) notServing() {
+func (c *Server) notServing() {
 	c.notServe.Do(func() {
-		c.Health.Shutdown()
+		c.health.Shutdown()
 		close(c.draining)
 		c.log.Info("grpc health: NOT_SERVING", "rpcs_in_flight", c.rpcs.inflight.Load())
 	})
@@ -129,13 +138,14 @@ func (c *component) notServing() {
 
 // Shutdown turns the health service NOT_SERVING (if the readiness policy
 // has not already), sends GOAWAY and waits for the RPCs in flight; at
-// ctx's end it cuts them with Stop and reports how many it cut.
-func (c *component) Shutdown(ctx context.Context) error {
+// ctx's end it cuts them with Stop and reports how many it cut. The
+// health.Server calls it when it drains (health.Component); call it not.
+func (c *Server) Shutdown(ctx context.Context) error {
 	c.notServing() // the Watch streams must end for GracefulStop to
 	done := make(chan struct{})
 	c.log.Info("grpc: graceful stop (GOAWAY)", "rpcs_in_flight", c.rpcs.inflight.Load())
 	go func() {
-		c.Server.GracefulStop()
+		c.gs.GracefulStop()
 		close(done)
 	}()
 	// A client that still opens streams a stallBound after the GOAWAY
@@ -154,7 +164,7 @@ func (c *component) Shutdown(ctx context.Context) error {
 			return nil
 		case <-ctx.Done():
 			cut := c.rpcs.inflight.Load() + c.rpcs.lateInflight.Load()
-			c.Server.Stop() // GracefulStop returns too
+			c.gs.Stop() // GracefulStop returns too
 			<-done
 			c.log.Error("grpc: RPCs cut at the shutdown deadline", "rpcs_cut", cut)
 			return fmt.Errorf("%d RPCs cut at the shutdown deadline", cut)
@@ -171,7 +181,7 @@ func (c *component) Shutdown(ctx context.Context) error {
 			if now.Sub(progress) < stallBound {
 				continue
 			}
-			c.Server.Stop()
+			c.gs.Stop()
 			<-done
 			c.log.Warn("grpc: connections cut: their clients read nothing (a zero flow-control window, an unread socket) or ignore the GOAWAY",
 				"conns_cut", open, "late_rpcs", c.rpcs.late.Load(), "stalled_for", stallBound)

@@ -99,7 +99,8 @@ func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 	r.srv = health.New(cfg, nil)
 	httpLn := testutil.Listen(t)
 	grpcLn := testutil.Listen(t)
-	r.gs = newServer(r.srv, grpcLn, logger, endWatches, nil)
+	r.gs = newServer(r.srv, grpcLn, endWatches, nil)
+	r.srv.Add("grpc", r.gs)
 	r.svc = &testService{srv: r.srv}
 	testpb.RegisterTestServiceServer(r.gs, r.svc)
 	ctx, stop := context.WithCancel(context.Background())
@@ -279,8 +280,10 @@ func TestNeverEndingStreamCutAtDeadline(t *testing.T) {
 	if !errors.Is(err, health.ErrShutdownTimeout) || !strings.Contains(err.Error(), "1 RPCs cut") {
 		t.Fatalf("Serve = %v, want a shutdown timeout with 1 RPC cut", err)
 	}
-	if d := time.Since(t0); d < shutdownTimeout { // how soon after it: BENCHMARKS.md
-		t.Fatalf("Serve returned %s after the signal, before the %s deadline", d, shutdownTimeout)
+	// The phases end a tenth before the deadline (what expiring does
+	// fits in that tenth); how soon after: BENCHMARKS.md.
+	if d, phasesEnd := time.Since(t0), shutdownTimeout-shutdownTimeout/10; d < phasesEnd {
+		t.Fatalf("Serve returned %s after the signal, before the phases' end at %s", d, phasesEnd)
 	}
 	if !strings.Contains(r.log.String(), "rpcs_cut=1") || !strings.Contains(r.log.String(), "grpc shutdown") {
 		t.Fatalf("log does not count the cut RPC in phase grpc shutdown:\n%s", r.log)
@@ -330,7 +333,7 @@ func TestMaxConcurrentStreams(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := health.New(health.Config{DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 			ln := testutil.Listen(t)
-			newServer(srv, ln, nil, true, tt.opts)
+			srv.Add("grpc", newServer(srv, ln, true, tt.opts))
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
@@ -516,7 +519,7 @@ func TestRapidResetBoundsHandlers(t *testing.T) {
 			})
 			srv := health.New(health.Config{DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 			ln := testutil.Listen(t)
-			newServer(srv, ln, nil, true, append(tt.opts, hold))
+			srv.Add("grpc", newServer(srv, ln, true, append(tt.opts, hold)))
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
@@ -567,7 +570,7 @@ func TestClientIgnoringGOAWAYIsCut(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return nil
 	})
-	newServer(srv, ln, logger, true, []grpc.ServerOption{linger})
+	srv.Add("grpc", newServer(srv, ln, true, []grpc.ServerOption{linger}))
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()

@@ -446,6 +446,10 @@ func (s *Server) Draining() <-chan struct{} { return s.drainingDone }
 // service of another protocol (pkg/grpcdrain's) turns NOT_SERVING then.
 func (s *Server) NotReady() <-chan struct{} { return s.readiness.closed }
 
+// Logger returns the logger the Server logs to (Config.Logger, or
+// slog.Default()), for a component that logs beside it.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
 // State returns the server's current state.
 func (s *Server) State() State { return State(s.state.Load()) }
 

@@ -159,7 +159,7 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 			return fmt.Errorf("GRPC_ADDR=%s: %w", cfg.GRPCAddr, err)
 		}
 		defer ln.Close() // closed by the drain; this is for a Run that fails before serving
-		gs := grpcdrain.New(srv, ln, log,
+		gs := grpcdrain.New(srv, ln,
 			// grpc-go's keepalive enforcement, spelled out: a client
 			// that pings more often than every MinTime (or at all
 			// without an RPC) gets GOAWAY too_many_pings and is
@@ -167,7 +167,8 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 			// (grpcdrain's default, 250) bounds a rapid reset.
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Minute}))
 		svc.registerGRPC(gs)
-		gs.Health.SetServingStatus(GRPCService, healthpb.HealthCheckResponse_SERVING)
+		gs.SetServingStatus(GRPCService, healthpb.HealthCheckResponse_SERVING)
+		srv.Add("grpc", gs)
 		log.Info("grpc listening", "grpc_addr", ln.Addr().String())
 	}
 	if cfg.RedisAddr != "" {
