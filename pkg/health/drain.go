@@ -63,7 +63,7 @@ func (s *Server) drain(abort <-chan struct{}) error {
 			return expire("drain delay", nil)
 		}
 	}
-	s.report.phase("delay", time.Now())
+	s.report.phase(PhaseDelay, time.Now())
 	s.log.Info("drain delay over", "elapsed", s.sinceDrain(), "requests_during_delay", s.drained.Load())
 	s.warnLate()
 
@@ -74,8 +74,8 @@ func (s *Server) drain(abort <-chan struct{}) error {
 	if ctx.Err() != nil {
 		return expire(s.stuckServers(), pending)
 	}
-	s.report.phase("connections", s.connsClosedAt())
-	s.report.phase("requests", time.Now())
+	s.report.phase(PhaseConnections, s.connsClosedAt())
+	s.report.phase(PhaseRequests, time.Now())
 	s.log.Info("servers drained", "elapsed", s.sinceDrain(), "requests_after_signal", s.drained.Load())
 
 	// 3. The background work the requests started.
@@ -87,7 +87,7 @@ func (s *Server) drain(abort <-chan struct{}) error {
 		}
 	}
 	_, started := s.tasks.counts()
-	s.report.phase("background_work", time.Now())
+	s.report.phase(PhaseBackgroundWork, time.Now())
 	s.log.Info("background work drained", "elapsed", s.sinceDrain(), "tasks_total", started)
 
 	// 4. Cleanup, in reverse order of registration, until the deadline
@@ -96,14 +96,14 @@ func (s *Server) drain(abort <-chan struct{}) error {
 	if hooksCtx.Err() != nil {
 		return expire("stop hooks", nil)
 	}
-	s.report.phase("hooks", time.Now())
+	s.report.phase(PhaseHooks, time.Now())
 	s.log.Info("stop hooks done", "elapsed", s.sinceDrain())
 
 	// 5. The marker goes last: the process is about to exit.
 	err = errors.Join(err, s.stopMarker())
 	s.setState(Stopped)
 	s.log.Info("drained, exiting", "elapsed", s.sinceDrain(), "error", err)
-	s.logReport("clean")
+	s.logReport(EndClean)
 	return err
 }
 
@@ -226,7 +226,7 @@ func (s *Server) expire(phase string, pending *stopping) error {
 		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.sinceDrain().Round(time.Millisecond), phase, abandoned),
 		errors.Join(cut...), s.runStops(ctx), s.stopMarker())
 	s.setState(Stopped)
-	s.logReport("deadline")
+	s.logReport(EndDeadline)
 	return err
 }
 

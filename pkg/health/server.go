@@ -628,7 +628,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain(),
 			"tasks_abandoned", abandoned)
 		s.setState(Stopped)
-		s.logReport("second signal")
+		s.logReport(EndSecondSignal)
 		return errors.Join(failure, fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
 	}
 }

@@ -15,10 +15,7 @@ type Stats struct {
 	State State
 	// DrainStarted is when the drain began; zero before the signal.
 	DrainStarted time.Time
-	// Phases are the drain's phases that have ended, in order: "delay",
-	// "connections" (the listeners closed and their keep-alive
-	// connections ended), "requests" (in-flight and hijacked handlers
-	// done), "background_work", "hooks".
+	// Phases are the drain's phases that have ended, in order.
 	Phases []PhaseDuration
 	// RequestsAfterSignal counts requests that began after the signal;
 	// LastRequestAfterSignal is when the last of them on a connection
@@ -36,18 +33,40 @@ type Stats struct {
 	RequestsCutInBody                          int64
 	InFlight                                   int64 // HTTP handlers running now
 	TasksStarted, TasksRunning, TasksAbandoned int64
-	// End is how the drain ended: "" (not yet), "clean", "deadline" or
-	// "second signal".
-	End string
+	// End is how the drain ended; "" until it has.
+	End End
 	// Checks are the readiness checks' last results.
 	Checks []CheckStats
 }
 
 // PhaseDuration is one phase of the drain and how long it took.
 type PhaseDuration struct {
-	Phase    string
+	Phase    Phase
 	Duration time.Duration
 }
+
+// Phase is a phase of the drain, named as the drain report and pkg/metrics
+// name it.
+type Phase string
+
+// The drain's phases, in order.
+const (
+	PhaseDelay          Phase = "delay"           // serving through DrainDelay
+	PhaseConnections    Phase = "connections"     // the listeners closed and their keep-alive connections ended
+	PhaseRequests       Phase = "requests"        // in-flight and hijacked handlers done, components stopped
+	PhaseBackgroundWork Phase = "background_work" // the work started with Go done
+	PhaseHooks          Phase = "hooks"           // the OnStop hooks done
+)
+
+// End is how a drain ended.
+type End string
+
+// The ends of a drain.
+const (
+	EndClean        End = "clean"         // every phase done
+	EndDeadline     End = "deadline"      // ShutdownTimeout cut it
+	EndSecondSignal End = "second signal" // a second signal cut it
+)
 
 // CheckStats is a readiness check's last result.
 type CheckStats struct {
@@ -89,19 +108,19 @@ func (s *Server) Stats() Stats {
 type drainReport struct {
 	mu     sync.Mutex
 	phases []PhaseDuration
-	end    string
+	end    End
 	mark   time.Time // when the current phase began
 }
 
 // phase ends the current phase, named, at now.
-func (r *drainReport) phase(name string, now time.Time) {
+func (r *drainReport) phase(name Phase, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.phases = append(r.phases, PhaseDuration{name, now.Sub(r.mark)})
 	r.mark = now
 }
 
-func (r *drainReport) ended(how string) {
+func (r *drainReport) ended(how End) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.end == "" {
@@ -141,12 +160,12 @@ func (s *Server) warnLate() {
 
 // logReport writes the drain report: one line with each phase's duration,
 // the counts and how the drain ended.
-func (s *Server) logReport(end string) {
+func (s *Server) logReport(end End) {
 	s.report.ended(end)
 	st := s.Stats()
-	attrs := []any{"end", st.End, "elapsed", s.sinceDrain().Round(time.Millisecond)}
+	attrs := []any{"end", string(st.End), "elapsed", s.sinceDrain().Round(time.Millisecond)}
 	for _, p := range st.Phases {
-		attrs = append(attrs, slog.Duration("phase_"+p.Phase, p.Duration.Round(time.Microsecond)))
+		attrs = append(attrs, slog.Duration("phase_"+string(p.Phase), p.Duration.Round(time.Microsecond)))
 	}
 	last := time.Duration(0)
 	if !st.LastRequestAfterSignal.IsZero() {

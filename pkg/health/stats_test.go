@@ -79,7 +79,7 @@ func TestStatsAndDrainReport(t *testing.T) {
 				st := h.srv.Stats()
 				var names []string
 				for _, p := range st.Phases {
-					names = append(names, p.Phase)
+					names = append(names, string(p.Phase))
 				}
 				if got := strings.Join(names, ","); got != "delay,connections,requests,background_work,hooks" {
 					t.Fatalf("phases %s", got)

@@ -81,7 +81,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(stateDesc, prometheus.GaugeValue, v, s.String())
 	}
 	for _, p := range st.Phases {
-		ch <- prometheus.MustNewConstMetric(phaseDesc, prometheus.GaugeValue, p.Duration.Seconds(), p.Phase)
+		ch <- prometheus.MustNewConstMetric(phaseDesc, prometheus.GaugeValue, p.Duration.Seconds(), string(p.Phase))
 	}
 	ch <- prometheus.MustNewConstMetric(afterSignalDesc, prometheus.CounterValue, float64(st.RequestsAfterSignal))
 	last := 0.0
@@ -99,7 +99,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(tasksRunningDesc, prometheus.GaugeValue, float64(st.TasksRunning))
 	ch <- prometheus.MustNewConstMetric(tasksAbandonedDesc, prometheus.CounterValue, float64(st.TasksAbandoned))
 	if st.End != "" {
-		ch <- prometheus.MustNewConstMetric(endDesc, prometheus.GaugeValue, 1, st.End)
+		ch <- prometheus.MustNewConstMetric(endDesc, prometheus.GaugeValue, 1, string(st.End))
 	}
 	for _, chk := range st.Checks {
 		if chk.At.IsZero() {
