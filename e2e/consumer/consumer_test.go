@@ -1,18 +1,24 @@
 // Package consumer_test imports the library as a new user's service module
 // does: from outside the repository, with the oldest supported Go and older
 // Kubernetes modules pinned, and with the README's embedding example as its
-// main.go.
+// main.go, which it runs as deploy/ runs the app; and docs/embedding.md's
+// every-server example, which it builds.
 package consumer_test
 
 import (
 	"bytes"
 	"errors"
+	"github.com/drainwell/drainwell/internal/testutil"
 	"go/format"
 	"io/fs"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"golang.org/x/mod/modfile"
@@ -22,7 +28,8 @@ const (
 	libPath     = "github.com/drainwell/drainwell"
 	grpcPath    = libPath + "/pkg/grpcdrain"
 	metricsPath = libPath + "/pkg/metrics"
-	// The markers that precede the README's code blocks compiled here.
+	// The markers that precede the code blocks compiled here: the
+	// README's, and docs/embedding.md's.
 	readmeMarker     = "<!-- compiled by e2e/consumer: main.go -->"
 	readmeGRPCMarker = "<!-- compiled by e2e/consumer: grpc/main.go -->"
 )
@@ -113,17 +120,12 @@ func TestConsumerModule(t *testing.T) {
 			goCmd(t, dir, "vet", ".")
 			bin := filepath.Join(dir, "shop")
 			goCmd(t, dir, "build", "-o", bin, ".")
-			// The embedded live command answers: no marker yet, exit 1.
-			out, err := exec.Command(bin, "live", "--file", filepath.Join(dir, "live")).CombinedOutput()
-			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "missing") {
-				t.Fatalf("shop live without a marker: %v %s, want exit 1 and \"missing\"", err, out)
-			}
+			runShop(t, bin, dir)
 		})
 	}
 }
 
-// TestGRPCConsumerModule compiles the README's every-server example (an
+// TestGRPCConsumerModule compiles docs/embedding.md's every-server example (an
 // HTTP API, a gRPC API, a worker and metrics under one drain) as a new
 // module that imports the library, pkg/grpcdrain and pkg/metrics from
 // outside, with the oldest supported Go: go mod tidy must not move its go
@@ -136,7 +138,7 @@ func TestGRPCConsumerModule(t *testing.T) {
 		"replace (\n\t" + libPath + " => " + root + "\n\t" + grpcPath + " => " + filepath.Join(root, "pkg", "grpcdrain") +
 		"\n\t" + metricsPath + " => " + filepath.Join(root, "pkg", "metrics") + "\n)\n"
 	write(t, filepath.Join(dir, "go.mod"), goMod)
-	write(t, filepath.Join(dir, "main.go"), readmeBlock(t, filepath.Join(root, "README.md"), readmeGRPCMarker))
+	write(t, filepath.Join(dir, "main.go"), readmeBlock(t, filepath.Join(root, "docs", "embedding.md"), readmeGRPCMarker))
 	goCmd(t, dir, "mod", "tidy")
 	after, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(dir, "go.mod")), nil)
 	if err != nil {
@@ -243,5 +245,69 @@ func write(t *testing.T, path, s string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// runShop runs the README's service as deploy/ runs the app: one
+// environment for the server and its live command. It starts and serves,
+// `shop live` passes, SIGTERM, it exits 0, and `shop live` fails (the
+// marker is gone). (The README's main.go before: exited at once on an
+// unknown SQL driver, printed its errors twice, and wrote /tmp/live while
+// `live` read LIVE_FILE.)
+func runShop(t *testing.T, bin, dir string) {
+	t.Helper()
+	inventory := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer inventory.Close()
+	env := []string{"LIVE_FILE=" + filepath.Join(dir, "live"), "LIVE_MAX_AGE=20s", "ADDR=127.0.0.1:0",
+		"INVENTORY_URL=" + inventory.URL}
+	live := func() (int, string) {
+		cmd := exec.Command(bin, "live")
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode(), string(out)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return 0, string(out)
+	}
+	if code, out := live(); code != 1 || !strings.Contains(out, "missing") || strings.Count(out, "missing") != 1 {
+		t.Fatalf("shop live before the server: exit %d %q, want 1 and one line saying missing", code, out)
+	}
+	var stderr testutil.Buffer
+	cmd := exec.Command(bin)
+	cmd.Env = env
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	var addr string
+	testutil.WaitFor(t, "the ready line", func() bool {
+		m := regexp.MustCompile(`ready addr=(\S+)`).FindStringSubmatch(stderr.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	resp, err := http.Get("http://" + addr + "/ready")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/ready: %v %v\n%s", resp, err, stderr.String())
+	}
+	resp.Body.Close()
+	if code, out := live(); code != 0 {
+		t.Fatalf("shop live while it serves: exit %d %q", code, out)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	err = testutil.Receive(t, "the drain", exited)
+	if err != nil {
+		t.Fatalf("shop after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+	}
+	if code, out := live(); code != 1 || !strings.Contains(out, "missing") {
+		t.Fatalf("shop live after the drain: exit %d %q, want 1 (the marker removed)", code, out)
 	}
 }

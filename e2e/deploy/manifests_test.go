@@ -307,7 +307,7 @@ func TestProbesAreServed(t *testing.T) {
 	}
 }
 
-// The README's example of a service on the base builds, renames and
+// docs/kubernetes.md's example of a service on the base builds, renames and
 // relabels everything, keeps the drain's settings, and passes vet.
 func TestUserOverlay(t *testing.T) {
 	set, err := manifest.LoadDir("testdata/user")

@@ -125,22 +125,22 @@ func TestSARIF(t *testing.T) {
 	}
 }
 
-// The README's run of drainwell vet is this run's output.
-func TestREADMEOutput(t *testing.T) {
+// The run of drainwell vet in docs/vet.md is this run's output.
+func TestDocsOutput(t *testing.T) {
 	code, out, errOut := run(t, "", "vet", "../../vet/testdata/readme/flawed.yaml")
 	if code != 1 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
 	out = strings.ReplaceAll(out, "../../vet/testdata/readme/flawed.yaml", "shop.yaml")
-	readme := mustRead(t, "../../../../README.md")
+	readme := mustRead(t, "../../../../docs/vet.md")
 	const start = "$ drainwell vet shop.yaml\n"
 	i := strings.Index(readme, start)
 	if i < 0 {
-		t.Fatal("README has no drainwell vet run")
+		t.Fatal("docs/vet.md has no drainwell vet run")
 	}
 	block := readme[i+len(start):]
 	block = block[:strings.Index(block, "```")]
 	if block != out {
-		t.Fatalf("README's output differs from a real run:\n--- README\n%s--- run\n%s", block, out)
+		t.Fatalf("docs/vet.md's output differs from a real run:\n--- docs/vet.md\n%s--- run\n%s", block, out)
 	}
 }
