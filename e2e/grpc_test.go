@@ -202,8 +202,10 @@ func TestGRPCStreamCutAtDeadline(t *testing.T) {
 		t.Fatal(err)
 	}
 	took := time.Since(t0)
-	if code != health.ExitShutdownTimeout || took < 2*time.Second {
-		t.Fatalf("exit %d %s after SIGTERM, want %d at the 2s deadline", code, took, health.ExitShutdownTimeout)
+	// The phases end a tenth of SHUTDOWN_TIMEOUT before it: expiring
+	// fits in that tenth.
+	if code != health.ExitShutdownTimeout || took < 1800*time.Millisecond {
+		t.Fatalf("exit %d %s after SIGTERM, want %d once the 2s deadline less its tenth has passed", code, took, health.ExitShutdownTimeout)
 	}
 	if !strings.Contains(p.Stderr(), "rpcs_cut=1") || !strings.Contains(p.Stderr(), "1 RPCs cut") {
 		t.Fatalf("log does not count the cut stream:\n%s", p.Stderr())

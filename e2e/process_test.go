@@ -306,8 +306,8 @@ func TestShutdownTimeoutSaysWhatWasAbandoned(t *testing.T) {
 	if code != health.ExitShutdownTimeout {
 		t.Fatalf("exit %d, want %d", code, health.ExitShutdownTimeout)
 	}
-	if took < 2*time.Second {
-		t.Fatalf("exited %s after SIGTERM, before the 2s deadline", took)
+	if took < 1800*time.Millisecond { // the phases end a tenth before the deadline
+		t.Fatalf("exited %s after SIGTERM, before the 2s deadline less its tenth", took)
 	}
 	if !strings.Contains(p.Stderr(), "3 background tasks abandoned") {
 		t.Fatalf("log does not say 3 tasks were abandoned:\n%s", p.Stderr())
