@@ -32,6 +32,10 @@ API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(M
 	api/grpcdrain.api:-m:$(MODULE)/pkg/grpcdrain:pkg/grpcdrain \
 	api/metrics.api:-m:$(MODULE)/pkg/metrics:pkg/metrics \
 	api/vet.api:-m:$(MODULE)/cmd/drainwell:cmd/drainwell
+# The same APIs as text a reviewer reads in a diff (e2e/apitext): NAME:DIR.
+API_TEXT := health:pkg/health probe:pkg/probe marker:internal/marker grpcdrain:pkg/grpcdrain \
+	metrics:pkg/metrics vet:cmd/drainwell/vet
+APITEXT := $(GO) run ./e2e/apitext
 
 .PHONY: test deps vet lint gosec toolchains apicheck api run build clean rollout bench
 
@@ -77,6 +81,12 @@ apicheck: $(TOOLS)/apidiff
 	  diff=$$(cd $$dir && env $$work $(APIDIFF) $$flag $$file $$tmp/now.api 2>/dev/null); \
 	  if [ -n "$$diff" ]; then echo "$$path: the exported API differs from $$file:"; echo "$$diff"; fail=1; fi; \
 	done; \
+	for r in $(API_TEXT); do \
+	  name=$${r%%:*}; dir=$${r#*:}; \
+	  $(APITEXT) $$dir $(MODULE)/$$dir > $$tmp/$$name.txt || exit 1; \
+	  if ! diff -u api/$$name.txt $$tmp/$$name.txt > $$tmp/diff; then \
+	    echo "$$dir: the exported API differs from api/$$name.txt:"; cat $$tmp/diff; fail=1; fi; \
+	done; \
 	if [ $$fail = 1 ]; then echo "if on purpose: make api, and say what changed in CHANGELOG.md"; exit 1; fi; \
 	echo "exported API matches api/"
 
@@ -86,6 +96,10 @@ api: $(TOOLS)/apidiff
 	  case $$path in *:*) dir=$${path#*:}; path=$${path%%:*};; esac; \
 	  work=; [ $$dir = . ] && work=GOWORK=off; \
 	  (cd $$dir && env $$work $(APIDIFF) $$flag -w $$file $$path) || exit 1; echo "wrote $$file"; \
+	done; \
+	for r in $(API_TEXT); do \
+	  name=$${r%%:*}; dir=$${r#*:}; \
+	  $(APITEXT) $$dir $(MODULE)/$$dir > api/$$name.txt || exit 1; echo "wrote api/$$name.txt"; \
 	done
 
 toolchains:

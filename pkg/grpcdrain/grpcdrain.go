@@ -128,11 +128,11 @@ func (s *Server) Run(context.Context) error {
 
 // notServing turns every health status NOT_SERVING for good, once, and
 // lets the Watch streams end.
-func (c *Server) notServing() {
-	c.notServe.Do(func() {
-		c.health.Shutdown()
-		close(c.draining)
-		c.log.Info("grpc health: NOT_SERVING", "rpcs_in_flight", c.rpcs.inflight.Load())
+func (s *Server) notServing() {
+	s.notServe.Do(func() {
+		s.health.Shutdown()
+		close(s.draining)
+		s.log.Info("grpc health: NOT_SERVING", "rpcs_in_flight", s.rpcs.inflight.Load())
 	})
 }
 
@@ -140,51 +140,51 @@ func (c *Server) notServing() {
 // has not already), sends GOAWAY and waits for the RPCs in flight; at
 // ctx's end it cuts them with Stop and reports how many it cut. The
 // health.Server calls it when it drains (health.Component); call it not.
-func (c *Server) Shutdown(ctx context.Context) error {
-	c.notServing() // the Watch streams must end for GracefulStop to
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.notServing() // the Watch streams must end for GracefulStop to
 	done := make(chan struct{})
-	c.log.Info("grpc: graceful stop (GOAWAY)", "rpcs_in_flight", c.rpcs.inflight.Load())
+	s.log.Info("grpc: graceful stop (GOAWAY)", "rpcs_in_flight", s.rpcs.inflight.Load())
 	go func() {
-		c.gs.GracefulStop()
+		s.gs.GracefulStop()
 		close(done)
 	}()
 	// A client that still opens streams a stallBound after the GOAWAY
 	// ignores it (grpc-go's clients stop at once): its RPCs are "late",
 	// and while any came, bytes delivered are not progress (they are its
 	// answers).
-	c.rpcs.lateFrom.Store(time.Now().Add(stallBound).UnixNano())
+	s.rpcs.lateFrom.Store(time.Now().Add(stallBound).UnixNano())
 	tick := time.NewTicker(stallBound / 10)
 	defer tick.Stop()
-	acked, _ := c.ln.delivered()
+	acked, _ := s.ln.delivered()
 	progress := time.Now()
 	for {
 		select {
 		case <-done:
-			c.log.Info("grpc: stopped", "rpcs_total", c.rpcs.started.Load())
+			s.log.Info("grpc: stopped", "rpcs_total", s.rpcs.started.Load())
 			return nil
 		case <-ctx.Done():
-			cut := c.rpcs.inflight.Load() + c.rpcs.lateInflight.Load()
-			c.gs.Stop() // GracefulStop returns too
+			cut := s.rpcs.inflight.Load() + s.rpcs.lateInflight.Load()
+			s.gs.Stop() // GracefulStop returns too
 			<-done
-			c.log.Error("grpc: RPCs cut at the shutdown deadline", "rpcs_cut", cut)
+			s.log.Error("grpc: RPCs cut at the shutdown deadline", "rpcs_cut", cut)
 			return fmt.Errorf("%d RPCs cut at the shutdown deadline", cut)
 		case now := <-tick.C:
 			// A handler in flight at the GOAWAY is the deadline's to
 			// bound; once none is, what holds GracefulStop is responses
 			// waiting for clients that read nothing, or clients that
 			// ignore the GOAWAY.
-			n, open := c.ln.delivered()
-			if c.rpcs.inflight.Load() > 0 || n != acked && c.rpcs.late.Load() == 0 {
+			n, open := s.ln.delivered()
+			if s.rpcs.inflight.Load() > 0 || n != acked && s.rpcs.late.Load() == 0 {
 				acked, progress = n, now
 				continue
 			}
 			if now.Sub(progress) < stallBound {
 				continue
 			}
-			c.gs.Stop()
+			s.gs.Stop()
 			<-done
-			c.log.Warn("grpc: connections cut: their clients read nothing (a zero flow-control window, an unread socket) or ignore the GOAWAY",
-				"conns_cut", open, "late_rpcs", c.rpcs.late.Load(), "stalled_for", stallBound)
+			s.log.Warn("grpc: connections cut: their clients read nothing (a zero flow-control window, an unread socket) or ignore the GOAWAY",
+				"conns_cut", open, "late_rpcs", s.rpcs.late.Load(), "stalled_for", stallBound)
 			return nil
 		}
 	}
