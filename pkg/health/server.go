@@ -44,8 +44,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -255,6 +257,9 @@ func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
 		cfg.Addr = cfg.HTTP.Addr
 	}
 	cfg = cfg.withDefaults()
+	if err := shadowed(h); err != nil {
+		configErr = errors.Join(configErr, err)
+	}
 	s := &Server{
 		cfg:          cfg,
 		configErr:    configErr,
@@ -270,6 +275,23 @@ func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
 	s.main = newHTTPListener(s, roleMain, defaultHTTP(cfg.HTTP), h)
 	s.main.name = "http"
 	return s
+}
+
+// shadowed reports a route of h, when h is an http.ServeMux, that the main
+// listener's /ready or /live would hide: the Server answers those paths
+// itself. (A handler of another kind cannot be asked.)
+func shadowed(h http.Handler) error {
+	mux, ok := h.(*http.ServeMux)
+	if !ok {
+		return nil
+	}
+	for _, path := range []string{"/ready", "/live"} {
+		r := &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}, Host: "localhost"}
+		if _, pattern := mux.Handler(r); strings.HasSuffix(pattern, path) {
+			return fmt.Errorf("%w: the handler routes %q, which the Server answers itself on its main listener: serve it under another path", marker.ErrUsage, pattern)
+		}
+	}
+	return nil
 }
 
 // defaultHTTP returns hs, or an http.Server with New's default timeouts.

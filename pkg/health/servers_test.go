@@ -10,6 +10,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // funcComponent is a Component made of two functions.
@@ -257,5 +259,41 @@ func testRunTwiceAndLateOnStop(t *testing.T) {
 	}
 	if err := h.srv.Serve(context.Background(), h.listen()); !errors.Is(err, ErrRunTwice) {
 		t.Fatalf("Serve after the drain = %v, want ErrRunTwice", err)
+	}
+}
+
+// A ServeMux that routes /ready or /live, which the main listener answers
+// itself, is an error Run returns before it listens (the route was hidden
+// without a word). The control, a catch-all "/", is no conflict.
+func TestShadowedRoutesRefused(t *testing.T) {
+	for _, tt := range []struct {
+		pattern string
+		refused bool
+	}{
+		{"/ready", true},
+		{"GET /live", true},
+		{"/", false},
+		{"/orders", false},
+	} {
+		t.Run(tt.pattern, func(t *testing.T) {
+			inBubble(t, func(t *testing.T) {
+				mux := http.NewServeMux()
+				mux.HandleFunc(tt.pattern, func(http.ResponseWriter, *http.Request) {})
+				h := newHarness(t, mux)
+				ln := h.listen()
+				if tt.refused {
+					err := h.srv.Serve(context.Background(), ln)
+					if !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), "answers itself") || h.srv.Addr() != nil {
+						t.Fatalf("Serve = %v, want a usage error naming the route, before listening", err)
+					}
+					return
+				}
+				h.serve(context.Background(), ln)
+				h.signal()
+				if err := h.wait(); err != nil {
+					t.Fatalf("Serve = %v", err)
+				}
+			})
+		})
 	}
 }
