@@ -89,29 +89,24 @@ func API(dir, importPath string) (string, error) {
 		b.WriteString("\n")
 		b.WriteString(strings.TrimPrefix(string(src), "package p\n\n"))
 	}
-	for _, v := range d.Consts {
-		decl(v.Decl)
+	// Constants, variables and functions, then each type followed by its
+	// own, as go doc lists them.
+	group := func(values [][]*doc.Value, funcs [][]*doc.Func) {
+		for _, vs := range values {
+			for _, v := range vs {
+				decl(v.Decl)
+			}
+		}
+		for _, fs := range funcs {
+			for _, f := range fs {
+				decl(f.Decl)
+			}
+		}
 	}
-	for _, v := range d.Vars {
-		decl(v.Decl)
-	}
-	for _, f := range d.Funcs {
-		decl(f.Decl)
-	}
+	group([][]*doc.Value{d.Consts, d.Vars}, [][]*doc.Func{d.Funcs})
 	for _, t := range d.Types {
 		decl(t.Decl)
-		for _, v := range t.Consts {
-			decl(v.Decl)
-		}
-		for _, v := range t.Vars {
-			decl(v.Decl)
-		}
-		for _, f := range t.Funcs {
-			decl(f.Decl)
-		}
-		for _, m := range t.Methods {
-			decl(m.Decl)
-		}
+		group([][]*doc.Value{t.Consts, t.Vars}, [][]*doc.Func{t.Funcs, t.Methods})
 	}
 	return b.String(), nil
 }
