@@ -1,10 +1,10 @@
 package probecli
 
 import (
-	"os/exec"
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // probe links no TLS (every exec probe pays its package inits); probe-tls,
@@ -17,11 +17,7 @@ func TestProbeLinksNoTLS(t *testing.T) {
 		{"github.com/drainwell/drainwell/cmd/probe", false},
 		{"github.com/drainwell/drainwell/cmd/probe-tls", true},
 	} {
-		out, err := exec.Command("go", "list", "-deps", tt.cmd).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v\n%s", tt.cmd, err, out)
-		}
-		deps := strings.Fields(string(out))
+		deps, _ := testutil.Deps(t, tt.cmd)
 		if got := slices.Contains(deps, "crypto/tls"); got != tt.wantsTLS {
 			t.Errorf("%s links crypto/tls: %v, want %v", tt.cmd, got, tt.wantsTLS)
 		}

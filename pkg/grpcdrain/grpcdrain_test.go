@@ -525,15 +525,7 @@ func TestRapidResetBoundsHandlers(t *testing.T) {
 			go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
 			t.Cleanup(func() { close(release); stop(); <-done })
 
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			go io.Copy(io.Discard, c)
-			io.WriteString(c, http2.ClientPreface)
-			fr := http2.NewFramer(c, c)
-			fr.WriteSettings()
+			fr := dialH2(t, ln.Addr().String())
 			head := requestHead("/attack.Service/Method")
 			for i := range uint32(pairs) {
 				id := 2*i + 1
@@ -576,15 +568,7 @@ func TestClientIgnoringGOAWAYIsCut(t *testing.T) {
 	go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
 	testutil.WaitFor(t, "serving", func() bool { return srv.State() == health.Ready })
 
-	c, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	go io.Copy(io.Discard, c)
-	io.WriteString(c, http2.ClientPreface)
-	fr := http2.NewFramer(c, c)
-	fr.WriteSettings()
+	fr := dialH2(t, ln.Addr().String()) // it reads: what the server sends is acknowledged
 	head := requestHead("/attack.Service/Method")
 	go func() {
 		for id := uint32(1); id < 1<<30; id += 2 {
@@ -602,4 +586,20 @@ func TestClientIgnoringGOAWAYIsCut(t *testing.T) {
 	if log := logs.String(); !strings.Contains(log, "conns_cut=1") || strings.Contains(log, "late_rpcs=0 ") {
 		t.Fatalf("no cut of a client that ignored the GOAWAY in the log:\n%s", log)
 	}
+}
+
+// dialH2 opens an HTTP/2 connection to addr that reads (and discards)
+// whatever the server sends, and returns its framer for writing.
+func dialH2(t *testing.T, addr string) *http2.Framer {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go io.Copy(io.Discard, c)
+	io.WriteString(c, http2.ClientPreface)
+	fr := http2.NewFramer(c, c)
+	fr.WriteSettings()
+	return fr
 }

@@ -1,9 +1,11 @@
 package health
 
 import (
-	"os/exec"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // pkg/health links the standard library and this module only: a service
@@ -18,17 +20,11 @@ func TestLinksNoDependency(t *testing.T) {
 		{"github.com/drainwell/drainwell/pkg/health", false},
 		{"github.com/drainwell/drainwell/pkg/probe", true},
 	} {
-		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", tt.pkg).CombinedOutput()
-		if err != nil {
-			t.Fatalf("go list -deps %s: %v\n%s", tt.pkg, err, out)
-		}
-		var foreign []string
-		for _, p := range strings.Fields(string(out)) {
-			if !strings.HasPrefix(p, "github.com/drainwell/drainwell/") {
-				foreign = append(foreign, p)
-			}
-		}
-		cobra := strings.Contains(string(out), "github.com/spf13/cobra")
+		_, nonStandard := testutil.Deps(t, tt.pkg)
+		foreign := slices.DeleteFunc(slices.Clone(nonStandard), func(p string) bool {
+			return strings.HasPrefix(p, "github.com/drainwell/drainwell/")
+		})
+		cobra := slices.Contains(nonStandard, "github.com/spf13/cobra")
 		switch {
 		case cobra != tt.wantCobra:
 			t.Errorf("%s links cobra: %v, want %v", tt.pkg, cobra, tt.wantCobra)

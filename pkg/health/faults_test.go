@@ -403,21 +403,7 @@ func TestBodyStillArrivingIsCut(t *testing.T) {
 				go io.Copy(io.Discard, c) // the response, if any
 				io.WriteString(c, "POST /incr HTTP/1.1\r\nHost: x\r\n"+tt.head+"\r\n\r\n")
 				h.signal()
-				stop, wrote := make(chan struct{}), make(chan struct{})
-				go func() {
-					defer close(wrote)
-					for range tt.body {
-						select {
-						case <-time.After(500 * time.Millisecond):
-						case <-stop:
-							return
-						}
-						if _, err := c.Write([]byte("x")); err != nil {
-							return
-						}
-					}
-				}()
-				defer func() { close(stop); <-wrote }()
+				defer trickle(c, tt.body)()
 				h.at(tt.wantEnd - time.Nanosecond)
 				if h.returned() {
 					t.Fatalf("Serve returned before +%s", tt.wantEnd)
@@ -482,22 +468,7 @@ func testHTTP2BodyStillArrivingIsCut(t *testing.T) {
 	slow := post("/incr", pr)
 	testutil.WaitFor(t, "the slow request", func() bool { return h.srv.main.inflight.Load() == 2 })
 	h.signal()
-	stop := make(chan struct{})
-	wrote := make(chan struct{})
-	go func() {
-		defer close(wrote)
-		for {
-			select {
-			case <-time.After(500 * time.Millisecond):
-			case <-stop:
-				return
-			}
-			if _, err := pw.Write([]byte("x")); err != nil {
-				return
-			}
-		}
-	}()
-	defer func() { close(stop); <-wrote }()
+	defer trickle(pw, -1)()
 	h.at(testDrainDelay + testIdleClose)
 	if err := <-slow; err == nil {
 		t.Fatal("the slow body was served, want it cut")
@@ -513,4 +484,24 @@ func testHTTP2BodyStillArrivingIsCut(t *testing.T) {
 	if st := h.srv.Stats(); st.RequestsCutInBody != 1 {
 		t.Fatalf("requests cut in body %d, want 1", st.RequestsCutInBody)
 	}
+}
+
+// trickle writes a byte to w every 500 ms, n times (n < 0: until it fails),
+// and returns the function that stops it and waits for it to end.
+func trickle(w io.Writer, n int) (stop func()) {
+	done, ended := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(ended)
+		for i := 0; n < 0 || i < n; i++ {
+			select {
+			case <-time.After(500 * time.Millisecond):
+			case <-done:
+				return
+			}
+			if _, err := w.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	return func() { close(done); <-ended }
 }
