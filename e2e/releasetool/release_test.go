@@ -1,0 +1,205 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/mod/modfile"
+)
+
+// version is the release the check rehearses: the coming one.
+const version = "v0.1.0"
+
+// The release as importers get it: the checkout's committed tree, edited by
+// Prepare as the release commit is, served from a file-system GOPROXY made
+// of golang.org/x/mod/zip's module zips (what the proxy serves for the
+// tags), to new modules with the oldest supported go line, no replace and
+// no workspace. Each published module is fetched alone at the version; the
+// graph holds no other version of ours; the go line does not move; every
+// command installs; the README's example builds after go mod tidy alone.
+// The control serves the tree as it is, whose sub-modules require the root
+// at the zero pseudo-version only their replace resolves: fetching
+// pkg/grpcdrain alone fails, as it did for importers.
+func TestReleaseCheck(t *testing.T) {
+	if testing.Short() {
+		t.Skip("downloads modules")
+	}
+	tests := []struct {
+		name    string
+		prepare bool
+	}{
+		{"the release as Prepare makes it", true},
+		{"control: the go.mod files as they are", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := export(t)
+			if tt.prepare {
+				if err := Prepare(src, version, time.Now()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			proxy := t.TempDir()
+			if err := Proxy(src, version, proxy); err != nil {
+				t.Fatal(err)
+			}
+			env := proxyEnv(t, proxy)
+			oldest := goLine(t, filepath.Join(src, "go.mod"))
+			if !tt.prepare {
+				dir := consumer(t, oldest, "")
+				if out, err := goRun(dir, env, "get", ModulePath("pkg/grpcdrain")+"@"+version); err == nil {
+					t.Fatalf("control: go get pkg/grpcdrain alone worked; the zero pseudo-version require should fail:\n%s", out)
+				} else {
+					t.Logf("control: go get pkg/grpcdrain@%s alone fails: %s", version, lastLine(out))
+				}
+				return
+			}
+			for _, d := range Published {
+				t.Run("go get "+d, func(t *testing.T) {
+					dir := consumer(t, oldest, "")
+					mustGo(t, dir, env, "get", ModulePath(d)+"@"+version)
+					checkGraph(t, dir, env, oldest)
+				})
+			}
+			t.Run("go install", func(t *testing.T) {
+				bin := t.TempDir()
+				for _, cmd := range []string{Root + "/cmd/probe", Root + "/cmd/probe-tls", Root + "/cmd/drainwell"} {
+					mustGo(t, t.TempDir(), append(env, "GOBIN="+bin), "install", cmd+"@"+version)
+					if _, err := os.Stat(filepath.Join(bin, filepath.Base(cmd))); err != nil {
+						t.Fatalf("go install %s@%s: %v", cmd, version, err)
+					}
+				}
+			})
+			t.Run("the README's example", func(t *testing.T) {
+				dir := consumer(t, oldest, readmeMain(t, filepath.Join(src, "README.md")))
+				mustGo(t, dir, env, "get", Root+"@"+version)
+				mustGo(t, dir, env, "mod", "tidy")
+				checkGraph(t, dir, env, oldest)
+				mustGo(t, dir, env, "build", "-o", filepath.Join(dir, "shop"), ".")
+			})
+		})
+	}
+}
+
+// export writes the repository's committed tree (git archive HEAD) to a
+// new folder: a clone of the checkout, without the working tree's caches.
+func export(t *testing.T) string {
+	t.Helper()
+	dst := t.TempDir()
+	cmd := exec.Command("sh", "-c", `git -C "$1" archive --format=tar HEAD | tar -x -C "$2"`, "sh", "../..", dst)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git archive: %v\n%s", err, out)
+	}
+	return dst
+}
+
+// proxyEnv is the go command's environment with proxy first, our modules
+// kept out of the checksum database (they are not in it), no workspace.
+func proxyEnv(t *testing.T, proxy string) []string {
+	t.Helper()
+	upstream, err := exec.Command("go", "env", "GOPROXY").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GONOSUMDB="+Root,
+		"GOPROXY=file://"+filepath.ToSlash(proxy)+","+strings.TrimSpace(string(upstream)))
+}
+
+// consumer makes a new module with go line goLine and, when mainGo is not
+// empty, that main.go.
+func consumer(t *testing.T, goLine, mainGo string) string {
+	t.Helper()
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "go.mod"), "module example.com/consumer\n\ngo "+goLine+"\n")
+	if mainGo != "" {
+		write(t, filepath.Join(dir, "main.go"), mainGo)
+	}
+	return dir
+}
+
+// checkGraph checks the consumer's module graph: no version of ours but
+// the release's, and its go line and toolchain unmoved.
+func checkGraph(t *testing.T, dir string, env []string, goLine string) {
+	t.Helper()
+	out := mustGo(t, dir, env, "list", "-m", "all")
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		path, v, _ := strings.Cut(line, " ")
+		if strings.HasPrefix(path, Root) && v != version {
+			t.Errorf("the graph holds %s %s, not %s", path, v, version)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := modfile.Parse("go.mod", data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Go.Version != goLine || f.Toolchain != nil {
+		t.Fatalf("the consumer's go line moved (or a toolchain was added):\n%s", data)
+	}
+}
+
+// readmeMain is the README's embedding example.
+func readmeMain(t *testing.T, readme string) string {
+	t.Helper()
+	data, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(data)
+	const marker = "<!-- compiled by e2e/consumer: main.go -->"
+	i := strings.Index(s, marker)
+	if i < 0 {
+		t.Fatalf("README.md has no %q", marker)
+	}
+	s = s[i:]
+	start := strings.Index(s, "```go\n") + len("```go\n")
+	return s[start : start+strings.Index(s[start:], "```")]
+}
+
+func goLine(t *testing.T, goMod string) string {
+	t.Helper()
+	data, err := os.ReadFile(goMod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := modfile.Parse(goMod, data, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f.Go.Version
+}
+
+func goRun(dir string, env []string, args ...string) (string, error) {
+	cmd := exec.Command("go", args...)
+	cmd.Dir, cmd.Env = dir, env
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func mustGo(t *testing.T, dir string, env []string, args ...string) string {
+	t.Helper()
+	out, err := goRun(dir, env, args...)
+	if err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
