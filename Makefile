@@ -37,7 +37,7 @@ API_TEXT := health:pkg/health probe:pkg/probe marker:internal/marker grpcdrain:p
 	metrics:pkg/metrics vet:cmd/drainwell/vet
 APITEXT := $(GO) run ./e2e/apitext
 
-.PHONY: test deps vet lint gosec toolchains apicheck api run build clean rollout bench
+.PHONY: test deps vet lint gosec toolchains apicheck api run build clean rollout bench release
 
 # The linters and apidiff are built once, without -race, into .cache/bin.
 # What they read is compiled with -race, as the tests compile it
@@ -107,6 +107,7 @@ toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
 	cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 	cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
+	cd cmd/drainwell && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 
 # A real redis-server for the process tests, from Debian's packages.
 deps: $(SARIF_SCHEMA)
@@ -158,3 +159,18 @@ build:
 
 clean:
 	rm -rf $(BIN)
+
+# Cuts release VERSION (make release VERSION=v0.1.0): the release commit
+# (every require of our modules at VERSION, CHANGELOG's Unreleased under
+# VERSION), checked by make test, then the tags to push, all at once.
+# A published version is never moved: a tag that exists stops it.
+release:
+	@case "$(VERSION)" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "usage: make release VERSION=vX.Y.Z"; exit 2;; esac
+	@test -z "$$(git status --porcelain)" || { echo "release: the working tree is not clean"; exit 1; }
+	@for tag in $$($(GO) run ./e2e/releasetool tags $(VERSION) | sed -n 's/^git tag .* //p'); do \
+	  if git rev-parse -q --verify "refs/tags/$$tag" >/dev/null; then echo "release: tag $$tag exists: a published version is never moved"; exit 1; fi; \
+	done
+	$(GO) run ./e2e/releasetool prepare $(VERSION)
+	$(MAKE) gosec test
+	git commit -qam "Release $(VERSION)"
+	@$(GO) run ./e2e/releasetool tags $(VERSION)

@@ -28,7 +28,9 @@ func run(args []string, stdout io.Writer) error {
 		return Prepare(".", version, time.Now().UTC())
 	case "tags":
 		tags := Tags(version)
-		fmt.Fprintf(stdout, "git tag -a -m 'Release %s' %s\n", version, strings.Join(tags, " && git tag -a -m 'Release "+version+"' "))
+		for _, tag := range tags {
+			fmt.Fprintf(stdout, "git tag -a -m 'Release %s' %s\n", version, tag)
+		}
 		fmt.Fprintf(stdout, "git push --atomic origin %s\n", strings.Join(tags, " "))
 		return nil
 	}

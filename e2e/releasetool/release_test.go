@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -66,7 +67,8 @@ func TestReleaseCheck(t *testing.T) {
 			env := proxyEnv(t, proxy)
 			oldest := goLine(t, filepath.Join(src, "go.mod"))
 			for _, d := range Published {
-				t.Run("go get "+d, func(t *testing.T) {
+				name := "go get " + ModulePath(d)
+				t.Run(name, func(t *testing.T) {
 					dir := consumer(t, oldest, "")
 					mustGo(t, dir, env, "get", ModulePath(d)+"@"+version)
 					checkGraph(t, dir, env, oldest)
@@ -134,14 +136,32 @@ func export(t *testing.T) string {
 
 // proxyEnv is the go command's environment with proxy first, our modules
 // kept out of the checksum database (they are not in it), no workspace.
+// Our modules leave the module cache before and after: a version served
+// by an earlier run would be read from there, not from proxy.
 func proxyEnv(t *testing.T, proxy string) []string {
 	t.Helper()
-	upstream, err := exec.Command("go", "env", "GOPROXY").Output()
+	out, err := exec.Command("go", "env", "GOPROXY", "GOMODCACHE").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
+	upstream, modCache, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	forget := func() {
+		for _, dir := range []string{filepath.Join(modCache, Root), filepath.Join(modCache, "cache", "download", Root)} {
+			filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+				if err == nil && d.IsDir() {
+					os.Chmod(path, 0o755) // the module cache is read-only
+				}
+				return nil
+			})
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	forget()
+	t.Cleanup(forget)
 	return append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GONOSUMDB="+Root,
-		"GOPROXY=file://"+filepath.ToSlash(proxy)+","+strings.TrimSpace(string(upstream)))
+		"GOPROXY=file://"+filepath.ToSlash(proxy)+","+upstream)
 }
 
 // consumer makes a new module with go line goLine and, when mainGo is not
@@ -234,3 +254,26 @@ func write(t *testing.T, path, data string) {
 	}
 }
 
+// Prepare moves CHANGELOG's Unreleased section under the version, leaves
+// a new empty one, and refuses a version the CHANGELOG already has: a
+// published version is never moved. A bad version is refused.
+func TestPrepare(t *testing.T) {
+	src := export(t)
+	date := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	if err := Prepare(src, "0.1", date); err == nil {
+		t.Fatal("Prepare accepted version 0.1")
+	}
+	if err := Prepare(src, version, date); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(src, "CHANGELOG.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "## Unreleased\n\n## "+version+" (2026-12-02)\n") {
+		t.Fatalf("CHANGELOG.md after Prepare:\n%.600s", data[strings.Index(string(data), "## Unreleased"):])
+	}
+	if err := Prepare(src, version, date); err == nil || !strings.Contains(err.Error(), "never moved") {
+		t.Fatalf("Prepare of the same version again = %v, want a refusal", err)
+	}
+}

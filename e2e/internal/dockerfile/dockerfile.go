@@ -24,6 +24,14 @@ type Stage struct {
 	Runs        []string // RUN lines, flags included
 	Copies      []string // COPY lines, flags included
 	Envs        []string // ENV settings, KEY=VALUE
+	Steps       []Step   // every instruction after FROM, in order
+}
+
+// Step is one instruction of a stage: WORKDIR, COPY, RUN, ENV...
+type Step struct {
+	Kind  string   // lower case: "run", "copy", "workdir"
+	Flags []string // --mount=..., --from=...
+	Words []string // its arguments; a shell-form RUN is one word
 }
 
 // File is a parsed Dockerfile.
@@ -90,6 +98,7 @@ func ParseBytes(path string, b []byte) (*File, error) {
 			if cur == nil {
 				return nil, fmt.Errorf("%s: %s before FROM", path, n.Value)
 			}
+			cur.Steps = append(cur.Steps, Step{Kind: strings.ToLower(n.Value), Flags: n.Flags, Words: words})
 			switch strings.ToLower(n.Value) {
 			case "user":
 				cur.User = words[0]
