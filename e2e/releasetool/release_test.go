@@ -74,6 +74,32 @@ func TestReleaseCheck(t *testing.T) {
 					checkGraph(t, dir, env, oldest)
 				})
 			}
+			// What importing moves, in a module pinned at older
+			// versions of what the library requires (the README says
+			// it moves nothing at or above these).
+			for _, d := range []string{".", "pkg/grpcdrain", "pkg/metrics"} {
+				t.Run("pins kept by "+ModulePath(d), func(t *testing.T) {
+					dir := consumer(t, oldest, pinnedMain)
+					for path, v := range pins {
+						mustGo(t, dir, env, "mod", "edit", "-require="+path+"@"+v)
+					}
+					mustGo(t, dir, env, "mod", "tidy")
+					mustGo(t, dir, env, "get", ModulePath(d)+"@"+version)
+					data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					f, err := modfile.Parse("go.mod", data, nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, r := range f.Require {
+						if want, ok := pins[r.Mod.Path]; ok && r.Mod.Version != want {
+							t.Errorf("importing %s moved %s %s -> %s", ModulePath(d), r.Mod.Path, want, r.Mod.Version)
+						}
+					}
+				})
+			}
 			t.Run("go install", func(t *testing.T) {
 				bin := t.TempDir()
 				for _, cmd := range []string{Root + "/cmd/probe", Root + "/cmd/probe-tls", Root + "/cmd/drainwell"} {
@@ -121,6 +147,28 @@ func staleRequires(t *testing.T, proxy string) []string {
 	}
 	return stale
 }
+
+// pins are a consumer's older versions of what the library requires:
+// importing the library must move none of them.
+var pins = map[string]string{
+	"github.com/spf13/cobra":               "v1.8.0",
+	"github.com/spf13/pflag":               "v1.0.5",
+	"github.com/kelseyhightower/envconfig": "v1.4.0",
+	"go.yaml.in/yaml/v3":                   "v3.0.3",
+}
+
+// pinnedMain keeps the pins in the consumer's build.
+const pinnedMain = `package main
+
+import (
+	_ "github.com/kelseyhightower/envconfig"
+	_ "github.com/spf13/cobra"
+	_ "github.com/spf13/pflag"
+	_ "go.yaml.in/yaml/v3"
+)
+
+func main() {}
+`
 
 // export writes the repository's committed tree (git archive HEAD) to a
 // new folder: a clone of the checkout, without the working tree's caches.
