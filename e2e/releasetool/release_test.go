@@ -94,6 +94,12 @@ func TestReleaseCheck(t *testing.T) {
 						t.Fatal(err)
 					}
 					for _, r := range f.Require {
+						// client_golang's own requirements (go.yaml.in/yaml/v3
+						// v3.0.5) come with pkg/metrics, as with client_golang
+						// itself.
+						if d == "pkg/metrics" && r.Mod.Path == "go.yaml.in/yaml/v3" {
+							continue
+						}
 						if want, ok := pins[r.Mod.Path]; ok && r.Mod.Version != want {
 							t.Errorf("importing %s moved %s %s -> %s", ModulePath(d), r.Mod.Path, want, r.Mod.Version)
 						}
