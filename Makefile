@@ -37,7 +37,7 @@ API_TEXT := health:pkg/health probe:pkg/probe marker:internal/marker grpcdrain:p
 	metrics:pkg/metrics vet:cmd/drainwell/vet
 APITEXT := $(GO) run ./e2e/apitext
 
-.PHONY: test deps vet lint gosec toolchains apicheck api run build clean rollout bench release
+.PHONY: test deps vet lint gosec toolchains apicheck api run build clean rollout bench release release-check
 
 # The linters and apidiff are built once, without -race, into .cache/bin.
 # What they read is compiled with -race, as the tests compile it
@@ -128,6 +128,9 @@ vet:
 # gosec's G204 flags, and to write into its own temporary folders;
 # internal/testutil is the tests' own helpers (a Close in a cleanup has
 # nobody to report to), linked by no binary.
+# goreleaser is not in make test: building it alone took over 10 minutes
+# on the 2-core CI machine (docs/release.md).
+TOOL_goreleaser  := github.com/goreleaser/goreleaser/v2@v2.15.1
 TOOL_staticcheck := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TOOL_gosec       := github.com/securego/gosec/v2/cmd/gosec@v2.30.0
 lint: $(TOOLS)/staticcheck
@@ -174,3 +177,12 @@ release:
 	$(MAKE) gosec test
 	git commit -qam "Release $(VERSION)"
 	@$(GO) run ./e2e/releasetool tags $(VERSION)
+
+# The release's binaries and images, from this commit, into dist/: goreleaser
+# checks .goreleaser.yaml and builds a snapshot (archives, checksums.txt),
+# then releasetool makes the probes' OCI images (dist/images) from its
+# binaries and prints their digests.
+release-check: $(TOOLS)/goreleaser
+	$(TOOLS)/goreleaser check
+	$(TOOLS)/goreleaser release --snapshot --clean
+	$(GO) run ./e2e/releasetool images dist
