@@ -182,7 +182,11 @@ release:
 # checks .goreleaser.yaml and builds a snapshot (archives, checksums.txt),
 # then releasetool makes the probes' OCI images (dist/images) from its
 # binaries and prints their digests.
+# Every date in them is the commit's (SOURCE_DATE_EPOCH, SOURCE_DATE):
+# the same commit builds the same bytes.
 release-check: $(TOOLS)/goreleaser
 	$(TOOLS)/goreleaser check
-	$(TOOLS)/goreleaser release --snapshot --clean
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) SOURCE_DATE=$$(git log -1 --format=%cI) \
+	  $(TOOLS)/goreleaser release --snapshot --clean
 	$(GO) run ./e2e/releasetool images dist
+	cat dist/checksums.txt
