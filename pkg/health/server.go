@@ -246,13 +246,13 @@ func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
 	var configErr error
 	if cfg.HTTP != nil && cfg.HTTP.Handler != nil {
 		if h != nil {
-			configErr = fmt.Errorf("%w: Config.HTTP.Handler and New's handler are both set", marker.ErrUsage)
+			configErr = errors.Join(configErr, fmt.Errorf("%w: Config.HTTP.Handler and New's handler are both set", marker.ErrUsage))
 		}
 		h = cfg.HTTP.Handler
 	}
 	if cfg.HTTP != nil && cfg.HTTP.Addr != "" {
 		if cfg.Addr != "" && cfg.Addr != cfg.HTTP.Addr {
-			configErr = fmt.Errorf("%w: Config.Addr %q and Config.HTTP.Addr %q differ", marker.ErrUsage, cfg.Addr, cfg.HTTP.Addr)
+			configErr = errors.Join(configErr, fmt.Errorf("%w: Config.Addr %q and Config.HTTP.Addr %q differ", marker.ErrUsage, cfg.Addr, cfg.HTTP.Addr))
 		}
 		cfg.Addr = cfg.HTTP.Addr
 	}
