@@ -19,24 +19,33 @@ import (
 // the binary alone as its one layer. Read back from the OCI layout: the
 // platforms, the user, the entrypoint, one layer holding one file; the
 // host's binary run out of its layer answers `version`. Built twice from
-// two builds of the binaries, the index has the same digest.
+// two builds of the binary, the index has the same digest.
 func TestProbeImages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles the probes")
 	}
 	created := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	// The host's architecture is built; the other's binary is a stand-in
+	// (cross-compiling the standard library would cost make test half a
+	// minute): the image's construction is what is tested here, and make
+	// release-check builds both for real.
+	other := map[string]string{"amd64": "arm64", "arm64": "amd64"}[runtime.GOARCH]
+	if other == "" {
+		t.Skipf("GOARCH %s: the images are for amd64 and arm64", runtime.GOARCH)
+	}
+	standIn := filepath.Join(t.TempDir(), "probe")
+	if err := os.WriteFile(standIn, []byte("the "+other+" probe"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	var digests []string
 	for round := range 2 {
-		binaries := map[string]string{}
-		for _, arch := range []string{"amd64", "arm64"} {
-			bin := filepath.Join(t.TempDir(), "probe")
-			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, Root+"/cmd/probe")
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GOFLAGS=")
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Fatalf("go build probe for %s: %v\n%s", arch, err, out)
-			}
-			binaries[arch] = bin
+		bin := filepath.Join(t.TempDir(), "probe")
+		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, Root+"/cmd/probe")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build probe: %v\n%s", err, out)
 		}
+		binaries := map[string]string{runtime.GOARCH: bin, other: standIn}
 		idx, err := Image("probe", binaries, created)
 		if err != nil {
 			t.Fatal(err)
