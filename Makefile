@@ -11,13 +11,12 @@ LDFLAGS := -s -w
 # probe), the example service in cmd/app, the process tests and tools in e2e.
 PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/... ./e2e/...
 
-# The library's go line is the oldest supported Go; it is built and tested
-# with that exact release and with the newest one, from the module proxy
-# (golang.org/toolchain), outside the workspace. The integration modules
-# (pkg/grpcdrain, pkg/metrics) share the go line and are tested with the
-# oldest (their heavy dependencies make a second toolchain's build cost a
-# minute of CI; the newest builds only the root). The tools (cmd/app,
-# cmd/drainwell) and e2e need the repository's own Go (go.work's line).
+# The published modules' go line is the oldest supported Go; make test
+# builds and tests them with that exact release, from the module proxy
+# (golang.org/toolchain), outside the workspace (cmd/drainwell through the
+# release check's go install); make toolchains-newest tests the library
+# with the newest. The example (cmd/app) and e2e need the repository's own
+# Go (go.work's line).
 GO_OLDEST := go$(shell awk '/^go /{print $$2}' go.mod)
 GO_NEWEST := go1.27.4
 
