@@ -14,9 +14,16 @@
 // a second (a zero HTTP/2 flow-control window, an unread socket: its
 // responses wait in the server), or a client that still opens streams a
 // second after the GOAWAY (a rapid-reset loop), holds it no longer: the
-// connections left are cut, and their count is logged (conns_cut). At the shutdown deadline Stop cuts what is
-// left, and the count of RPCs cut is logged and returned. Background work a handler starts with
-// health.Server.Go is awaited as for HTTP.
+// connections left are cut, and their count is logged (conns_cut). (Progress
+// is the bytes the peers acknowledged, TCP_INFO: on Linux and TCP
+// listeners.) At the shutdown deadline Stop cuts what is left, and the
+// count of RPCs cut is logged and returned. Background work a handler
+// starts with health.Server.Go is awaited as for HTTP.
+//
+//	gs := grpcdrain.New(srv, ln)
+//	pb.RegisterOrdersServer(gs, orders)
+//	gs.SetServingStatus("orders.v1.Orders", healthpb.HealthCheckResponse_SERVING)
+//	srv.Add("grpc", gs)
 //
 // It is a module of its own, so that google.golang.org/grpc reaches only
 // the services that import it.
