@@ -85,14 +85,7 @@ func TestReleaseCheck(t *testing.T) {
 					}
 					mustGo(t, dir, env, "mod", "tidy")
 					mustGo(t, dir, env, "get", ModulePath(d)+"@"+version)
-					data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-					if err != nil {
-						t.Fatal(err)
-					}
-					f, err := modfile.Parse("go.mod", data, nil)
-					if err != nil {
-						t.Fatal(err)
-					}
+					f := parseGoMod(t, filepath.Join(dir, "go.mod"))
 					for _, r := range f.Require {
 						// client_golang's own requirements (go.yaml.in/yaml/v3
 						// v3.0.5) come with pkg/metrics, as with client_golang
@@ -138,15 +131,7 @@ func staleRequires(t *testing.T, proxy string) []string {
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(proxy, esc, "@v", version+".mod")
-		data, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := modfile.Parse(path, data, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		f := parseGoMod(t, filepath.Join(proxy, esc, "@v", version+".mod"))
 		for _, r := range f.Require {
 			if strings.HasPrefix(r.Mod.Path, Root) && r.Mod.Version != version {
 				stale = append(stale, ModulePath(d)+" requires "+r.Mod.String())
@@ -243,16 +228,8 @@ func checkGraph(t *testing.T, dir string, env []string, goLine string) {
 			t.Errorf("the graph holds %s %s, not %s", path, v, version)
 		}
 	}
-	data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := modfile.Parse("go.mod", data, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f.Go.Version != goLine || f.Toolchain != nil {
-		t.Fatalf("the consumer's go line moved (or a toolchain was added):\n%s", data)
+	if f := parseGoMod(t, filepath.Join(dir, "go.mod")); f.Go.Version != goLine || f.Toolchain != nil {
+		t.Fatalf("the consumer's go line moved (or a toolchain was added): go %s, toolchain %v", f.Go.Version, f.Toolchain)
 	}
 }
 
@@ -276,15 +253,21 @@ func readmeMain(t *testing.T, readme string) string {
 
 func goLine(t *testing.T, goMod string) string {
 	t.Helper()
-	data, err := os.ReadFile(goMod)
+	return parseGoMod(t, goMod).Go.Version
+}
+
+// parseGoMod reads the go.mod file at path.
+func parseGoMod(t *testing.T, path string) *modfile.File {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := modfile.Parse(goMod, data, nil)
+	f, err := modfile.Parse(path, data, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f.Go.Version
+	return f
 }
 
 func goRun(dir string, env []string, args ...string) (string, error) {

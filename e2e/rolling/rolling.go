@@ -183,7 +183,7 @@ func (r Row) Verdict() string {
 		// slow on a loaded machine), it falls back to terminating pods
 		// that still serve, and their new connections late in the delay
 		// are that fallback working, which a pod cannot tell from stale
-		// routing (the heavy profile warned at 4.1 s in 2 of 5 runs,
+		// routing (the heavy profile warned at 4.1 s in 2 of about 8 full runs,
 		// losing nothing). A delay really too short loses requests.
 		ok = !r.Lossy() && r.Kills == 0
 	case LateWarned:
