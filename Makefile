@@ -50,10 +50,15 @@ $(TOOLS)/%: Makefile
 	GOBIN=$(TOOLS) GOWORK=off GOFLAGS= $(GO) install $(TOOL_$*)
 
 # The rolling-update load profiles run last and alone: nothing that waits
-# on a process or a socket runs beside their load.
+# on a process or a socket runs beside their load. They run without -race:
+# the pods are built without it, and under it the harness (the load, the
+# Service proxies and the kubelet's prober, one process) took most of the
+# two cores, so that the prober's 1 s timeouts and the proxy's dials failed
+# and flipped endpoints a real cluster would keep (docs/tests.md). The
+# harness's own code is raced by e2e/cluster's tests above.
 test: deps vet lint apicheck toolchains
 	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -count=1 -skip '^TestRollout$$' $(PKGS)
-	$(GO) test -race -count=1 -run '^TestRollout$$' ./e2e/rolling
+	$(GO) test -count=1 -run '^TestRollout$$' ./e2e/rolling
 
 # The SARIF 2.1.0 JSON schema that drainwell vet's output is validated
 # against (e2e/deploy TestSARIFSchema), from the npm package of Microsoft's

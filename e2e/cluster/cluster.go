@@ -80,6 +80,7 @@ type Cluster struct {
 	revision int
 	nextIP   int
 	events   []Event
+	notes    []Event // what explains a verdict: failed probes, views applied
 }
 
 // Pod is one replica.
@@ -112,7 +113,11 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			c.closeProxies()
 			return nil, fmt.Errorf("the container has no port %q", name)
 		}
-		p, err := newProxy(cfg.Net+".1:0", cfg.Lag)
+		p, err := newProxy(cfg.Net+".1:0", cfg.Lag, func(eps endpoints) {
+			c.note("service "+name, fmt.Sprintf("view: ready %v, serving terminating %v", eps.ready, eps.servingTerminating))
+		}, func(err error) {
+			c.note("service "+name, "refused: "+err.Error())
+		})
 		if err != nil {
 			c.closeProxies()
 			return nil, err
@@ -199,6 +204,21 @@ func (c *Cluster) ConnsTo(pod *Pod) int64 {
 // [from, to].
 func (c *Cluster) OKsBetween(pod *Pod, from, to time.Time) int {
 	return c.proxy.oksBetween(pod.Addr, from, to)
+}
+
+// Notes returns what happened beside the phases, to explain a verdict:
+// each failed readiness probe and why, a terminating pod's serving
+// condition changing, and each view a Service proxy applied.
+func (c *Cluster) Notes() []Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Event(nil), c.notes...)
+}
+
+func (c *Cluster) note(pod, what string) {
+	c.mu.Lock()
+	c.notes = append(c.notes, Event{At: time.Now(), Pod: pod, Note: what})
+	c.mu.Unlock()
 }
 
 // Events returns the timeline so far.
@@ -391,6 +411,8 @@ func (p *Pod) setReady(r bool) {
 		}
 		if !p.terminating.Load() { // a terminating pod stays "terminating" until it exits
 			p.c.event(p, ph, "")
+		} else {
+			p.c.note(p.Name, "serving="+strconv.FormatBool(r))
 		}
 		p.c.endpointsChanged()
 	}
@@ -407,6 +429,15 @@ func (p *Pod) readiness(ctx context.Context, first time.Duration) {
 		good := err == nil && resp.StatusCode >= 200 && resp.StatusCode < 400
 		if err == nil {
 			resp.Body.Close()
+		}
+		if !good {
+			var why string
+			if err != nil {
+				why = err.Error()
+			} else {
+				why = resp.Status
+			}
+			p.c.note(p.Name, "readiness probe failed: "+why)
 		}
 		if good {
 			ok, fail = ok+1, 0

@@ -23,12 +23,14 @@ import (
 // is neither, the connection is refused (iptables' REJECT rule for a
 // Service without endpoints).
 type proxy struct {
-	ln  net.Listener
-	lag time.Duration
+	ln      net.Listener
+	lag     time.Duration
+	applied func(endpoints) // told each view put in place
+	failed  func(error)     // told each connection it could not route
 
 	mu      sync.Mutex
 	view    endpoints
-	applied uint64 // sequence of the view in place
+	seq     uint64 // sequence of the view in place
 	next    uint64 // sequence of the last published view
 
 	conns    sync.WaitGroup
@@ -39,12 +41,12 @@ type proxy struct {
 	oks    map[string][]time.Time // addr -> when each 2xx response began
 }
 
-func newProxy(addr string, lag time.Duration) (*proxy, error) {
+func newProxy(addr string, lag time.Duration, applied func(endpoints), failed func(error)) (*proxy, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	p := &proxy{ln: ln, lag: lag, oks: map[string][]time.Time{}}
+	p := &proxy{ln: ln, lag: lag, applied: applied, failed: failed, oks: map[string][]time.Time{}}
 	go p.serve()
 	return p, nil
 }
@@ -67,8 +69,9 @@ func (p *proxy) publish(endpoints endpoints) {
 	apply := func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
-		if seq > p.applied {
-			p.view, p.applied = endpoints, seq
+		if seq > p.seq {
+			p.view, p.seq = endpoints, seq
+			p.applied(endpoints)
 		}
 	}
 	if p.lag <= 0 {
@@ -129,6 +132,10 @@ func (p *proxy) handle(client *net.TCPConn) {
 		// iptables DNATs the SYN to a dead or missing endpoint: the
 		// client sees its connection refused or reset.
 		p.refused.Add(1)
+		if err == nil {
+			err = errors.New("no endpoint")
+		}
+		p.failed(err)
 		client.SetLinger(0)
 		client.Close()
 		return

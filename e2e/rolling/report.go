@@ -192,3 +192,20 @@ func timeline(w io.Writer, r *Result) {
 	}
 	fmt.Fprintln(w, "</svg>")
 }
+
+// Diary writes a run's phases, notes and load per second in time order,
+// from the load's start: what a failed verdict is read against.
+func Diary(w io.Writer, r *Result) {
+	evs := append(append([]cluster.Event(nil), r.Events...), r.Notes...)
+	sort.SliceStable(evs, func(i, j int) bool { return evs[i].At.Before(evs[j].At) })
+	for _, e := range evs {
+		what := string(e.Phase)
+		if e.Note != "" {
+			what = strings.TrimSpace(what + " " + e.Note)
+		}
+		fmt.Fprintf(w, "%8s %s: %s\n", e.At.Sub(r.Load).Round(time.Millisecond), e.Pod, what)
+	}
+	for i, s := range r.Seconds {
+		fmt.Fprintf(w, "load %2ds: %d ok, %d failed\n", i, s.OK, s.Errors)
+	}
+}

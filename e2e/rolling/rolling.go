@@ -279,6 +279,7 @@ type Result struct {
 	Start   time.Time // the cluster's start: the timeline's origin
 	Load    time.Time // the load's start: Seconds[0] begins here
 	Events  []cluster.Event
+	Notes   []cluster.Event // failed probes, views applied: see Diary
 	Seconds []Second
 }
 
@@ -471,7 +472,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 			row.RedisFaults += n
 		}
 	}
-	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Seconds: seconds}, nil
+	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Notes: c.Notes(), Seconds: seconds}, nil
 }
 
 // restartedAfter returns how long after t the pod's container started again

@@ -45,6 +45,7 @@ func TestRollout(t *testing.T) {
 	var mu sync.Mutex
 	var rows []Row
 	run := func(t *testing.T, p Profile) {
+		t.Helper()
 		res, err := Run(context.Background(), env, p)
 		if errors.Is(err, harness.ErrNoRedis) {
 			t.Skip(err)
@@ -58,6 +59,8 @@ func TestRollout(t *testing.T) {
 		if res.Row.Verdict() != "ok" {
 			var b strings.Builder
 			Table(&b, []Row{res.Row})
+			b.WriteString("\n")
+			Diary(&b, res)
 			t.Errorf("verdict FAIL:\n%s", b.String())
 		}
 	}
