@@ -3,11 +3,13 @@ package health
 import (
 	"context"
 	"errors"
+	_ "expvar" // registers /debug/vars on http.DefaultServeMux: TestConnContextChainedAndNilHandlers
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -683,7 +685,12 @@ func testConnContextChainedAndNilHandlers(t *testing.T) {
 				return context.WithValue(ctx, key{}, "mine")
 			}}
 		})
-	http.DefaultServeMux.HandleFunc("/default-mux-"+t.Name(), func(http.ResponseWriter, *http.Request) {})
+	// expvar's import registered /debug/vars on http.DefaultServeMux,
+	// as pprof's does in services; the test adds nothing to it (a second
+	// run in one process, -count=2, would panic on the pattern).
+	if _, pattern := http.DefaultServeMux.Handler(httptest.NewRequest(http.MethodGet, "/debug/vars", nil)); !strings.HasSuffix(pattern, "/debug/vars") {
+		t.Fatalf("http.DefaultServeMux routes /debug/vars to %q: the control needs expvar's handler", pattern)
+	}
 	api := h.listen()
 	h.srv.AddHTTP(nil, api)
 	admin := h.listen()
@@ -694,7 +701,7 @@ func testConnContextChainedAndNilHandlers(t *testing.T) {
 		t.Fatalf("the handler saw %v in the connection's context, want the caller's value", v)
 	}
 	for _, ln := range []net.Listener{api, admin} {
-		if code, _, _ := h.get("http://" + ln.Addr().String() + "/default-mux-" + t.Name()); code != 404 {
+		if code, _, _ := h.get("http://" + ln.Addr().String() + "/debug/vars"); code != 404 {
 			t.Fatalf("%s: a nil handler answered %d, want 404", ln.Addr(), code)
 		}
 	}
