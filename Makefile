@@ -32,7 +32,7 @@ API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(M
 	api/metrics.api:-m:$(MODULE)/pkg/metrics:pkg/metrics \
 	api/vet.api:-m:$(MODULE)/cmd/drainwell:cmd/drainwell
 # The same APIs as text a reviewer reads in a diff (e2e/apitext): NAME:DIR.
-API_TEXT := health:pkg/health probe:pkg/probe marker:internal/marker grpcdrain:pkg/grpcdrain \
+API_TEXT := health:pkg/health healthenv:pkg/healthenv probe:pkg/probe marker:internal/marker grpcdrain:pkg/grpcdrain \
 	metrics:pkg/metrics vet:cmd/drainwell/vet
 APITEXT := $(GO) run ./e2e/apitext
 

@@ -66,7 +66,7 @@ func TestXNetH2CHandler(t *testing.T) {
 			result := make(chan error, 1)
 			go func() { result <- srv.Serve(ctx, ln) }()
 			defer func() { stop(); <-result }()
-			testutil.WaitFor(t, "ready", func() bool { return srv.State() == health.Ready })
+			testutil.WaitFor(t, "ready", func() bool { return srv.State() == health.StateReady })
 
 			// Prior-knowledge h2c, as a gRPC or connect client speaks it.
 			var protocols http.Protocols

@@ -52,6 +52,7 @@ import (
 
 	"github.com/drainwell/drainwell/cmd/app/counter"
 	"github.com/drainwell/drainwell/cmd/app/service"
+	"github.com/drainwell/drainwell/pkg/health"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
@@ -62,7 +63,7 @@ func main() {
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "badserver live:", err)
 		}
-		os.Exit(probe.ExitCode(err))
+		os.Exit(health.ExitCode(err))
 	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "badserver:", err)
@@ -71,7 +72,9 @@ func main() {
 }
 
 func duration(key string, def time.Duration) time.Duration {
-	if v := os.Getenv(key); v != "" {
+	if v := os.Getenv(key); v == "none" { // as healthenv reads DRAIN_DELAY
+		return 0
+	} else if v != "" {
 		if d, err := time.ParseDuration(v); err == nil {
 			return d
 		}
@@ -183,7 +186,7 @@ func run() error {
 		go (&http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}).Serve(aln)
 	}
 	ready.Store(true)
-	log.Info("ready", readyAttrs...)
+	log.Info("serving", readyAttrs...)
 	if mode == "hard" {
 		return srv.Serve(ln) // SIGTERM's default action ends the process
 	}

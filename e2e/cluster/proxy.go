@@ -28,10 +28,10 @@ type proxy struct {
 	applied func(endpoints) // told each view put in place
 	failed  func(error)     // told each connection it could not route
 
-	mu      sync.Mutex
-	view    endpoints
-	seq     uint64 // sequence of the view in place
-	next    uint64 // sequence of the last published view
+	mu   sync.Mutex
+	view endpoints
+	seq  uint64 // sequence of the view in place
+	next uint64 // sequence of the last published view
 
 	conns    sync.WaitGroup
 	refused  atomic.Int64 // connections with no endpoint, or whose dial failed

@@ -281,10 +281,10 @@ func runShop(t *testing.T, bin, dir string) {
 	if code, out := live(); code != 1 || !strings.Contains(out, "missing") || strings.Count(out, "missing") != 1 {
 		t.Fatalf("shop live before the server: exit %d %q, want 1 and one line saying missing", code, out)
 	}
-	var stderr testutil.Buffer
+	var stderr, stdout testutil.Buffer
 	cmd := exec.Command(bin)
 	cmd.Env = env
-	cmd.Stderr = &stderr
+	cmd.Stderr, cmd.Stdout = &stderr, &stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -292,8 +292,9 @@ func runShop(t *testing.T, bin, dir string) {
 	go func() { exited <- cmd.Wait() }()
 	defer cmd.Process.Kill()
 	var addr string
-	testutil.WaitFor(t, "the ready line", func() bool {
-		m := regexp.MustCompile(`ready addr=(\S+)`).FindStringSubmatch(stderr.String())
+	// The drain logs through the service's logger: JSON on stdout.
+	testutil.WaitFor(t, "the serving line", func() bool {
+		m := regexp.MustCompile(`"msg":"serving","addr":"([^"]+)"`).FindStringSubmatch(stdout.String())
 		if m != nil {
 			addr = m[1]
 		}
@@ -310,7 +311,10 @@ func runShop(t *testing.T, bin, dir string) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	err = testutil.Receive(t, "the drain", exited)
 	if err != nil {
-		t.Fatalf("shop after SIGTERM: %v, want exit 0\n%s", err, stderr.String())
+		t.Fatalf("shop after SIGTERM: %v, want exit 0\n%s%s", err, stdout.String(), stderr.String())
+	}
+	if !strings.Contains(stdout.String(), `"msg":"drain report"`) || stderr.String() != "" {
+		t.Fatalf("the drain's log is not the service's (JSON on stdout, nothing on stderr):\nstdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
 	}
 	if code, out := live(); code != 1 || !strings.Contains(out, "missing") {
 		t.Fatalf("shop live after the drain: exit %d %q, want 1 (the marker removed)", code, out)

@@ -143,7 +143,7 @@ func (r *Redis) Close() {
 	}
 }
 
-// Proc is a started process of ours that logs "msg=ready addr=HOST:PORT".
+// Proc is a started process of ours that logs "msg=serving addr=HOST:PORT".
 type Proc struct {
 	Cmd  *exec.Cmd
 	Addr string // from its ready line
@@ -155,8 +155,8 @@ type Proc struct {
 }
 
 var (
-	readyLine = regexp.MustCompile(`msg=ready addr=(\S+)`)
-	adminAddr = regexp.MustCompile(`msg=ready .*admin_addr=(\S+)`)
+	readyLine = regexp.MustCompile(`msg=serving addr=(\S+)`)
+	adminAddr = regexp.MustCompile(`msg=serving .*admin_addr=(\S+)`)
 	grpcAddr  = regexp.MustCompile(`grpc_addr=(\S+)`)
 )
 

@@ -60,8 +60,8 @@ func Profiles(short bool) []Profile {
 	// (long idle) connections; without one, http.Server.Shutdown closes
 	// connections that clients are using.
 	keepalive := heavy
-	keepalive.Name, keepalive.Lag, keepalive.Env = "keepalive", 0, map[string]string{"DRAIN_DELAY": "0"}
-	keepaliveControl := with(keepalive, "control: keepalive, plain Shutdown", "badserver", map[string]string{"MODE": "plainshutdown", "DRAIN_DELAY": "0"})
+	keepalive.Name, keepalive.Lag, keepalive.Env = "keepalive", 0, map[string]string{"DRAIN_DELAY": "none"}
+	keepaliveControl := with(keepalive, "control: keepalive, plain Shutdown", "badserver", map[string]string{"MODE": "plainshutdown", "DRAIN_DELAY": "none"})
 	keepaliveControl.Expect = SometimesLoss
 	// With the drain delay, plain Shutdown closes only connections idle
 	// for the whole delay, as ours does: shown for comparison.
@@ -160,7 +160,7 @@ func Profiles(short bool) []Profile {
 		heavy,
 		wedge,
 		with(articles, "control: hard shutdown", "badserver", map[string]string{"MODE": "hard"}),
-		with(heavy, "control: DRAIN_DELAY=0", "app", map[string]string{"DRAIN_DELAY": "0"}),
+		with(heavy, "control: DRAIN_DELAY=none", "app", map[string]string{"DRAIN_DELAY": "none"}),
 		with(articles, "control: no wait for work", "badserver", map[string]string{"MODE": "nowait"}),
 		plainCompare,
 		keepalive,

@@ -443,6 +443,9 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		}
 	}
 	delay, err := time.ParseDuration(env["DRAIN_DELAY"])
+	if env["DRAIN_DELAY"] == "none" {
+		delay, err = 0, nil
+	}
 	if err != nil {
 		delay, _ = time.ParseDuration(spec.Env["DRAIN_DELAY"])
 	}

@@ -26,7 +26,7 @@ var inCI = []string{
 	"delete the only replica", "control: not ready at the signal: delete the only replica",
 	"node drain of the only replica", "control: not ready at the signal: node drain of the only replica",
 	"grpc delete all pods", "control: not ready at the signal: grpc delete all pods",
-	"articles", "heavy", "control: DRAIN_DELAY=0",
+	"articles", "heavy", "control: DRAIN_DELAY=none",
 	"redis faults", "control: redis faults, plain INCR retried",
 	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay",
 	"control: DRAIN_DELAY below the endpoint lag"}

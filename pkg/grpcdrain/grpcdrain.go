@@ -20,10 +20,17 @@
 // count of RPCs cut is logged and returned. Background work a handler
 // starts with health.Server.Go is awaited as for HTTP.
 //
-//	gs := grpcdrain.New(srv, ln)
+// Each health status follows the health.Server's readiness, checks
+// included: while /ready would answer 503 (a failing check), Check
+// answers NOT_SERVING for "" and every service, and Watch streams hear it;
+// Check runs the checks as /ready does, so that a Kubernetes grpc
+// readiness probe and an httpGet one agree. Every RPC but the health
+// service's counts as a request in the drain report and the late-traffic
+// warning (health.Server.NoteRequest).
+//
+//	gs := grpcdrain.New(srv, ln) // runs and drains with srv
 //	pb.RegisterOrdersServer(gs, orders)
 //	gs.SetServingStatus("orders.v1.Orders", healthpb.HealthCheckResponse_SERVING)
-//	srv.Add("grpc", gs)
 //
 // It is a module of its own, so that google.golang.org/grpc reaches only
 // the services that import it.
@@ -34,6 +41,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,24 +54,29 @@ import (
 	"github.com/drainwell/drainwell/pkg/health"
 )
 
-// Server is a gRPC server that runs and drains with a health.Server.
-// Register services on it (it is a grpc.ServiceRegistrar), set their
-// health with SetServingStatus, and add it to the health.Server with
-// Add("grpc", gs): the health.Server runs it and drains it. It has no
-// Serve, Stop or GracefulStop: nothing stops it but the drain.
+// Server is a gRPC server that runs and drains with a health.Server: New
+// adds it there, and the health.Server's Run serves it and its drain
+// stops it. Register services on it (it is a grpc.ServiceRegistrar) and
+// set their health with SetServingStatus. It has no Serve, Stop or
+// GracefulStop: nothing stops it but the drain.
 type Server struct {
 	gs       *grpc.Server
-	health   *grpchealth.Server
+	health   *grpchealth.Server // the statuses served
 	srv      *health.Server
 	ln       *connWatch
 	log      *slog.Logger
 	rpcs     rpcCounter
 	draining chan struct{} // closed once health is NOT_SERVING
 	notServe sync.Once
+
+	mu      sync.Mutex
+	set     map[string]healthpb.HealthCheckResponse_ServingStatus // SetServingStatus's
+	theirs  *grpchealth.Server                                    // a health server the caller registered, or nil
+	asked   map[string]bool                                       // the names Check and Watch were asked of
+	readyOK bool                                                  // the readiness last applied
 }
 
 var _ grpc.ServiceRegistrar = (*Server)(nil)
-var _ health.Component = (*Server)(nil)
 
 // DefaultMaxConcurrentStreams bounds the RPCs one client connection may
 // run at once, as net/http's HTTP/2 server does (250), unless opts set
@@ -74,11 +87,20 @@ const DefaultMaxConcurrentStreams = 250
 
 // New returns a gRPC server built with opts (after
 // grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams), which an option
-// of opts overrides, and before a stats handler that counts RPCs in
-// flight), with the standard health service registered, to serve on ln
-// once added to srv (before srv.Run). It logs to srv's logger.
+// of opts overrides, and before a stats handler that counts RPCs), with
+// the standard health service registered, and adds it to srv as the
+// component "grpc": srv's Run serves it on ln and drains it. Call it
+// before srv.Run. It logs to srv's logger.
+//
+// A health service the caller registers too (healthpb.RegisterHealthServer,
+// kept from before the port) is taken when it is grpc-go's
+// *health.Server: the statuses it is given are served, following the
+// readiness as above. Another implementation panics at its registration,
+// in one line: grpcdrain serves grpc.health.v1.Health itself.
 func New(srv *health.Server, ln net.Listener, opts ...grpc.ServerOption) *Server {
-	return newServer(srv, ln, true, opts)
+	s := newServer(srv, ln, true, opts)
+	srv.Add("grpc", (*component)(s))
+	return s
 }
 
 // newServer is New; endWatches false registers grpc-go's health service
@@ -90,11 +112,14 @@ func newServer(srv *health.Server, ln net.Listener, endWatches bool, opts []grpc
 		ln:       &connWatch{Listener: ln},
 		log:      srv.Logger(),
 		draining: make(chan struct{}),
+		set:      map[string]healthpb.HealthCheckResponse_ServingStatus{"": healthpb.HealthCheckResponse_SERVING},
+		readyOK:  true,
 	}
+	s.rpcs.srv = srv
 	all := append([]grpc.ServerOption{grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams)}, opts...)
 	s.gs = grpc.NewServer(append(all, grpc.StatsHandler(&s.rpcs))...)
 	if endWatches {
-		healthpb.RegisterHealthServer(s.gs, &watchEnder{Server: s.health, draining: s.draining})
+		healthpb.RegisterHealthServer(s.gs, &healthService{watchEnder: watchEnder{Server: s.health, draining: s.draining}, s: s})
 	} else {
 		healthpb.RegisterHealthServer(s.gs, s.health)
 	}
@@ -103,34 +128,139 @@ func newServer(srv *health.Server, ln net.Listener, endWatches bool, opts []grpc
 
 // RegisterService registers a service and its implementation, as
 // grpc.Server's does; generated code calls it (pb.RegisterXServer(gs, impl)).
-// Call it before the health.Server runs.
-func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) { s.gs.RegisterService(desc, impl) }
+// Call it before the health.Server runs. The health service is
+// grpcdrain's own: see New.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	if desc.ServiceName == healthpb.Health_ServiceDesc.ServiceName {
+		theirs, ok := impl.(*grpchealth.Server)
+		if !ok {
+			panic(fmt.Sprintf("grpcdrain: %s is served by grpcdrain, following the drain's readiness: register no %T; set statuses with (*grpcdrain.Server).SetServingStatus", desc.ServiceName, impl))
+		}
+		s.mu.Lock()
+		s.theirs = theirs
+		s.mu.Unlock()
+		s.log.Info("grpc health: serving the statuses of the health server the service registered, following the drain's readiness")
+		return
+	}
+	s.gs.RegisterService(desc, impl)
+}
 
 // GetServiceInfo returns the registered services, as grpc.Server's does
 // (for reflection).
 func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.gs.GetServiceInfo() }
 
 // SetServingStatus sets service's status in the health service ("" is the
-// server as a whole). Once the drain has made every status NOT_SERVING,
-// it changes nothing: NOT_SERVING is for good.
+// server as a whole, SERVING unless set). It is served while the
+// health.Server is ready; NOT_SERVING is served while it is not. Once the
+// drain has made every status NOT_SERVING, it changes nothing:
+// NOT_SERVING is for good.
 func (s *Server) SetServingStatus(service string, status healthpb.HealthCheckResponse_ServingStatus) {
-	s.health.SetServingStatus(service, status)
+	s.mu.Lock()
+	s.set[service] = status
+	s.mu.Unlock()
+	s.apply()
 }
 
-// Run serves on the listener until the drain's GracefulStop or Stop; when
-// the health.Server turns not ready for good it turns every health status
-// NOT_SERVING. The health.Server calls it (health.Component); call it not.
-func (s *Server) Run(context.Context) error {
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// component is the Server as the health.Server runs and drains it.
+type component Server
+
+func (c *component) Run(ctx context.Context) error      { return (*Server)(c).run(ctx) }
+func (c *component) Shutdown(ctx context.Context) error { return (*Server)(c).shutdown(ctx) }
+func (c *component) Addr() net.Addr                     { return c.ln.Addr() }
+
+// run serves on the listener until the drain's GracefulStop or Stop,
+// with the health statuses following the readiness (follow).
+func (s *Server) run(context.Context) error {
 	stop := make(chan struct{})
 	defer close(stop)
-	go func() {
+	go s.follow(stop)
+	return s.gs.Serve(s.ln)
+}
+
+// followEvery is how often the statuses of a health server the caller
+// registered are copied (it tells no one of a change).
+const followEvery = time.Second
+
+// follow serves the statuses as the readiness says, on each change the
+// health.Server finds, until it turns not ready for good: then every
+// status is NOT_SERVING for good.
+func (s *Server) follow(stop <-chan struct{}) {
+	for s.srv.State() == health.StateStarting { // Run starts components, then turns Ready
+		select {
+		case <-stop:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if known, _ := s.srv.ReadyChanged(); !known {
+		_ = s.srv.Ready(context.Background()) // a first verdict (the checks run once)
+	}
+	var tick <-chan time.Time
+	s.mu.Lock()
+	if s.theirs != nil {
+		t := time.NewTicker(followEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	s.mu.Unlock()
+	for {
+		ready, next := s.srv.ReadyChanged()
+		s.setReady(ready)
 		select {
 		case <-s.srv.NotReady():
 			s.notServing()
+			return
 		case <-stop:
+			return
+		case <-next:
+		case <-tick:
 		}
-	}()
-	return s.gs.Serve(s.ln)
+	}
+}
+
+// setReady notes the readiness and serves the statuses it implies.
+func (s *Server) setReady(ready bool) {
+	s.mu.Lock()
+	s.readyOK = ready
+	s.mu.Unlock()
+	s.apply()
+}
+
+// apply serves each status set (SetServingStatus's, then the registered
+// health server's for "" and every registered service) while ready, and
+// NOT_SERVING while not.
+func (s *Server) apply() {
+	s.mu.Lock()
+	want := make(map[string]healthpb.HealthCheckResponse_ServingStatus, len(s.set))
+	for name, st := range s.set {
+		want[name] = st
+	}
+	if s.theirs != nil {
+		names := []string{""}
+		for name := range s.gs.GetServiceInfo() {
+			names = append(names, name)
+		}
+		for name := range s.asked {
+			names = append(names, name)
+		}
+		for _, name := range names {
+			resp, err := s.theirs.Check(context.Background(), &healthpb.HealthCheckRequest{Service: name})
+			if err == nil {
+				want[name] = resp.GetStatus()
+			}
+		}
+	}
+	ready := s.readyOK
+	s.mu.Unlock()
+	for name, st := range want {
+		if !ready {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		s.health.SetServingStatus(name, st) // no-op once Shutdown
+	}
 }
 
 // notServing turns every health status NOT_SERVING for good, once, and
@@ -143,11 +273,11 @@ func (s *Server) notServing() {
 	})
 }
 
-// Shutdown turns the health service NOT_SERVING (if the readiness policy
+// shutdown turns the health service NOT_SERVING (if the readiness policy
 // has not already), sends GOAWAY and waits for the RPCs in flight; at
 // ctx's end it cuts them with Stop and reports how many it cut. The
-// health.Server calls it when it drains (health.Component); call it not.
-func (s *Server) Shutdown(ctx context.Context) error {
+// health.Server calls it when it drains.
+func (s *Server) shutdown(ctx context.Context) error {
 	s.notServing() // the Watch streams must end for GracefulStop to
 	done := make(chan struct{})
 	s.log.Info("grpc: graceful stop (GOAWAY)", "rpcs_in_flight", s.rpcs.inflight.Load())
@@ -205,23 +335,35 @@ const stallBound = time.Second
 
 // rpcCounter counts RPCs through grpc-go's stats: inflight are those begun
 // before lateFrom (UnixNano, 0 until GracefulStop), late and lateInflight
-// those begun after.
+// those begun after. Each RPC but a health check is a request to srv
+// (NoteRequest), with its connection's accept time.
 type rpcCounter struct {
+	srv                *health.Server
 	started, inflight  atomic.Int64
 	late, lateInflight atomic.Int64
 	lateFrom           atomic.Int64
 }
 
-type lateKey struct{}
+type (
+	lateKey     struct{}
+	probeKey    struct{}
+	acceptedKey struct{}
+)
 
-func (r *rpcCounter) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context {
+// healthPrefix begins the health service's methods: probes, not traffic.
+var healthPrefix = "/" + healthpb.Health_ServiceDesc.ServiceName + "/"
+
+func (r *rpcCounter) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	if strings.HasPrefix(info.FullMethodName, healthPrefix) {
+		ctx = context.WithValue(ctx, probeKey{}, true)
+	}
 	if from := r.lateFrom.Load(); from != 0 && time.Now().UnixNano() > from {
 		return context.WithValue(ctx, lateKey{}, true)
 	}
 	return ctx
 }
 func (r *rpcCounter) TagConn(ctx context.Context, _ *stats.ConnTagInfo) context.Context {
-	return ctx
+	return context.WithValue(ctx, acceptedKey{}, time.Now())
 }
 func (r *rpcCounter) HandleConn(context.Context, stats.ConnStats) {}
 func (r *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
@@ -229,6 +371,9 @@ func (r *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	switch s.(type) {
 	case *stats.Begin:
 		r.started.Add(1)
+		if accepted, ok := ctx.Value(acceptedKey{}).(time.Time); ok && ctx.Value(probeKey{}) == nil {
+			r.srv.NoteRequest(accepted)
+		}
 		if late {
 			r.late.Add(1)
 			r.lateInflight.Add(1)
@@ -241,6 +386,54 @@ func (r *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		} else {
 			r.inflight.Add(-1)
 		}
+	}
+}
+
+// healthService is grpcdrain's health service: Check runs the readiness
+// checks as /ready does (health.Server.Ready) and answers by them; Watch
+// streams hear each status change, and end after the drain's NOT_SERVING.
+type healthService struct {
+	watchEnder
+	s *Server
+}
+
+func (h *healthService) Check(ctx context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	h.s.ask(req.GetService())
+	if !isClosed(h.s.srv.NotReady()) {
+		h.s.setReady(h.s.srv.Ready(ctx) == nil)
+	}
+	return h.watchEnder.Server.Check(ctx, req)
+}
+
+func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	if h.s.ask(req.GetService()) {
+		h.s.apply()
+	}
+	return h.watchEnder.Watch(req, stream)
+}
+
+// ask notes a service name asked of, so that a health server the caller
+// registered is copied for it too; it reports whether the name is new
+// and copying matters.
+func (s *Server) ask(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.theirs == nil || s.asked[name] {
+		return false
+	}
+	if s.asked == nil {
+		s.asked = map[string]bool{}
+	}
+	s.asked[name] = true
+	return true
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

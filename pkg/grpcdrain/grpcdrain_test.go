@@ -44,7 +44,7 @@ type testService struct {
 
 func (ts *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
 	if req.GetResponseCompressed().GetValue() {
-		err := ts.srv.Go(func(context.Context) {
+		err := ts.srv.TryGo(func(context.Context) {
 			time.Sleep(200 * time.Millisecond)
 			ts.workDone.Add(1)
 		})
@@ -100,7 +100,7 @@ func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 	httpLn := testutil.Listen(t)
 	grpcLn := testutil.Listen(t)
 	r.gs = newServer(r.srv, grpcLn, endWatches, nil)
-	r.srv.Add("grpc", r.gs)
+	r.srv.Add("grpc", (*component)(r.gs))
 	r.svc = &testService{srv: r.srv}
 	testpb.RegisterTestServiceServer(r.gs, r.svc)
 	ctx, stop := context.WithCancel(context.Background())
@@ -175,7 +175,7 @@ func testHealthPolicy(t *testing.T, policy health.ReadinessPolicy) {
 		t.Fatalf("Watch unknown first = %v, %v; want SERVICE_UNKNOWN", resp, err)
 	}
 	r.stop()
-	testutil.WaitFor(t, "draining", func() bool { return r.srv.State() == health.Draining })
+	testutil.WaitFor(t, "draining", func() bool { return r.srv.State() == health.StateDraining })
 	inDelay := func() bool { return len(r.srv.Stats().Phases) == 0 }
 	switch policy {
 	case health.ReadyWhileServing:
@@ -333,7 +333,7 @@ func TestMaxConcurrentStreams(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := health.New(health.Config{DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 			ln := testutil.Listen(t)
-			srv.Add("grpc", newServer(srv, ln, true, tt.opts))
+			srv.Add("grpc", (*component)(newServer(srv, ln, true, tt.opts)))
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
@@ -519,7 +519,7 @@ func TestRapidResetBoundsHandlers(t *testing.T) {
 			})
 			srv := health.New(health.Config{DrainDelay: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
 			ln := testutil.Listen(t)
-			srv.Add("grpc", newServer(srv, ln, true, append(tt.opts, hold)))
+			srv.Add("grpc", (*component)(newServer(srv, ln, true, append(tt.opts, hold))))
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
@@ -562,11 +562,11 @@ func TestClientIgnoringGOAWAYIsCut(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		return nil
 	})
-	srv.Add("grpc", newServer(srv, ln, true, []grpc.ServerOption{linger}))
+	srv.Add("grpc", (*component)(newServer(srv, ln, true, []grpc.ServerOption{linger})))
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, testutil.Listen(t)) }()
-	testutil.WaitFor(t, "serving", func() bool { return srv.State() == health.Ready })
+	testutil.WaitFor(t, "serving", func() bool { return srv.State() == health.StateReady })
 
 	fr := dialH2(t, ln.Addr().String()) // it reads: what the server sends is acknowledged
 	head := requestHead("/attack.Service/Method")

@@ -27,7 +27,7 @@ var trivial = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.
 func benchServer(b *testing.B) *Server {
 	b.Helper()
 	s := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, trivial)
-	s.setState(Ready)
+	s.setState(StateReady)
 	return s
 }
 
@@ -91,7 +91,7 @@ func BenchmarkHTTP(b *testing.B) {
 				}, trivial)
 				ctx, stop := context.WithCancel(context.Background())
 				go func() { done <- s.Serve(ctx, ln) }()
-				testutil.WaitFor(b, "ready", func() bool { return s.State() == Ready })
+				testutil.WaitFor(b, "ready", func() bool { return s.State() == StateReady })
 				defer func() { stop(); <-done }()
 			}
 			testutil.GetParallel(b, "http://"+ln.Addr().String()+"/work")

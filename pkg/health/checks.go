@@ -106,9 +106,9 @@ func (s *Server) checkLoop(ctx context.Context) {
 // decides what /ready answers.
 func (s *Server) setCheckVerdict(ok bool, checks []check, errs []error) {
 	switch s.State() {
-	case Ready:
+	case StateReady:
 		s.readiness.set(ok, failedChecks(checks, errs))
-	case Draining:
+	case StateDraining:
 		reason := reasonDraining
 		if !ok {
 			reason = failedChecks(checks, errs)

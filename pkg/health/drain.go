@@ -101,7 +101,7 @@ func (s *Server) drain(abort <-chan struct{}) error {
 
 	// 5. The marker goes last: the process is about to exit.
 	err = errors.Join(err, s.stopMarker())
-	s.setState(Stopped)
+	s.setState(StateStopped)
 	s.log.Info("drained, exiting", "elapsed", s.sinceDrain(), "error", err)
 	s.logReport(EndClean)
 	return err
@@ -225,7 +225,7 @@ func (s *Server) expire(phase string, pending *stopping) error {
 	err := errors.Join(
 		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.sinceDrain().Round(time.Millisecond), phase, abandoned),
 		errors.Join(cut...), s.runStops(ctx), s.stopMarker())
-	s.setState(Stopped)
+	s.setState(StateStopped)
 	s.logReport(EndDeadline)
 	return err
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/drainwell/drainwell/pkg/health"
-	"github.com/drainwell/drainwell/pkg/probe"
 )
 
 // A service wires its handler, readiness checks, background work and
@@ -28,7 +27,7 @@ func Example() {
 	mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
 		// Background work the drain waits for; its context ends only at
 		// the shutdown deadline.
-		err := srv.Go(func(ctx context.Context) { /* write to the database */ })
+		err := srv.TryGo(func(ctx context.Context) { /* write to the database */ })
 		if err != nil {
 			http.Error(w, "shutting down", http.StatusServiceUnavailable)
 			return
@@ -39,8 +38,8 @@ func Example() {
 		DrainDelay:      50 * time.Millisecond, // default 5s
 		ShutdownTimeout: 2 * time.Second,       // default 25s
 		IdleClose:       10 * time.Millisecond, // default 1s
-		Marker:          &probe.Marker{Path: filepath.Join(dir, "live")},
-		MarkerMaxAge:    30 * time.Second,
+		LiveFile:        filepath.Join(dir, "live"),
+		LiveMaxAge:      30 * time.Second,
 		Logger:          slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}, mux)
 	srv.AddCheck("database", func(ctx context.Context) error { return nil })
@@ -51,7 +50,7 @@ func Example() {
 	defer stop()
 	done := make(chan error)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	for srv.State() != health.Ready { // until it serves, or fails to
+	for srv.State() != health.StateReady { // until it serves, or fails to
 		select {
 		case err := <-done:
 			fmt.Println("serve:", err)

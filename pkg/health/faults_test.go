@@ -233,15 +233,15 @@ func TestUnhealthyStopsTheHeartbeat(t *testing.T) {
 	healthy := make(chan bool, 1)
 	healthy <- true
 	h := newHarness(t, nil, func(c *Config) {
-		c.MarkerMaxAge = 30 * time.Millisecond
+		c.LiveMaxAge = 30 * time.Millisecond
 		c.Healthy = func() bool { v := <-healthy; healthy <- v; return v }
 	}).start()
-	fresh := func() bool { return probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()) == nil }
+	fresh := func() bool { return probe.Check(h.marker, 30*time.Millisecond, time.Now()) == nil }
 	testutil.WaitFor(t, "fresh marker", fresh)
 	<-healthy
 	healthy <- false
 	testutil.WaitFor(t, "stale marker", func() bool {
-		return errors.Is(probe.Check(h.marker.Path, 30*time.Millisecond, time.Now()), probe.ErrStale)
+		return errors.Is(probe.Check(h.marker, 30*time.Millisecond, time.Now()), probe.ErrStale)
 	})
 	<-healthy
 	healthy <- true

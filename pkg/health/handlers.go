@@ -1,6 +1,8 @@
 package health
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"strings"
 )
@@ -46,11 +48,11 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 	}
 	_, verbose := r.URL.Query()["verbose"]
 	verbose = verbose && detail
-	if st, ok := s.servingState(); !ok {
+	st, ok, checks, errs := s.evaluate(r.Context())
+	if !ok {
 		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
 		return
 	}
-	checks, errs := s.checkErrors(r.Context())
 	failed := false
 	var b strings.Builder
 	for i, c := range checks {
@@ -67,16 +69,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 			b.WriteString("[-]" + c.name + " failed\n")
 		}
 	}
-	// A drain step that began while the checks ran wins.
-	st, ok := s.servingState()
-	if !ok {
-		writeText(w, http.StatusServiceUnavailable, "not ready: "+st.String()+"\n")
-		return
-	}
-	if s.cfg.CheckInterval == 0 {
-		s.setCheckVerdict(!failed, checks, errs)
-	}
-	if st == Draining {
+	if st == StateDraining {
 		b.WriteString("draining: serving until the listeners close\n")
 	}
 	if failed {
@@ -88,11 +81,62 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request, detail bool)
 	writeText(w, http.StatusOK, b.String())
 }
 
+// evaluate runs the checks (or reads their last background run) and
+// returns the state, whether /ready may answer 200 in it, and the checks'
+// errors (none when it may not). A drain step that began while the checks
+// ran wins.
+func (s *Server) evaluate(ctx context.Context) (State, bool, []check, []error) {
+	if st, ok := s.servingState(); !ok {
+		return st, false, nil, nil
+	}
+	checks, errs := s.checkErrors(ctx)
+	st, ok := s.servingState()
+	if !ok {
+		return st, false, nil, nil
+	}
+	if s.cfg.CheckInterval == 0 {
+		s.setCheckVerdict(allNil(errs), checks, errs)
+	}
+	return st, true, checks, errs
+}
+
+func allNil(errs []error) bool {
+	for _, err := range errs {
+		if err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Ready returns nil when /ready would answer 200 now, else why not in one
+// line: not serving yet, draining and no longer serving, or the failing
+// checks. It runs the checks as /ready does (with CheckInterval, it reads
+// their last run). A health service of another protocol answers by it, as
+// pkg/grpcdrain's Check does, so that a grpc readiness probe and /ready
+// agree.
+func (s *Server) Ready(ctx context.Context) error {
+	st, ok, checks, errs := s.evaluate(ctx)
+	if !ok {
+		return errors.New("not ready: " + st.String())
+	}
+	if !allNil(errs) {
+		return errors.New(failedChecks(checks, errs))
+	}
+	return nil
+}
+
+// ReadyChanged returns the readiness last found (by /ready, Ready or the
+// CheckInterval loop: false before the first) without running the
+// checks, and a channel closed at its next change: a check failing or
+// recovering, the drain's steps. Call it again for the change after.
+func (s *Server) ReadyChanged() (ready bool, next <-chan struct{}) { return s.readiness.next() }
+
 // servingState returns the state and whether /ready may answer 200 in it:
 // Ready, or Draining before the pod is not ready for good.
 func (s *Server) servingState() (State, bool) {
 	st := s.State()
-	return st, st == Ready || (st == Draining && !s.readiness.isClosed())
+	return st, st == StateReady || (st == StateDraining && !s.readiness.isClosed())
 }
 
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", " ") }

@@ -62,15 +62,24 @@ type readiness struct {
 	closed   chan struct{} // closed when the pod is not ready for good
 	once     sync.Once
 
-	mu     sync.Mutex
-	known  bool
-	ready  bool
-	reason string
-	final  bool // nothing after the close is reported
+	mu      sync.Mutex
+	known   bool
+	ready   bool
+	reason  string
+	final   bool          // nothing after the close is reported
+	changed chan struct{} // closed at the next change, then replaced
 }
 
 func newReadiness(onChange func(bool, string)) *readiness {
-	return &readiness{onChange: onChange, closed: make(chan struct{})}
+	return &readiness{onChange: onChange, closed: make(chan struct{}), changed: make(chan struct{})}
+}
+
+// next returns the verdict last reported (false before the first) and a
+// channel closed at the next change.
+func (r *readiness) next() (bool, <-chan struct{}) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.known && r.ready, r.changed
 }
 
 // isClosed reports whether the pod is not ready for good.
@@ -116,6 +125,10 @@ func (r *readiness) report(ready bool, reason string, final bool) {
 	}
 	changed := !r.known || r.ready != ready || r.reason != reason
 	r.known, r.ready, r.reason, r.final = true, ready, reason, final
+	if changed {
+		close(r.changed)
+		r.changed = make(chan struct{})
+	}
 	r.mu.Unlock()
 	if changed && r.onChange != nil {
 		r.onChange(ready, reason)

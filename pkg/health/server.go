@@ -86,7 +86,10 @@ const (
 // Config says how a Server serves and drains. The zero value is usable and
 // safe: every zero duration takes its default.
 type Config struct {
-	// Addr is where Run listens. Default ":8080".
+	// Addr is where Run listens for New's handler, /ready and /live.
+	// Default ":8080"; with neither a handler nor HTTP set (a service
+	// whose API is gRPC or a queue), no such listener opens unless Addr
+	// is set.
 	Addr string
 	// DrainDelay is how long the server keeps serving after the signal,
 	// while the endpoint removal propagates. Zero takes the default, 5s;
@@ -116,11 +119,14 @@ type Config struct {
 	// runs on the goroutine that noticed the change and must not block.
 	OnReadyChange func(ready bool, reason string)
 
-	// Marker, when set, is created before the server listens, refreshed
-	// every HeartbeatInterval(MarkerMaxAge) while it runs, and removed
-	// after the drain.
-	Marker       *marker.Marker // a *probe.Marker
-	MarkerMaxAge time.Duration
+	// LiveFile, when set, is the liveness marker's path: created before
+	// the server listens, refreshed while it runs, removed after the
+	// drain (`live` checks it: probe.Command). LiveMaxAge is the age at
+	// which `live` calls it stale (0: existence only); the marker is
+	// refreshed every probe.HeartbeatInterval(LiveMaxAge). Both as
+	// LIVE_FILE and LIVE_MAX_AGE say (probe.LoadLiveConfig).
+	LiveFile   string
+	LiveMaxAge time.Duration
 	// Healthy, when set, is asked before each heartbeat: while it returns
 	// false the marker is not refreshed, goes stale, and the liveness
 	// probe fails. Make it check what a wedge would stop (a worker loop's
@@ -159,22 +165,22 @@ type State int32
 
 // The states, in order.
 const (
-	Starting State = iota
-	Ready
-	Draining
-	Stopped
+	StateStarting State = iota
+	StateReady
+	StateDraining
+	StateStopped
 )
 
 // String returns the state's name, as /ready reports it.
 func (s State) String() string {
 	switch s {
-	case Starting:
+	case StateStarting:
 		return "starting"
-	case Ready:
+	case StateReady:
 		return "ready"
-	case Draining:
+	case StateDraining:
 		return "draining"
-	case Stopped:
+	case StateStopped:
 		return "stopped"
 	}
 	return fmt.Sprintf("State(%d)", int32(s))
@@ -189,6 +195,7 @@ type Server struct {
 	log       *slog.Logger
 	signals   <-chan os.Signal // nil: the process's Config.Signals
 	tasks     *tasks
+	marker    *marker.Marker // Config.LiveFile's, or nil
 
 	main  *httpListener   // New's handler, with /ready and /live
 	apis  []*httpListener // AddHTTP
@@ -233,8 +240,12 @@ type check struct {
 	running *atomic.Bool
 }
 
-// New returns a Server that sends every request but /ready and /live to h
-// (nil: 404, for a service whose API is on other listeners).
+// New returns a Server whose main listener (Config.Addr) sends every
+// request but /ready and /live to h. With h nil and neither Config.Addr
+// nor Config.HTTP set, there is no main listener: a gRPC-only service or
+// a worker, probed by gRPC health (pkg/grpcdrain), an admin listener
+// (AddAdmin) or `live`; with h nil and an address, it answers 404 but for
+// /ready and /live.
 func New(cfg Config, h http.Handler) *Server {
 	return newServer(cfg, h, nil)
 }
@@ -256,6 +267,7 @@ func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
 		}
 		cfg.Addr = cfg.HTTP.Addr
 	}
+	addrSet := cfg.Addr != ""
 	cfg = cfg.withDefaults()
 	if err := shadowed(h); err != nil {
 		configErr = errors.Join(configErr, err)
@@ -268,10 +280,16 @@ func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
 		tasks:        newTasks(cfg.Logger),
 		drainingDone: make(chan struct{}),
 	}
+	if cfg.LiveFile != "" {
+		s.marker = &marker.Marker{Path: cfg.LiveFile}
+	}
+	s.readiness = newReadiness(cfg.OnReadyChange)
+	if h == nil && cfg.HTTP == nil && !addrSet {
+		return s // no main listener: the service serves no HTTP of its own
+	}
 	if h == nil {
 		h = http.NotFoundHandler()
 	}
-	s.readiness = newReadiness(cfg.OnReadyChange)
 	s.main = newHTTPListener(s, roleMain, defaultHTTP(cfg.HTTP), h)
 	s.main.name = "http"
 	return s
@@ -353,8 +371,8 @@ func (c Config) Validate() error {
 		return bad("Config.CheckInterval %s is negative", c.CheckInterval)
 	case c.DrainReadiness != ReadyWhileServing && c.DrainReadiness != NotReadyAtSignal:
 		return bad("Config.DrainReadiness %s is unknown", c.DrainReadiness)
-	case c.MarkerMaxAge < 0:
-		return bad("Config.MarkerMaxAge %s is negative", c.MarkerMaxAge)
+	case c.LiveMaxAge < 0:
+		return bad("Config.LiveMaxAge %s is negative", c.LiveMaxAge)
 	}
 	return nil
 }
@@ -438,24 +456,24 @@ func (s *Server) AddCheck(name string, fn func(ctx context.Context) error) {
 // after the background work has drained, in reverse order of registration,
 // with a context that ends at the shutdown deadline. A hook may be added
 // while the Server runs; once the hooks have started, OnStop returns
-// ErrStopped and fn never runs.
+// ErrTooLate and fn never runs.
 func (s *Server) OnStop(fn func(ctx context.Context) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.hooksTaken {
-		return ErrStopped
+		return ErrTooLate
 	}
 	s.stops = append(s.stops, fn)
 	return nil
 }
 
-// Go runs f in a new goroutine as tracked background work: the drain waits
-// for it before running the OnStop hooks. A handler (HTTP or gRPC) calls Go
-// before it returns. f's context is cancelled only at the shutdown
-// deadline, never at the signal. Go returns ErrStopped, and does not run f,
-// once the drain has stopped waiting for work. A panic in f is recovered
-// and logged.
-func (s *Server) Go(f func(ctx context.Context)) error { return s.tasks.goTask(f) }
+// TryGo runs f in a new goroutine as tracked background work: the drain
+// waits for it before running the OnStop hooks. A handler (HTTP or gRPC)
+// calls TryGo before it returns. f's context is cancelled only at the
+// shutdown deadline, never at the signal. Once the drain has stopped
+// waiting for work, TryGo returns ErrTooLate and does not run f: check its
+// error (a handler answers 503). A panic in f is recovered and logged.
+func (s *Server) TryGo(f func(ctx context.Context)) error { return s.tasks.goTask(f) }
 
 // Draining returns a channel that is closed when the drain begins: a
 // streaming response or a hijacked connection (a websocket) should finish
@@ -476,7 +494,7 @@ func (s *Server) Logger() *slog.Logger { return s.log }
 func (s *Server) State() State { return State(s.state.Load()) }
 
 // Addr returns the address the main listener listens on, or nil before it
-// does.
+// does (or when there is none: see New).
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -512,12 +530,19 @@ func (s *Server) listeners() []*httpListener {
 // drainedListeners are the listeners the drain closes: the main one and
 // AddHTTP's (the admin listener answers to the end).
 func (s *Server) drainedListeners() []*httpListener {
+	if s.main == nil {
+		return append([]*httpListener(nil), s.apis...)
+	}
 	return append([]*httpListener{s.main}, s.apis...)
 }
 
 // listen opens every listener that has none yet.
 func (s *Server) listen(mainLn net.Listener) error {
 	if mainLn != nil {
+		if s.main == nil { // Serve names the main listener: it serves /ready and /live
+			s.main = newHTTPListener(s, roleMain, defaultHTTP(nil), http.NotFoundHandler())
+			s.main.name = "http"
+		}
 		s.main.ln = &closeOnceListener{Listener: mainLn}
 	}
 	for _, l := range s.listeners() {
@@ -578,9 +603,11 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		s.closeListeners()
 		return errors.Join(err, s.stopMarker())
 	}
-	s.mu.Lock()
-	s.addr = s.main.ln.Addr()
-	s.mu.Unlock()
+	if s.main != nil {
+		s.mu.Lock()
+		s.addr = s.main.ln.Addr()
+		s.mu.Unlock()
+	}
 
 	// Every listener and component reports here when it stops serving;
 	// before the drain that is a failure that starts it.
@@ -600,14 +627,14 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 			exits <- exit{c.name, c.runErr, c}
 		}()
 	}
-	s.setState(Ready)
+	s.setState(StateReady)
 	// After Ready: a verdict reached while Starting would not be reported.
 	checksCtx, stopChecks := context.WithCancel(context.Background())
 	defer stopChecks()
 	if s.cfg.CheckInterval > 0 {
 		go s.checkLoop(checksCtx)
 	}
-	s.log.Info("ready", s.readyAttrs()...)
+	s.log.Info("serving", s.servingAttrs()...)
 
 	var cause string
 	var failure error
@@ -625,7 +652,11 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		s.log.Error("stopped serving before the drain", "server", e.name, "error", e.err)
 	}
 	s.beginDrain()
-	active, idle, h2, _ := s.main.conns.counts()
+	var active, idle, h2 int
+	for _, l := range s.drainedListeners() {
+		a, i, h, _ := l.conns.counts()
+		active, idle, h2 = active+a, idle+i, h2+h
+	}
 	running, _ := s.tasks.counts()
 	s.log.Info("signal received: draining", "signal", cause, "readiness", s.cfg.DrainReadiness,
 		"active_conns", active, "idle_conns", idle, "h2_conns", h2, "tasks_running", running,
@@ -649,7 +680,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		<-done // at once: each of its waits watches abort
 		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain(),
 			"tasks_abandoned", abandoned)
-		s.setState(Stopped)
+		s.setState(StateStopped)
 		s.logReport(EndSecondSignal)
 		return errors.Join(failure, fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
 	}
@@ -662,9 +693,14 @@ func orStopped(err error) error {
 	return err
 }
 
-// readyAttrs lists the addresses served, for the "ready" log line.
-func (s *Server) readyAttrs() []any {
-	attrs := []any{"addr", s.main.ln.Addr().String()}
+// servingAttrs lists every address served, for the "serving" log line:
+// the listeners', and a component's when it has an Addr method (as
+// pkg/grpcdrain's has). Whether the pod is ready is /ready's to say.
+func (s *Server) servingAttrs() []any {
+	var attrs []any
+	if s.main != nil {
+		attrs = append(attrs, "addr", s.main.ln.Addr().String())
+	}
 	for _, l := range s.apis {
 		attrs = append(attrs, "http_addr", l.ln.Addr().String())
 	}
@@ -672,6 +708,10 @@ func (s *Server) readyAttrs() []any {
 		attrs = append(attrs, "admin_addr", s.admin.ln.Addr().String())
 	}
 	for _, c := range s.comps {
+		if a, ok := c.c.(interface{ Addr() net.Addr }); ok && a.Addr() != nil {
+			attrs = append(attrs, c.name+"_addr", a.Addr().String())
+			continue
+		}
 		attrs = append(attrs, "component", c.name)
 	}
 	return attrs
@@ -683,7 +723,7 @@ func (s *Server) beginDrain() {
 	s.drainStart = time.Now()
 	s.report.mark = s.drainStart
 	s.draining.Store(true)
-	s.setState(Draining)
+	s.setState(StateDraining)
 	close(s.drainingDone)
 	if s.cfg.DrainReadiness == NotReadyAtSignal {
 		s.readiness.close()
@@ -696,14 +736,14 @@ func (s *Server) sinceDrain() time.Duration { return time.Since(s.drainStart) }
 
 // startMarker creates the marker and starts its heartbeat.
 func (s *Server) startMarker() error {
-	m := s.cfg.Marker
+	m := s.marker
 	if m == nil {
 		return nil
 	}
 	if err := m.Create(); err != nil {
-		return fmt.Errorf("%w: Config.Marker %s: %v", marker.ErrUsage, m.Path, err)
+		return fmt.Errorf("%w: Config.LiveFile %s: %v", marker.ErrUsage, m.Path, err)
 	}
-	interval := marker.HeartbeatInterval(s.cfg.MarkerMaxAge)
+	interval := marker.HeartbeatInterval(s.cfg.LiveMaxAge)
 	if interval == 0 {
 		return nil
 	}
@@ -719,7 +759,7 @@ func (s *Server) startMarker() error {
 // stopMarker stops the heartbeat, then removes the marker, once.
 func (s *Server) stopMarker() error {
 	s.markerOnce.Do(func() {
-		m := s.cfg.Marker
+		m := s.marker
 		if m == nil {
 			return
 		}

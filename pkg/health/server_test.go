@@ -37,7 +37,7 @@ type harness struct {
 	net       *testutil.MemNet
 	client    *http.Client // a connection per request
 	sigs      chan os.Signal
-	marker    *probe.Marker
+	marker    string // Config.LiveFile
 	url       string // the main listener's, once started
 	result    chan error
 	done      chan struct{} // closed when Serve has returned
@@ -67,7 +67,7 @@ func newHarness(t *testing.T, h http.Handler, mutate ...func(*Config)) *harness 
 		net:    memNet,
 		client: memNet.Client(t),
 		sigs:   make(chan os.Signal, 4),
-		marker: &probe.Marker{Path: filepath.Join(t.TempDir(), "live")},
+		marker: filepath.Join(t.TempDir(), "live"),
 		result: make(chan error, 1),
 		done:   make(chan struct{}),
 	}
@@ -75,7 +75,7 @@ func newHarness(t *testing.T, h http.Handler, mutate ...func(*Config)) *harness 
 		DrainDelay:      testDrainDelay,
 		ShutdownTimeout: testTimeout,
 		IdleClose:       testIdleClose,
-		Marker:          hs.marker,
+		LiveFile:        hs.marker,
 		Logger:          slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 	}
 	for _, f := range mutate {
@@ -108,7 +108,7 @@ func (h *harness) serve(ctx context.Context, ln net.Listener) {
 		h.result <- h.srv.Serve(ctx, ln)
 		close(h.done)
 	}()
-	testutil.WaitFor(h.t, "ready", func() bool { return h.srv.State() == Ready })
+	testutil.WaitFor(h.t, "ready", func() bool { return h.srv.State() == StateReady })
 	h.t.Cleanup(func() {
 		for {
 			select {
@@ -128,7 +128,7 @@ func (h *harness) signal() {
 	h.signalled = time.Now()
 	h.sigs <- syscall.SIGTERM
 	synctest.Wait()
-	if h.srv.State() != Draining && !h.returned() {
+	if h.srv.State() != StateDraining && !h.returned() {
 		h.t.Fatalf("state %s after the signal, want draining", h.srv.State())
 	}
 }
@@ -166,7 +166,7 @@ func (h *harness) returned() bool {
 }
 
 func (h *harness) markerExists() bool {
-	_, err := os.Lstat(h.marker.Path)
+	_, err := os.Lstat(h.marker)
 	return err == nil
 }
 
@@ -226,7 +226,7 @@ func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	}
 	release := make(chan struct{})
 	taskCtxErr := make(chan error, 1)
-	if err := h.srv.Go(func(ctx context.Context) {
+	if err := h.srv.TryGo(func(ctx context.Context) {
 		<-release
 		taskCtxErr <- ctx.Err()
 		record("task")
@@ -253,7 +253,7 @@ func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	if resp := h.dial(h.url).Get("/work"); resp.StatusCode != 200 || !resp.Close {
 		t.Fatalf("during the delay: %d close=%v, want 200 with Connection: close", resp.StatusCode, resp.Close)
 	}
-	if h.srv.State() != Draining {
+	if h.srv.State() != StateDraining {
 		t.Fatalf("state %s, want draining", h.srv.State())
 	}
 
@@ -285,10 +285,10 @@ func testDrainSequence(t *testing.T, policy ReadinessPolicy) {
 	if want := "task,stop 2,stop 1"; strings.Join(order, ",") != want {
 		t.Fatalf("order %v, want %s", order, want)
 	}
-	if err := h.srv.Go(func(context.Context) {}); !errors.Is(err, ErrStopped) {
-		t.Fatalf("Go after the drain = %v, want ErrStopped", err)
+	if err := h.srv.TryGo(func(context.Context) {}); !errors.Is(err, ErrTooLate) {
+		t.Fatalf("Go after the drain = %v, want ErrTooLate", err)
 	}
-	if h.srv.State() != Stopped {
+	if h.srv.State() != StateStopped {
 		t.Fatalf("state %s, want stopped", h.srv.State())
 	}
 }
@@ -297,7 +297,7 @@ func TestSecondSignalReturnsAtOnce(t *testing.T) { inBubble(t, testSecondSignalR
 
 func testSecondSignalReturnsAtOnce(t *testing.T) {
 	h := newHarness(t, nil).start()
-	h.srv.Go(func(ctx context.Context) { <-ctx.Done() }) // would hold the drain
+	h.srv.TryGo(func(ctx context.Context) { <-ctx.Done() }) // would hold the drain
 	h.signal()
 	h.sigs <- syscall.SIGINT
 	synctest.Wait() // no time passes: at once is now
@@ -328,7 +328,7 @@ func TestSecondSignalStopsEverything(t *testing.T) {
 	}{
 		{"in the delay", testDrainDelay, func(*harness, <-chan struct{}) {}, 0},
 		{"waiting for work", -1, func(h *harness, _ <-chan struct{}) {
-			h.srv.Go(func(ctx context.Context) { <-ctx.Done() })
+			h.srv.TryGo(func(ctx context.Context) { <-ctx.Done() })
 		}, 3},
 		{"in a hook that ignores its context", -1, func(h *harness, hold <-chan struct{}) {
 			h.srv.OnStop(func(context.Context) error { <-hold; return nil })
@@ -360,7 +360,7 @@ func TestSecondSignalStopsEverything(t *testing.T) {
 				if !h.refused(h.url) || keepAlive.WaitClosed(0) != nil {
 					t.Fatal("the main listener or its keep-alive connection still open after Serve returned")
 				}
-				if st := h.srv.State(); st != Stopped {
+				if st := h.srv.State(); st != StateStopped {
 					t.Fatalf("state %s, want stopped", st)
 				}
 			})
@@ -385,7 +385,7 @@ func TestShutdownTimeoutAbandonsWork(t *testing.T) { inBubble(t, testShutdownTim
 func testShutdownTimeoutAbandonsWork(t *testing.T) {
 	h := newHarness(t, nil).start()
 	cancelled := make(chan struct{})
-	h.srv.Go(func(ctx context.Context) {
+	h.srv.TryGo(func(ctx context.Context) {
 		<-ctx.Done()
 		close(cancelled)
 	})
@@ -428,7 +428,7 @@ func TestShutdownTimeoutBoundsItAll(t *testing.T) {
 					c.DrainDelay, c.ShutdownTimeout, c.IdleClose = NoDrainDelay, timeout, 10*time.Millisecond
 				}).start()
 				if !clean {
-					h.srv.Go(func(ctx context.Context) { <-ctx.Done() })
+					h.srv.TryGo(func(ctx context.Context) { <-ctx.Done() })
 				}
 				deadline := make(chan time.Time, 1)
 				h.srv.OnStop(func(ctx context.Context) error {
@@ -460,7 +460,7 @@ func TestPanickingTaskDoesNotStopTheDrain(t *testing.T) {
 
 func testPanickingTaskDoesNotStopTheDrain(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) { c.DrainDelay = -1 }).start()
-	h.srv.Go(func(context.Context) { panic("boom") })
+	h.srv.TryGo(func(context.Context) { panic("boom") })
 	h.sigs <- syscall.SIGTERM
 	if err := h.wait(); err != nil {
 		t.Fatalf("Serve = %v", err)
@@ -611,7 +611,7 @@ func TestConfigValidate(t *testing.T) {
 		{"negative timeout", Config{ShutdownTimeout: -time.Second}, "Config.ShutdownTimeout"},
 		{"idle close beyond the deadline", Config{IdleClose: 20 * time.Second}, "Config.IdleClose"},
 		{"negative idle close", Config{IdleClose: -1}, "Config.IdleClose"},
-		{"negative max age", Config{MarkerMaxAge: -1}, "Config.MarkerMaxAge"},
+		{"negative max age", Config{LiveMaxAge: -1}, "Config.LiveMaxAge"},
 		{"negative check timeout", Config{CheckTimeout: -1}, "Config.CheckTimeout"},
 		{"unknown readiness", Config{DrainReadiness: 7}, "Config.DrainReadiness"},
 	}
@@ -709,12 +709,12 @@ func testConnContextChainedAndNilHandlers(t *testing.T) {
 
 func TestBadMarkerPathFailsBeforeListening(t *testing.T) {
 	h := newHarness(t, nil, func(c *Config) {
-		c.Marker = &probe.Marker{Path: filepath.Join(t.TempDir(), "missing", "live")}
+		c.LiveFile = filepath.Join(t.TempDir(), "missing", "live")
 		c.Addr = "127.0.0.1:0"
 	})
 	err := h.srv.Run(context.Background())
-	if !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), "Config.Marker") {
-		t.Fatalf("Run = %v, want a usage error naming Config.Marker", err)
+	if !errors.Is(err, probe.ErrUsage) || !strings.Contains(err.Error(), "Config.LiveFile") {
+		t.Fatalf("Run = %v, want a usage error naming Config.LiveFile", err)
 	}
 	if h.srv.Addr() != nil {
 		t.Fatal("server listened despite a bad marker path")
@@ -756,7 +756,7 @@ func testReadyDuringTheDrain(t *testing.T) {
 	admin := "http://" + adminLn.Addr().String()
 	release := make(chan struct{})
 	defer close(release)
-	h.srv.Go(func(context.Context) { <-release }) // holds the drain after the listeners close
+	h.srv.TryGo(func(context.Context) { <-release }) // holds the drain after the listeners close
 	h.signal()
 	steps := []struct {
 		failing  bool

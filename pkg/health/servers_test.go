@@ -199,7 +199,7 @@ func testComponentFailureStartsTheDrain(t *testing.T) {
 	failed := time.Now()
 	close(fail)
 	synctest.Wait()
-	if h.srv.State() != Draining {
+	if h.srv.State() != StateDraining {
 		t.Fatalf("state %s after the component failed, want draining", h.srv.State())
 	}
 	h.advance(testDrainDelay - time.Since(failed) - time.Nanosecond)
@@ -236,7 +236,7 @@ func testAddAfterRunPanics(t *testing.T) {
 
 // A Server runs once: Run again returns ErrRunTwice (it panicked, "close
 // of closed channel"); an OnStop added once the hooks have run returns
-// ErrStopped (it was dropped without a word), one added while it runs,
+// ErrTooLate (it was dropped without a word), one added while it runs,
 // before, runs.
 func TestRunTwiceAndLateOnStop(t *testing.T) { inBubble(t, testRunTwiceAndLateOnStop) }
 
@@ -254,8 +254,8 @@ func testRunTwiceAndLateOnStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-ran
-	if err := h.srv.OnStop(func(context.Context) error { return nil }); !errors.Is(err, ErrStopped) {
-		t.Fatalf("OnStop after the hooks ran = %v, want ErrStopped", err)
+	if err := h.srv.OnStop(func(context.Context) error { return nil }); !errors.Is(err, ErrTooLate) {
+		t.Fatalf("OnStop after the hooks ran = %v, want ErrTooLate", err)
 	}
 	if err := h.srv.Serve(context.Background(), h.listen()); !errors.Is(err, ErrRunTwice) {
 		t.Fatalf("Serve after the drain = %v, want ErrRunTwice", err)

@@ -76,6 +76,22 @@ type CheckStats struct {
 	At       time.Time // zero if it never ran
 }
 
+// NoteRequest counts a request that a component serves, such as an RPC of
+// pkg/grpcdrain's (health checks are probes: not counted), begun now on a
+// connection accepted at connAccepted. From the signal on it counts in
+// Stats.RequestsAfterSignal and the drain report; when its connection was
+// accepted after the signal, it also sets LastRequestAfterSignal and can
+// fire the late-traffic warning, as an HTTP request does.
+func (s *Server) NoteRequest(connAccepted time.Time) {
+	if !s.draining.Load() {
+		return
+	}
+	s.drained.Add(1)
+	if connAccepted.After(s.drainStart) { // set before draining
+		s.lastRequest.Store(time.Now().UnixNano())
+	}
+}
+
 // Stats returns a snapshot of what the Server has done.
 func (s *Server) Stats() Stats {
 	st := Stats{State: s.State(), RequestsAfterSignal: s.drained.Load()}

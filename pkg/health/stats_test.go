@@ -47,8 +47,8 @@ func TestStatsAndDrainReport(t *testing.T) {
 				old := h.dial(h.url)
 				old.Get("/work")
 				release := make(chan struct{})
-				h.srv.Go(func(context.Context) { <-release })
-				if st := h.srv.Stats(); st.State != Ready || len(st.Phases) != 0 || !st.DrainStarted.IsZero() {
+				h.srv.TryGo(func(context.Context) { <-release })
+				if st := h.srv.Stats(); st.State != StateReady || len(st.Phases) != 0 || !st.DrainStarted.IsZero() {
 					t.Fatalf("before the signal: %+v", st)
 				}
 				h.signal()
@@ -105,7 +105,7 @@ func TestStatsAndDrainReport(t *testing.T) {
 				if st.ConnsClosedIdle != wantIdle || st.ConnsClosedAfterResponse != wantAfter || st.ConnsCutAtDeadline != 0 {
 					t.Fatalf("connections: idle %d, after response %d, cut %d; want %d, %d, 0", st.ConnsClosedIdle, st.ConnsClosedAfterResponse, st.ConnsCutAtDeadline, wantIdle, wantAfter)
 				}
-				if st.TasksStarted != 1 || st.TasksRunning != 0 || st.TasksAbandoned != 0 || st.End != "clean" || st.State != Stopped {
+				if st.TasksStarted != 1 || st.TasksRunning != 0 || st.TasksAbandoned != 0 || st.End != "clean" || st.State != StateStopped {
 					t.Fatalf("end: %+v", st)
 				}
 				logged := logs.String()
@@ -125,7 +125,7 @@ func TestStatsAtTheDeadline(t *testing.T) { inBubble(t, testStatsAtTheDeadline) 
 
 func testStatsAtTheDeadline(t *testing.T) {
 	h := newHarness(t, nil).start()
-	h.srv.Go(func(ctx context.Context) { <-ctx.Done() })
+	h.srv.TryGo(func(ctx context.Context) { <-ctx.Done() })
 	h.signal()
 	h.at(testDrainDelay)
 	if n := len(h.srv.Stats().Phases); n != 3 {

@@ -10,10 +10,10 @@ import (
 	"sync/atomic"
 )
 
-// ErrStopped is returned by Server.Go once the drain has finished waiting
+// ErrTooLate is returned by Server.Go once the drain has finished waiting
 // for background work (the work would not be waited for, so it is
 // refused), and by Server.OnStop once the hooks have started.
-var ErrStopped = errors.New("server stopped: too late to add work or a hook")
+var ErrTooLate = errors.New("server stopped: too late to add work or a hook")
 
 // tasks is the tracked background work: a counter that the drain can wait
 // on with a deadline, and the context the work runs under, cancelled only at
@@ -41,7 +41,7 @@ func (t *tasks) goTask(f func(context.Context)) error {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
-		return ErrStopped
+		return ErrTooLate
 	}
 	t.running++
 	t.started++

@@ -60,7 +60,7 @@ func BenchmarkRequestPath(b *testing.B) {
 			ctx, stop := context.WithCancel(context.Background())
 			served := make(chan error, 1)
 			go func() { served <- srv.Serve(ctx, ln) }()
-			testutil.WaitFor(b, "ready", func() bool { return srv.State() == health.Ready })
+			testutil.WaitFor(b, "ready", func() bool { return srv.State() == health.StateReady })
 			defer func() { stop(); <-served; stopScrapes() }()
 			testutil.GetParallel(b, "http://"+ln.Addr().String()+"/work")
 		})

@@ -60,7 +60,7 @@ var (
 		"How long each readiness check's last run took.", []string{"check"}, nil)
 )
 
-var states = []health.State{health.Starting, health.Ready, health.Draining, health.Stopped}
+var states = []health.State{health.StateStarting, health.StateReady, health.StateDraining, health.StateStopped}
 
 type collector struct{ srv *health.Server }
 

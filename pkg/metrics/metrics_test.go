@@ -91,7 +91,7 @@ func TestSeriesThroughADrain(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, mainLn) }()
 	url := "http://" + adminLn.Addr().String() + "/metrics"
-	testutil.WaitFor(t, "ready", func() bool { return srv.State() == health.Ready })
+	testutil.WaitFor(t, "ready", func() bool { return srv.State() == health.StateReady })
 	resp, err := http.Get("http://" + adminLn.Addr().String() + "/ready") // runs the check once
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestSeriesThroughADrain(t *testing.T) {
 		endOfDrain <- scraped{mfs, err}
 		return nil
 	})
-	srv.Go(func(context.Context) { <-release })
+	srv.TryGo(func(context.Context) { <-release })
 	stop()
 	testutil.WaitFor(t, "the main listener closed", func() bool { return testutil.Refused(mainLn.Addr().String()) })
 	mfs = scrape(t, url)

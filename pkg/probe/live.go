@@ -65,7 +65,7 @@ func Live(ctx context.Context, c LiveConfig, timeout time.Duration) error {
 // LIVE_FILE (default /run/live/live) and LIVE_MAX_AGE (default 30s; 0 checks
 // existence only), overridden by --file and --max-age, and returns nil when
 // the marker is live. On failure it returns an error whose text says why
-// (missing, stale for 47s, ...); ExitCode maps it to the exit status.
+// (missing, stale for 47s, ...); health.ExitCode maps it to the exit status.
 func Command() *cobra.Command {
 	var (
 		file    string

@@ -44,7 +44,7 @@ var (
 	ErrForeign = marker.ErrForeign
 	// ErrTimeout: the check did not finish in time (a hung file system).
 	ErrTimeout = marker.ErrTimeout
-	// ErrUsage: a bad flag or environment variable; ExitCode maps it to 2.
+	// ErrUsage: a bad flag or environment variable; health.ExitCode maps it to 2.
 	ErrUsage = marker.ErrUsage
 )
 
@@ -70,7 +70,3 @@ func Check(path string, maxAge time.Duration, now time.Time) error {
 func HeartbeatInterval(maxAge time.Duration) time.Duration {
 	return marker.HeartbeatInterval(maxAge)
 }
-
-// ExitCode maps a command's error to its exit status: 0 for nil, 2 for
-// ErrUsage, 1 for anything else (a failed check).
-func ExitCode(err error) int { return marker.ExitCode(err) }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drainwell/drainwell/internal/marker"
+	"github.com/drainwell/drainwell/pkg/health"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
@@ -31,7 +32,7 @@ func runLive(t *testing.T, args ...string) (int, string) {
 	if err != nil {
 		msg += err.Error()
 	}
-	return probe.ExitCode(err), msg
+	return health.ExitCode(err), msg // one ExitCode for serve and live
 }
 
 func TestLiveCommand(t *testing.T) {

@@ -94,10 +94,8 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 	if cfg.RedisAddr != "" {
 		c = counter.NewRedis(cfg.RedisAddr, cfg.RedisPassword)
 	}
-	drainDelay := cfg.DrainDelay
-	if drainDelay == 0 {
-		drainDelay = health.NoDrainDelay
-		log.Warn("DRAIN_DELAY=0: no drain delay; requests that endpoint lag still routes here after SIGTERM will be refused")
+	if cfg.DrainDelay < 0 {
+		log.Warn("DRAIN_DELAY=none: no drain delay; requests that endpoint lag still routes here after SIGTERM will be refused")
 	}
 	// The marker's path is checked (by creating it) before anything
 	// listens: a bad LIVE_FILE ends the process with nothing served. Run
@@ -114,26 +112,18 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 	}()
 	svc := &service{log: log, counter: c, workDelay: cfg.WorkDelay, maxPending: cfg.MaxPending}
 	mux := svc.routes()
-	srv := health.New(health.Config{
-		Addr:            cfg.Addr,
-		DrainDelay:      drainDelay,
-		ShutdownTimeout: cfg.ShutdownTimeout,
-		IdleClose:       cfg.IdleClose,
-		CheckInterval:   cfg.CheckInterval,
-		DrainReadiness:  cfg.ReadinessPolicy(),
-		// SIGHUP drains too (the articles' preStop hooks send it), and
-		// SIGQUIT (nginx's graceful stop, a stopSignal some images set):
-		// Go's default for it, a goroutine dump and exit 2, would drop
-		// every answered increment and say "bad configuration".
-		Signals: []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP, syscall.SIGQUIT},
-		OnReadyChange: func(ready bool, reason string) {
-			log.Info("readiness changed", "ready", ready, "reason", reason)
-		},
-		Marker:       marker,
-		MarkerMaxAge: cfg.LiveMaxAge,
-		Logger:       log,
-	}, mux)
-	svc.run = srv.Go
+	hcfg := cfg.Settings.Config()
+	// SIGHUP drains too (the articles' preStop hooks send it), and
+	// SIGQUIT (nginx's graceful stop, a stopSignal some images set): Go's
+	// default for it, a goroutine dump and exit 2, would drop every
+	// answered increment and say "bad configuration".
+	hcfg.Signals = []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP, syscall.SIGQUIT}
+	hcfg.OnReadyChange = func(ready bool, reason string) {
+		log.Info("readiness changed", "ready", ready, "reason", reason)
+	}
+	hcfg.Logger = log
+	srv := health.New(hcfg, mux)
+	svc.run = srv.TryGo
 	// Metrics: on the admin listener, which answers to the end of the
 	// drain; without one, on the main listener (until it closes).
 	reg := prometheus.NewRegistry()
@@ -168,8 +158,6 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Minute}))
 		svc.registerGRPC(gs)
 		gs.SetServingStatus(GRPCService, healthpb.HealthCheckResponse_SERVING)
-		srv.Add("grpc", gs)
-		log.Info("grpc listening", "grpc_addr", ln.Addr().String())
 	}
 	if cfg.RedisAddr != "" {
 		srv.AddCheck("redis", c.Ping)
