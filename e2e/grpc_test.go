@@ -229,3 +229,67 @@ func httpStatus(t *testing.T, url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// The example app over gRPC, as a native grpc readiness probe sees it
+// (issue 28): its readiness check (Redis) decides grpc.health.v1 as it
+// decides /ready. Redis stopped: Check("") and the app's service answer
+// NOT_SERVING; Redis back: SERVING. Then RPCs on new connections until
+// the drain delay is over are traffic: the drain report counts them and
+// the app warns to raise DRAIN_DELAY (both stayed silent for gRPC).
+func TestGRPCHealthFollowsTheChecksAndRPCsAreTraffic(t *testing.T) {
+	redis := startRedis(t)
+	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "GRPC_ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
+		"REDIS_ADDR="+redis.Addr, "DRAIN_DELAY=1s", "WORK_DELAY=100ms", "SHUTDOWN_TIMEOUT=5s")
+	if p.GRPCAddr == "" {
+		t.Fatalf("no gRPC address in the serving line:\n%s", p.Stderr())
+	}
+	conn := grpcConn(t, p.GRPCAddr)
+	status := func(want healthpb.HealthCheckResponse_ServingStatus) func() bool {
+		return func() bool {
+			for _, svc := range []string{"", service.GRPCService} {
+				if st, err := grpcCheck(conn, svc); err != nil || st != want {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	testutil.WaitFor(t, "SERVING with Redis up", status(healthpb.HealthCheckResponse_SERVING))
+	redis.Stop()
+	testutil.WaitFor(t, "NOT_SERVING with Redis down", status(healthpb.HealthCheckResponse_NOT_SERVING))
+	if code := httpStatus(t, "http://"+p.Addr+"/ready"); code != 503 {
+		t.Fatalf("/ready = %d with Redis down, want 503 as gRPC health says", code)
+	}
+	if err := redis.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "SERVING with Redis back", status(healthpb.HealthCheckResponse_SERVING))
+
+	p.Signal(syscall.SIGTERM)
+	testutil.WaitFor(t, "draining", func() bool { return strings.Contains(p.Stderr(), `msg="signal received: draining"`) })
+	delayOver := func() bool { return strings.Contains(p.Stderr(), `msg="drain delay over"`) }
+	calls := 0
+	for !delayOver() {
+		cc, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err = cc.Invoke(ctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
+		cancel()
+		cc.Close()
+		if err == nil {
+			calls++
+		} else if !delayOver() {
+			t.Fatalf("an RPC on a new connection during the delay: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, err := p.Wait(10 * time.Second); err != nil || code != 0 {
+		t.Fatalf("exit %d %v, want 0:\n%s", code, err, p.Stderr())
+	}
+	log := p.Stderr()
+	if calls == 0 || strings.Contains(log, "requests_after_signal=0 ") || !strings.Contains(log, "raise DRAIN_DELAY") {
+		t.Fatalf("%d RPCs on new connections to the end of the delay: want them in the drain report and the warning:\n%s", calls, log)
+	}
+}
