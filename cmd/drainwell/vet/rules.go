@@ -13,6 +13,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
+// pkg/health's defaults, which a variable set to 0 takes (healthenv).
+const (
+	defaultDrainDelay      = 5 * time.Second
+	defaultShutdownTimeout = 25 * time.Second
+)
+
 // Margin is the time the rules leave between the drain's bound and SIGKILL:
 // the deadline's own cleanup (hooks, the marker) needs a moment.
 const Margin = 5 * time.Second
@@ -206,8 +212,19 @@ type drainEnv struct {
 func libraryEnv(c *corev1.Container) drainEnv {
 	e := env(c)
 	d := drainEnv{readiness: "serving", adminPort: -1}
+	// As healthenv reads them: 0 takes the default, DRAIN_DELAY=none is
+	// no delay.
 	d.shutdown, d.hasShutdown = parseDur(e["SHUTDOWN_TIMEOUT"])
+	if d.hasShutdown && d.shutdown == 0 {
+		d.shutdown = defaultShutdownTimeout
+	}
 	d.delay, d.hasDelay = parseDur(e["DRAIN_DELAY"])
+	switch v := e["DRAIN_DELAY"]; {
+	case v == "none":
+		d.delay, d.hasDelay = 0, true
+	case d.hasDelay && d.delay == 0:
+		d.delay = defaultDrainDelay
+	}
 	d.maxAge, d.hasMaxAge = parseDur(e["LIVE_MAX_AGE"])
 	if v := e["DRAIN_READINESS"]; v != "" {
 		d.readiness = v
