@@ -148,6 +148,9 @@ var pins = map[string]string{
 	"github.com/spf13/pflag":               "v1.0.5",
 	"github.com/kelseyhightower/envconfig": "v1.4.0",
 	"go.yaml.in/yaml/v3":                   "v3.0.3",
+	// The gRPC version of the public service whose port importing
+	// pkg/grpcdrain moved to v1.85.0 (issue 28).
+	"google.golang.org/grpc": "v1.83.0",
 }
 
 // pinnedMain keeps the pins in the consumer's build.
@@ -158,6 +161,7 @@ import (
 	_ "github.com/spf13/cobra"
 	_ "github.com/spf13/pflag"
 	_ "go.yaml.in/yaml/v3"
+	_ "google.golang.org/grpc"
 )
 
 func main() {}
