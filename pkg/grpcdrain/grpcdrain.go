@@ -18,7 +18,7 @@
 // is the bytes the peers acknowledged, TCP_INFO: on Linux and TCP
 // listeners.) At the shutdown deadline Stop cuts what is left, and the
 // count of RPCs cut is logged and returned. Background work a handler
-// starts with health.Server.Go is awaited as for HTTP.
+// starts with health.Server.TryGo is awaited as for HTTP.
 //
 // Each health status follows the health.Server's readiness, checks
 // included: while /ready would answer 503 (a failing check), Check
@@ -150,7 +150,9 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 func (s *Server) GetServiceInfo() map[string]grpc.ServiceInfo { return s.gs.GetServiceInfo() }
 
 // SetServingStatus sets service's status in the health service ("" is the
-// server as a whole, SERVING unless set). It is served while the
+// server as a whole, SERVING unless set; a registered service has none
+// until it is set, and answers NotFound: a Kubernetes grpc probe with
+// `service: name` needs it, one without asks for ""). It is served while the
 // health.Server is ready; NOT_SERVING is served while it is not. Once the
 // drain has made every status NOT_SERVING, it changes nothing:
 // NOT_SERVING is for good.
@@ -297,7 +299,7 @@ func (s *Server) shutdown(ctx context.Context) error {
 	for {
 		select {
 		case <-done:
-			s.log.Info("grpc: stopped", "rpcs_total", s.rpcs.started.Load())
+			s.log.Info("grpc: stopped", "rpcs_total", s.rpcs.started.Load(), "health_checks", s.rpcs.probes.Load())
 			return nil
 		case <-ctx.Done():
 			cut := s.rpcs.inflight.Load() + s.rpcs.lateInflight.Load()
@@ -339,7 +341,8 @@ const stallBound = time.Second
 // (NoteRequest), with its connection's accept time.
 type rpcCounter struct {
 	srv                *health.Server
-	started, inflight  atomic.Int64
+	started, probes    atomic.Int64 // RPCs, and health checks apart
+	inflight           atomic.Int64
 	late, lateInflight atomic.Int64
 	lateFrom           atomic.Int64
 }
@@ -370,9 +373,13 @@ func (r *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
 	late := ctx.Value(lateKey{}) != nil
 	switch s.(type) {
 	case *stats.Begin:
-		r.started.Add(1)
-		if accepted, ok := ctx.Value(acceptedKey{}).(time.Time); ok && ctx.Value(probeKey{}) == nil {
-			r.srv.NoteRequest(accepted)
+		if ctx.Value(probeKey{}) != nil {
+			r.probes.Add(1)
+		} else {
+			r.started.Add(1)
+			if accepted, ok := ctx.Value(acceptedKey{}).(time.Time); ok {
+				r.srv.NoteRequest(accepted)
+			}
 		}
 		if late {
 			r.late.Add(1)

@@ -27,7 +27,7 @@ import (
 // Server.Draining.
 //
 // The drain waits for both Shutdown and Run to return before it waits for
-// the background work started with Go.
+// the background work started with TryGo.
 type Component interface {
 	Run(ctx context.Context) error
 	Shutdown(ctx context.Context) error

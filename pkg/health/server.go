@@ -24,7 +24,7 @@
 //     later, and lets http.Server.Shutdown send HTTP/2 GOAWAY and
 //     finish; a component's Shutdown is called. One that hangs holds none
 //     of the others;
-//  4. it waits for the background work started with Go;
+//  4. it waits for the background work started with TryGo;
 //  5. it runs the OnStop hooks in reverse order, removes the liveness
 //     marker, closes the admin listener and returns nil.
 //
@@ -69,6 +69,12 @@ var (
 	// runs once.
 	ErrRunTwice = errors.New("health: a Server runs once")
 )
+
+// ErrUsage marks bad configuration: ExitCode maps it to 2. The Server's
+// and healthenv's configuration errors match it; wrap a service's own
+// with it (fmt.Errorf("%w: GRPC_ADDR is not set", health.ErrUsage)). It
+// is probe.ErrUsage.
+var ErrUsage = marker.ErrUsage
 
 // NoDrainDelay, as Config.DrainDelay, drains with no delay at all (any
 // negative value does).
@@ -117,6 +123,7 @@ type Config struct {
 	// OnReadyChange, when set, is called on every change of what /ready
 	// answers: ready, not ready (with the failing checks), draining. It
 	// runs on the goroutine that noticed the change and must not block.
+	// The Server logs each change itself ("readiness changed").
 	OnReadyChange func(ready bool, reason string)
 
 	// LiveFile, when set, is the liveness marker's path: created before
@@ -283,7 +290,12 @@ func newServer(cfg Config, h http.Handler, sigs <-chan os.Signal) *Server {
 	if cfg.LiveFile != "" {
 		s.marker = &marker.Marker{Path: cfg.LiveFile}
 	}
-	s.readiness = newReadiness(cfg.OnReadyChange)
+	s.readiness = newReadiness(func(ready bool, reason string) {
+		s.log.Info("readiness changed", "ready", ready, "reason", reason)
+		if cfg.OnReadyChange != nil {
+			cfg.OnReadyChange(ready, reason)
+		}
+	})
 	if h == nil && cfg.HTTP == nil && !addrSet {
 		return s // no main listener: the service serves no HTTP of its own
 	}
@@ -658,7 +670,7 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		active, idle, h2 = active+a, idle+i, h2+h
 	}
 	running, _ := s.tasks.counts()
-	s.log.Info("signal received: draining", "signal", cause, "readiness", s.cfg.DrainReadiness,
+	s.log.Info("signal received: draining", "signal", cause, "readiness", s.cfg.DrainReadiness.String(),
 		"active_conns", active, "idle_conns", idle, "h2_conns", h2, "tasks_running", running,
 		"drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
 

@@ -54,7 +54,7 @@ const (
 	PhaseDelay          Phase = "delay"           // serving through DrainDelay
 	PhaseConnections    Phase = "connections"     // the listeners closed and their keep-alive connections ended
 	PhaseRequests       Phase = "requests"        // in-flight and hijacked handlers done, components stopped
-	PhaseBackgroundWork Phase = "background_work" // the work started with Go done
+	PhaseBackgroundWork Phase = "background_work" // the work started with TryGo done
 	PhaseHooks          Phase = "hooks"           // the OnStop hooks done
 )
 

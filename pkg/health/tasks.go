@@ -10,7 +10,7 @@ import (
 	"sync/atomic"
 )
 
-// ErrTooLate is returned by Server.Go once the drain has finished waiting
+// ErrTooLate is returned by Server.TryGo once the drain has finished waiting
 // for background work (the work would not be waited for, so it is
 // refused), and by Server.OnStop once the hooks have started.
 var ErrTooLate = errors.New("server stopped: too late to add work or a hook")

@@ -47,7 +47,7 @@ var (
 	inFlightDesc = prometheus.NewDesc(ns+"_requests_in_flight",
 		"HTTP handlers running now.", nil, nil)
 	tasksStartedDesc = prometheus.NewDesc(ns+"_tasks_started_total",
-		"Tracked background tasks started (Server.Go).", nil, nil)
+		"Tracked background tasks started (Server.TryGo).", nil, nil)
 	tasksRunningDesc = prometheus.NewDesc(ns+"_tasks_running",
 		"Tracked background tasks running now.", nil, nil)
 	tasksAbandonedDesc = prometheus.NewDesc(ns+"_tasks_abandoned_total",

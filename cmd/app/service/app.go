@@ -118,9 +118,6 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 	// default for it, a goroutine dump and exit 2, would drop every
 	// answered increment and say "bad configuration".
 	hcfg.Signals = []os.Signal{syscall.SIGTERM, os.Interrupt, syscall.SIGHUP, syscall.SIGQUIT}
-	hcfg.OnReadyChange = func(ready bool, reason string) {
-		log.Info("readiness changed", "ready", ready, "reason", reason)
-	}
 	hcfg.Logger = log
 	srv := health.New(hcfg, mux)
 	svc.run = srv.TryGo

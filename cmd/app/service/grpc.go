@@ -37,7 +37,7 @@ const (
 const FollowInterval = 100 * time.Millisecond
 
 // RegisterGRPC registers the counter's gRPC API on r: increments are
-// tracked with run (health.Server.Go) and land workDelay later. The app
+// tracked with run (health.Server.TryGo) and land workDelay later. The app
 // calls it with its own counter; the rollout harness's control servers do
 // too, so that only their drain differs.
 func RegisterGRPC(r grpc.ServiceRegistrar, c counter.Counter, workDelay time.Duration, run func(func(context.Context)) error, log *slog.Logger) {
