@@ -40,7 +40,7 @@ func TestSARIFSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	set, err := vet.Load([]string{"../../cmd/drainwell/vet/testdata/corpus"}, nil)
+	set, err := vet.Load([]string{"../../cmd/drainwell/vet/testdata/corpus"}, nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}

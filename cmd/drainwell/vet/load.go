@@ -48,6 +48,20 @@ type Set struct {
 	Services  []*Object[corev1.Service]
 	PDBs      []*Object[policyv1.PodDisruptionBudget]
 	Skipped   int // documents of kinds no rule reads (ConfigMaps, custom resources, ...)
+	// Duplicates counts objects read twice, identical (the same manifest
+	// in two files): checked once.
+	Duplicates int
+	// Problems are the documents (or files) that could not be read, or
+	// were read leaving something out (an unknown field or kind), each
+	// with its file and line: the rest is checked all the same.
+	Problems []*InputError
+
+	seen map[string][]byte // an object's JSON by apiVersion, kind, namespace and name
+}
+
+// Empty reports whether nothing was read: no object, checked or skipped.
+func (s *Set) Empty() bool {
+	return len(s.Workloads)+len(s.Services)+len(s.PDBs)+s.Skipped+s.Duplicates == 0
 }
 
 // Object is a decoded document and where it came from.
@@ -98,8 +112,12 @@ func (s *source) Line(path ...any) int {
 }
 
 // Load reads every YAML or JSON document of the named inputs: files,
-// folders (recursively: *.yaml, *.yml, *.json) and "-" for stdin.
-func Load(names []string, stdin io.Reader) (*Set, error) {
+// folders (recursively: *.yaml, *.yml, *.json) and "-" for stdin. A
+// document or file it cannot read is a Problem of the Set, and the rest
+// is read all the same; Load fails only when nothing could be read though
+// something was there (empty input is nothing to check), or, with strict,
+// on the first problem.
+func Load(names []string, stdin io.Reader, strict bool) (*Set, error) {
 	set := &Set{}
 	for _, name := range names {
 		if name == "-" {
@@ -107,34 +125,40 @@ func Load(names []string, stdin io.Reader) (*Set, error) {
 			if err != nil {
 				return nil, err
 			}
-			if len(bytes.TrimSpace(b)) == 0 {
-				return nil, &InputError{File: "stdin", Err: errors.New("empty input")}
-			}
-			if err := set.Add("stdin", b); err != nil {
-				return nil, err
-			}
+			_ = set.Add("stdin", b) // its problems are the Set's
 			continue
 		}
 		files, err := expand(name)
 		if err != nil {
-			return nil, err
+			set.Problems = append(set.Problems, err.(*InputError))
+			continue
 		}
 		for _, f := range files {
-			fh, err := os.Open(f) // #nosec G304 -- the user names the manifests to read
+			b, err := readFile(f)
 			if err != nil {
-				return nil, &InputError{File: f, Err: err}
+				set.Problems = append(set.Problems, err)
+				continue
 			}
-			b, err := readAll(f, fh)
-			_ = fh.Close() // read-only
-			if err != nil {
-				return nil, err
-			}
-			if err := set.Add(f, b); err != nil {
-				return nil, err
-			}
+			_ = set.Add(f, b)
 		}
 	}
+	if len(set.Problems) > 0 && (strict || set.Empty()) {
+		return nil, set.Problems[0]
+	}
 	return set, nil
+}
+
+func readFile(name string) ([]byte, *InputError) {
+	fh, err := os.Open(name) // #nosec G304 -- the user names the manifests to read
+	if err != nil {
+		return nil, &InputError{File: name, Err: errors.Unwrap(err)}
+	}
+	defer fh.Close() // read-only
+	b, err := readAll(name, fh)
+	if err != nil {
+		return nil, err.(*InputError)
+	}
+	return b, nil
 }
 
 func readAll(name string, r io.Reader) ([]byte, error) {
@@ -180,71 +204,120 @@ func expand(name string) ([]string, error) {
 	return files, nil
 }
 
-// Add decodes every document of data, named file in findings and errors.
+// Add decodes every document of data, named file in findings and
+// problems. A document it cannot read is a Problem, and the next is read:
+// Add returns this data's problems, joined.
 func (s *Set) Add(file string, data []byte) error {
+	before := len(s.Problems)
 	dec := yamlv3.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yamlv3.Node
 		err := dec.Decode(&doc)
 		if errors.Is(err, io.EOF) {
-			return nil
+			break
 		}
 		if err != nil {
-			return &InputError{File: file, Line: yamlErrorLine(err), Err: fmt.Errorf("not YAML: %v", trimYAMLError(err))}
+			// The decoder cannot resynchronise: the rest of the file
+			// is lost with this document.
+			s.Problems = append(s.Problems, &InputError{File: file, Line: yamlErrorLine(err), Err: fmt.Errorf("not YAML: %v", trimYAMLError(err))})
+			break
 		}
 		if len(doc.Content) == 0 || (doc.Content[0].Kind == yamlv3.ScalarNode && doc.Content[0].Tag == "!!null") {
 			continue // an empty document: "---" alone, or only comments
 		}
-		if err := s.addDoc(&source{file: file, root: doc.Content[0]}); err != nil {
-			return err
-		}
+		s.addDoc(&source{file: file, root: doc.Content[0]})
 	}
+	var errs []error
+	for _, p := range s.Problems[before:] {
+		errs = append(errs, p)
+	}
+	return errors.Join(errs...)
 }
 
-func (s *Set) addDoc(src *source) error {
-	bad := func(line int, format string, args ...any) error {
-		return &InputError{File: src.file, Line: line, Err: fmt.Errorf(format, args...)}
+// addDoc reads one object, or a List's items; what it cannot read is a
+// Problem.
+func (s *Set) addDoc(src *source) {
+	bad := func(line int, format string, args ...any) {
+		s.Problems = append(s.Problems, &InputError{File: src.file, Line: line, Err: fmt.Errorf(format, args...)})
 	}
 	if src.root.Kind != yamlv3.MappingNode {
-		return bad(src.root.Line, "a document is not a Kubernetes object (a mapping with apiVersion and kind)")
+		bad(src.root.Line, "a document is not a Kubernetes object (a mapping with apiVersion and kind)")
+		return
 	}
 	if n := duplicateKey(src.root); n != nil {
-		return bad(n.Line, "duplicate field %q", n.Value)
+		bad(n.Line, "duplicate field %q", n.Value)
+		return
 	}
 	raw, err := yamlv3.Marshal(src.root)
 	if err != nil {
-		return bad(src.root.Line, "%v", err)
+		bad(src.root.Line, "%v", err)
+		return
 	}
 	j, err := yaml.YAMLToJSON(raw)
 	if err != nil {
-		return bad(src.root.Line, "%v", err)
+		bad(src.root.Line, "%v", err)
+		return
 	}
 	var tm metav1.TypeMeta
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &tm); err != nil || tm.APIVersion == "" || tm.Kind == "" {
-		return bad(src.root.Line, "a document without apiVersion and kind")
+		bad(src.root.Line, "a document without apiVersion and kind")
+		return
+	}
+	if isList(tm) {
+		// kubectl's v1 List and every typed list (DeploymentList,
+		// RoleBindingList, ...): their items are the objects.
+		items := mappingValue(src.root, "items")
+		if items == nil || items.Kind != yamlv3.SequenceNode {
+			if items != nil {
+				bad(items.Line, "%s: items is not a list", tm.Kind)
+			}
+			s.Skipped++
+			return
+		}
+		for _, item := range items.Content {
+			s.addDoc(&source{file: src.file, root: item})
+		}
+		return
 	}
 	gvk := tm.APIVersion + " " + tm.Kind
 	newObj, ok := checkedKinds[gvk]
 	if !ok {
-		if builtinGroup(tm.APIVersion) && !otherBuiltinKind(tm.Kind) {
-			return bad(src.Line("kind"), "unknown kind %q for apiVersion %s", tm.Kind, tm.APIVersion)
-		}
 		s.Skipped++
-		return nil
+		if builtinGroup(tm.APIVersion) && !otherBuiltinKind(tm.Kind) {
+			bad(src.Line("kind"), "unknown kind %q for apiVersion %s: not checked", tm.Kind, tm.APIVersion)
+		}
+		return
+	}
+	var meta struct {
+		Metadata struct{ Namespace, Name string }
+	}
+	_ = kjson.UnmarshalCaseSensitivePreserveInts(j, &meta) // a bad one fails below
+	key := gvk + " " + meta.Metadata.Namespace + "/" + meta.Metadata.Name
+	if prev, ok := s.seen[key]; ok && bytes.Equal(prev, j) {
+		s.Duplicates++ // the same object from another file: checked once
+		return
 	}
 	obj := newObj()
 	strict, err := kjson.UnmarshalStrict(j, obj, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
 	if err != nil {
-		return bad(src.root.Line, "%s: %v", tm.Kind, err)
+		bad(src.root.Line, "%s: %v", tm.Kind, err)
+		return
 	}
-	if len(strict) > 0 {
-		return bad(strictLine(src, strict[0]), "%s: %v", tm.Kind, strict[0])
+	for _, e := range strict {
+		// A field newer than vet's Kubernetes types, or a typo: the
+		// object is checked without it.
+		bad(strictLine(src, e), "%s: %v (checked without it)", tm.Kind, e)
 	}
 	if d, ok := obj.(*appsv1.Deployment); ok {
 		if t := d.Spec.Strategy.Type; t != "" && t != appsv1.RollingUpdateDeploymentStrategyType && t != appsv1.RecreateDeploymentStrategyType {
-			return bad(src.Line("spec", "strategy", "type"), "Deployment: spec.strategy.type %q: want RollingUpdate or Recreate (the API server rejects it)", t)
+			bad(src.Line("spec", "strategy", "type"), "Deployment: spec.strategy.type %q: want RollingUpdate or Recreate (the API server rejects it)", t)
+			return
 		}
 	}
+	if s.seen == nil {
+		s.seen = map[string][]byte{}
+	}
+	s.seen[key] = j
 	switch o := obj.(type) {
 	case *corev1.Service:
 		s.Services = append(s.Services, &Object[corev1.Service]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
@@ -252,6 +325,23 @@ func (s *Set) addDoc(src *source) error {
 		s.PDBs = append(s.PDBs, &Object[policyv1.PodDisruptionBudget]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
 	default:
 		s.Workloads = append(s.Workloads, newWorkload(tm.Kind, obj, src))
+	}
+}
+
+// isList reports kubectl's v1 List or a built-in typed list.
+func isList(tm metav1.TypeMeta) bool {
+	return tm.Kind == "List" || (strings.HasSuffix(tm.Kind, "List") && builtinGroup(tm.APIVersion))
+}
+
+// mappingValue returns the value of key in mapping n, or nil.
+func mappingValue(n *yamlv3.Node, key string) *yamlv3.Node {
+	if n.Kind != yamlv3.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
 	}
 	return nil
 }
@@ -288,7 +378,11 @@ func otherBuiltinKind(kind string) bool {
 		"HorizontalPodAutoscaler", "LimitRange", "ResourceQuota", "PriorityClass", "StorageClass", "Endpoints",
 		"EndpointSlice", "ControllerRevision", "CustomResourceDefinition", "MutatingWebhookConfiguration",
 		"ValidatingWebhookConfiguration", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
-		"PodTemplate", "Lease", "RuntimeClass", "CSIDriver", "VolumeAttachment", "APIService", "List":
+		"PodTemplate", "Lease", "RuntimeClass", "CSIDriver", "VolumeAttachment", "APIService", "ReplicationController",
+		"Event", "Binding", "ComponentStatus", "Node", "CSINode", "CSIStorageCapacity", "PodSecurityPolicy",
+		"FlowSchema", "PriorityLevelConfiguration", "CertificateSigningRequest", "TokenReview", "SubjectAccessReview",
+		"MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding", "DeviceClass", "ResourceClaim",
+		"ResourceClaimTemplate", "ResourceSlice", "ServiceCIDR", "IPAddress", "VolumeAttributesClass":
 		return true
 	}
 	return false

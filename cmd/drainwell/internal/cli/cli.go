@@ -24,11 +24,15 @@ restart pods when a service drains.
 flags:
   --format text|json|sarif   output (default text)
   --kube-version 1.N         the oldest cluster the manifests target (default 1.33)
+  --strict                   a document vet cannot read whole (an unknown field or
+                             kind, bad YAML) is an error, exit 2; without it, a
+                             warning on stderr, and the rest is checked
   --explain RULE             why RULE exists, and the Kubernetes behaviour behind it
   --rules                    list the rules
 
-exit status: 0 no error (warnings allowed), 1 an error-level finding,
-  2 bad usage or input that cannot be read (one line: file, line, what is wrong)
+exit status: 0 no error (warnings allowed; empty input: nothing to check),
+  1 an error-level finding, 2 bad usage or nothing readable in the input
+  (one line: file, line, what is wrong)
 `
 
 // Main runs the command with args and returns its exit status.
@@ -60,6 +64,7 @@ func runVet(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, erro
 	kube := fs.String("kube-version", "1.33", "")
 	explain := fs.String("explain", "", "")
 	list := fs.Bool("rules", false, "")
+	strict := fs.Bool("strict", false, "")
 	files, err := parse(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stderr, usage)
@@ -93,9 +98,15 @@ func runVet(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, erro
 	if len(files) == 0 {
 		files = []string{"-"}
 	}
-	set, err := vet.Load(files, stdin)
+	set, err := vet.Load(files, stdin, *strict)
 	if err != nil {
 		return 2, err
+	}
+	for _, p := range set.Problems {
+		fmt.Fprintf(stderr, "drainwell vet: warning: %v\n", p)
+	}
+	if set.Empty() {
+		fmt.Fprintln(stderr, "drainwell vet: nothing to check")
 	}
 	found := vet.Check(set, vet.Options{KubeVersion: minor})
 	if err := write(stdout, found); err != nil {

@@ -18,6 +18,37 @@ func run(t *testing.T, stdin string, args ...string) (code int, stdout, stderr s
 
 const corpus = "../../vet/testdata/corpus/"
 
+// allAtOnce is a Deployment whose rollout takes every pod at once: an
+// error of rollout-all-at-once.
+const allAtOnce = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxUnavailable: 100%}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: web}
+`
+
+// indent prefixes s's first line with first and the others with rest.
+func indent(s, first, rest string) string {
+	var b strings.Builder
+	for i, line := range strings.Split(strings.TrimSuffix(s, "\n"), "\n") {
+		if i == 0 {
+			b.WriteString(first + line + "\n")
+			continue
+		}
+		b.WriteString(rest + line + "\n")
+	}
+	return b.String()
+}
+
 func TestExitCodes(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) string {
@@ -52,9 +83,15 @@ func TestExitCodes(t *testing.T) {
 		{"stdin", mustRead(t, corpus+"grace-period/fires.yaml"), []string{"vet", "-"}, 1, "stdin:", ""},
 		{"flags after files", "", []string{"vet", warnOnly, "--format", "json"}, 0, `"rule": "exec-liveness-cost"`, ""},
 		{"malformed YAML", "", []string{"vet", write("bad.yaml", "apiVersion: v1\nkind: Service\n  metadata: [\n")}, 2, "", "bad.yaml:3: not YAML"},
-		{"an unknown kind", "", []string{"vet", write("kind.yaml", "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n")}, 2, "", `kind.yaml:2: unknown kind "Deploymnet"`},
+		{"an unknown kind: a warning", "", []string{"vet", write("kind.yaml", "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n")}, 0, "0 errors", `warning: ` + dir + `/kind.yaml:2: unknown kind "Deploymnet"`},
+		{"an unknown kind, --strict", "", []string{"vet", "--strict", dir + "/kind.yaml"}, 2, "", `kind.yaml:2: unknown kind "Deploymnet"`},
+		{"an unknown field: checked without it", "", []string{"vet", write("field.yaml", allAtOnce+"      newField: 1\n")}, 1, "error rollout-all-at-once", `field.yaml:15: Deployment: unknown field "spec.template.spec.newField"`},
+		{"a List's items are checked", "", []string{"vet", write("list.yaml", "apiVersion: v1\nkind: List\nitems:\n"+indent(allAtOnce, "- ", "  "))}, 1, "error rollout-all-at-once", ""},
+		{"a typed List too", "", []string{"vet", write("dlist.yaml", "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n"+indent(allAtOnce, "- ", "  ")+"---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBindingList\nitems: []\n")}, 1, "error rollout-all-at-once", ""},
+		{"one bad document hides nothing", "", []string{"vet", dir + "/bad.yaml", corpus + "grace-period/fires.yaml"}, 1, "error grace-period", "bad.yaml:3: not YAML"},
+		{"the same object in two files, once", "", []string{"vet", dir + "/field.yaml", write("field2.yaml", allAtOnce+"      newField: 1\n")}, 1, "1 errors", ""},
 		{"a huge file", "", []string{"vet", huge}, 2, "", "huge.yaml: larger than 16 MiB"},
-		{"empty stdin", "", []string{"vet"}, 2, "", "stdin: empty input"},
+		{"empty stdin: nothing to check", "", []string{"vet"}, 0, "0 errors", "nothing to check"},
 		{"a missing file", "", []string{"vet", filepath.Join(dir, "nope.yaml")}, 2, "", "nope.yaml: no such file or directory"},
 		{"a folder with no manifest", "", []string{"vet", t.TempDir()}, 2, "", "no .yaml, .yml or .json file"},
 		{"an unknown format", "", []string{"vet", "--format", "xml", warnOnly}, 2, "", `--format "xml"`},
