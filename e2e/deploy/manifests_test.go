@@ -51,12 +51,20 @@ func appSpec(t *testing.T) manifest.App {
 func configVars(t *testing.T, except ...string) []string {
 	t.Helper()
 	var out []string
-	typ := reflect.TypeFor[service.Config]()
-	for i := range typ.NumField() {
-		if k := typ.Field(i).Tag.Get("envconfig"); k != "" && !contains(except, k) {
-			out = append(out, k)
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			if f.Anonymous && f.Type.Kind() == reflect.Struct { // healthenv.Settings, the app's own
+				walk(f.Type)
+				continue
+			}
+			if k := f.Tag.Get("envconfig"); k != "" && !contains(except, k) {
+				out = append(out, k)
+			}
 		}
 	}
+	walk(reflect.TypeFor[service.Config]())
 	if len(out) == 0 {
 		t.Fatal("no envconfig tags on service.Config")
 	}
