@@ -64,6 +64,10 @@ func TestSARIFSchema(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &log); err != nil {
 		t.Fatal(err)
 	}
+	driver := log["runs"].([]any)[0].(map[string]any)["tool"].(map[string]any)["driver"].(map[string]any)
+	if v, _ := driver["version"].(string); v == "" {
+		t.Fatalf("SARIF's tool.driver has no version: %v", driver)
+	}
 	for _, r := range log["runs"].([]any)[0].(map[string]any)["results"].([]any) {
 		delete(r.(map[string]any), "message")
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime/debug"
 )
 
 // WriteText writes one line per finding and a closing count.
@@ -52,6 +53,7 @@ type sarifTool struct {
 
 type sarifDriver struct {
 	Name           string      `json:"name"`
+	Version        string      `json:"version"`
 	InformationURI string      `json:"informationUri"`
 	Rules          []sarifRule `json:"rules"`
 }
@@ -94,7 +96,7 @@ type sarifRegion struct {
 func WriteSARIF(w io.Writer, fs []Finding) error {
 	all := Rules()
 	index := map[string]int{}
-	driver := sarifDriver{Name: "drainwell", InformationURI: "https://github.com/drainwell/drainwell"}
+	driver := sarifDriver{Name: "drainwell", Version: toolVersion(), InformationURI: "https://github.com/drainwell/drainwell"}
 	for i, r := range all {
 		index[r.Name] = i
 		sr := sarifRule{ID: r.Name, ShortDescription: sarifMessage{r.Summary}, FullDescription: sarifMessage{r.Explain}}
@@ -127,4 +129,22 @@ func level(s Severity) string {
 		return "error"
 	}
 	return "warning"
+}
+
+// toolVersion is the drainwell module's version in this build: the tag a
+// `go install ...@vX.Y.Z` built, or "(devel)".
+func toolVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "(devel)"
+	}
+	if bi.Main.Path == "github.com/drainwell/drainwell/cmd/drainwell" && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	for _, d := range bi.Deps {
+		if d.Path == "github.com/drainwell/drainwell/cmd/drainwell" {
+			return d.Version
+		}
+	}
+	return "(devel)"
 }

@@ -124,12 +124,14 @@ only pod was deleted, none when it stayed ready until its listeners closed.`,
 		check: checkReadinessAtSignal,
 	},
 	{
-		Name: "readiness-single-failure", Severity: Error,
+		Name: "readiness-single-failure", Severity: Warning,
 		Summary: "a readiness probe that checks dependencies removes the pod on one failure",
 		Explain: `A readiness endpoint that checks dependencies (/ready, /readyz) fails on every
 pod at once when the dependency blips: with failureThreshold 1 one slow answer
 takes every endpoint out of the Service, and requests are refused until the next
-successful probe. Use failureThreshold 2 or more.`,
+successful probe. Use failureThreshold 2 or more. A warning: whether a blip
+happens, and lasts a period, is the dependency's and the load's, not the
+manifest's (a tuning choice).`,
 		check: checkReadinessSingleFailure,
 	},
 	{
@@ -194,10 +196,12 @@ the field or drops it silently.`,
 
 var ruleServiceTargetPort = Rule{
 	Name: "service-target-port", Severity: Error,
-	Summary: "a Service port targets no container port of the pods it selects",
+	Summary: "a Service port targets a port name no container of its pods declares",
 	Explain: `A Service forwards each port to its targetPort, a number or a container port's
-name on the selected pods. A name no container declares, or a number no container
-listens on, leaves the port without endpoints: every connection is refused.`,
+name on the selected pods. A name no container declares leaves the port without
+endpoints (the EndpointSlice controller cannot resolve it): every connection is
+refused. A number routes whether or not a containerPort lists it (containerPort
+is informational), so it is not judged here.`,
 }
 
 // The library's environment in a container.
@@ -302,11 +306,17 @@ func checkGrace(_ *checker, w *Workload) []Finding {
 			need += d.shutdown + Margin
 			what = fmt.Sprintf("SHUTDOWN_TIMEOUT %s + margin %s = %s", d.shutdown, Margin, need)
 		case pre > 0:
-			what = fmt.Sprintf("preStop %s", pre)
+			// The program's own shutdown, after the preStop hook,
+			// needs time too: the margin at least.
+			if pre < grace {
+				return
+			}
+			need += Margin
+			what = fmt.Sprintf("preStop %s (+ margin %s for the shutdown after it = %s)", pre, Margin, need)
 		default:
 			return
 		}
-		if need <= grace && !(pre > 0 && !d.hasShutdown && pre >= grace) {
+		if need <= grace {
 			return
 		}
 		p := append(append([]any(nil), w.podPath...), "terminationGracePeriodSeconds")
@@ -840,8 +850,8 @@ func (c *checker) serviceTargets(s *Object[corev1.Service]) []Finding {
 	var out []Finding
 	for i, sp := range s.Obj.Spec.Ports {
 		target := sp.TargetPort
-		if target.Type == intstr.Int && target.IntVal == 0 {
-			target = intstr.FromInt32(sp.Port)
+		if target.Type == intstr.Int {
+			continue // a number routes, declared or not
 		}
 		found := false
 		for _, w := range pods {

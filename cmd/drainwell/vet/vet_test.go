@@ -1,6 +1,7 @@
 package vet
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -184,5 +185,78 @@ spec: {containers: [{name: c, image: i}]}
 				t.Fatalf("error of more than one line: %q", err)
 			}
 		})
+	}
+}
+
+// A preStop hook alone (no library settings) that takes the whole grace
+// period leaves the program no time: the fix asks for more than the value
+// the manifest already has (it said "at least 30" of a grace of 30).
+func TestGracePreStopOnly(t *testing.T) {
+	doc := func(preStop, grace int) string {
+		return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: %d
+      containers:
+      - name: web
+        image: web
+        lifecycle: {preStop: {sleep: {seconds: %d}}}
+`, grace, preStop)
+	}
+	for _, tt := range []struct {
+		preStop, grace int
+		wantFix        string // "" for no finding
+	}{
+		{30, 30, "at least 35"},
+		{40, 30, "at least 45"},
+		{20, 30, ""},
+	} {
+		set := &Set{}
+		if err := set.Add("in.yaml", []byte(doc(tt.preStop, tt.grace))); err != nil {
+			t.Fatal(err)
+		}
+		got := byRule(Check(set, Options{}), "grace-period")
+		switch {
+		case tt.wantFix == "" && len(got) != 0:
+			t.Fatalf("preStop %d, grace %d: %v, want no finding", tt.preStop, tt.grace, got)
+		case tt.wantFix != "" && (len(got) != 1 || !strings.Contains(got[0].String(), tt.wantFix)):
+			t.Fatalf("preStop %d, grace %d: %v, want one finding saying %q", tt.preStop, tt.grace, got, tt.wantFix)
+		}
+	}
+}
+
+// A numeric targetPort routes whether or not a containerPort declares it
+// (both real-world hits of the rule were wrong errors); a name no
+// container declares leaves the port without endpoints.
+func TestServiceTargetPortNumberRoutes(t *testing.T) {
+	const pods = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: web}
+---
+`
+	for _, tt := range []struct {
+		target string
+		want   int
+	}{{"9999", 0}, {"web", 1}} {
+		set := &Set{}
+		svc := "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports:\n  - {port: 80, targetPort: " + tt.target + "}\n"
+		if err := set.Add("in.yaml", []byte(pods+svc)); err != nil {
+			t.Fatal(err)
+		}
+		if got := byRule(Check(set, Options{}), "service-target-port"); len(got) != tt.want {
+			t.Fatalf("targetPort %s: %v, want %d findings", tt.target, got, tt.want)
+		}
 	}
 }

@@ -144,7 +144,7 @@ func kubeMinor(v string) (int, error) {
 	s := strings.TrimPrefix(v, "v")
 	major, minor, ok := strings.Cut(s, ".")
 	n, err := strconv.Atoi(minor)
-	if !ok || major != "1" || err != nil || n < 20 || n > 99 {
+	if !ok || major != "1" || err != nil || n < 0 || n > 99 {
 		return 0, fmt.Errorf("--kube-version %q: want 1.N, such as 1.33", v)
 	}
 	return n, nil

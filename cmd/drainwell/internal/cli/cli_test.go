@@ -96,6 +96,7 @@ func TestExitCodes(t *testing.T) {
 		{"a folder with no manifest", "", []string{"vet", t.TempDir()}, 2, "", "no .yaml, .yml or .json file"},
 		{"an unknown format", "", []string{"vet", "--format", "xml", warnOnly}, 2, "", `--format "xml"`},
 		{"a bad kube version", "", []string{"vet", "--kube-version", "33", warnOnly}, 2, "", `--kube-version "33"`},
+		{"an old kube version", "", []string{"vet", "--kube-version", "1.10", corpus + "kube-version/near-miss.yaml"}, 0, "needs Kubernetes 1.30 (the oldest target is 1.10)", ""},
 		{"an unknown flag", "", []string{"vet", "--nope"}, 2, "", "flag provided but not defined: -nope"},
 		{"an unknown command", "", []string{"lint"}, 2, "", `unknown command "lint"`},
 		{"explain", "", []string{"vet", "--explain", "readiness-at-signal"}, 0, "KEP-1669", ""},
