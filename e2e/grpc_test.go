@@ -268,22 +268,36 @@ func TestGRPCHealthFollowsTheChecksAndRPCsAreTraffic(t *testing.T) {
 	p.Signal(syscall.SIGTERM)
 	testutil.WaitFor(t, "draining", func() bool { return strings.Contains(p.Stderr(), `msg="signal received: draining"`) })
 	delayOver := func() bool { return strings.Contains(p.Stderr(), `msg="drain delay over"`) }
+	// A call on a new connection every 20 ms, each started on schedule
+	// whatever the others take (an open loop: a slow call on a loaded
+	// machine does not leave the delay's last fifth without one).
+	var wg sync.WaitGroup
+	var mu sync.Mutex
 	calls := 0
+	var failed []string
 	for !delayOver() {
-		cc, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err = cc.Invoke(ctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
-		cancel()
-		cc.Close()
-		if err == nil {
-			calls++
-		} else if !delayOver() {
-			t.Fatalf("an RPC on a new connection during the delay: %v", err)
-		}
+		wg.Go(func() {
+			cc, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return
+			}
+			defer cc.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			err = cc.Invoke(ctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				calls++
+			} else if !delayOver() {
+				failed = append(failed, err.Error())
+			}
+		})
 		time.Sleep(20 * time.Millisecond)
+	}
+	wg.Wait()
+	if len(failed) > 0 {
+		t.Fatalf("RPCs on new connections during the delay failed: %v", failed)
 	}
 	if code, err := p.Wait(10 * time.Second); err != nil || code != 0 {
 		t.Fatalf("exit %d %v, want 0:\n%s", code, err, p.Stderr())

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -213,24 +214,36 @@ func TestRPCsAfterTheSignalAreTraffic(t *testing.T) {
 			s.stop()
 			testutil.WaitFor(t, "draining", func() bool { return s.srv.State() == health.StateDraining })
 			// A new connection per call, as the Service's stale rules
-			// route it, until the delay is over.
-			for len(s.srv.Stats().Phases) == 0 {
-				cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				if tt.probe {
-					_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
-				} else {
-					_, err = testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{})
-				}
-				cancel()
-				cc.Close()
-				if err != nil && len(s.srv.Stats().Phases) == 0 {
-					t.Fatalf("a call during the delay failed: %v", err)
-				}
+			// route it, one every 20 ms until the delay is over, each
+			// on schedule whatever the others take (an open loop).
+			delayOver := func() bool { return len(s.srv.Stats().Phases) > 0 }
+			var wg sync.WaitGroup
+			failed := make(chan error, 1000)
+			for !delayOver() {
+				wg.Go(func() {
+					cc, err := grpc.NewClient(s.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+					if err != nil {
+						failed <- err
+						return
+					}
+					defer cc.Close()
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					defer cancel()
+					if tt.probe {
+						_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+					} else {
+						_, err = testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{})
+					}
+					if err != nil && !delayOver() {
+						failed <- err
+					}
+				})
 				time.Sleep(20 * time.Millisecond)
+			}
+			wg.Wait()
+			close(failed)
+			for err := range failed {
+				t.Fatalf("a call during the delay failed: %v", err)
 			}
 			if err := s.wait(t); err != nil {
 				t.Fatalf("Run = %v", err)
