@@ -69,11 +69,12 @@ type Server struct {
 	draining chan struct{} // closed once health is NOT_SERVING
 	notServe sync.Once
 
-	mu      sync.Mutex
-	set     map[string]healthpb.HealthCheckResponse_ServingStatus // SetServingStatus's
-	theirs  *grpchealth.Server                                    // a health server the caller registered, or nil
-	asked   map[string]bool                                       // the names Check and Watch were asked of
-	readyOK bool                                                  // the readiness last applied
+	applying sync.Mutex // held by apply
+	mu       sync.Mutex
+	set      map[string]healthpb.HealthCheckResponse_ServingStatus // SetServingStatus's
+	theirs   *grpchealth.Server                                    // a health server the caller registered, or nil
+	asked    map[string]bool                                       // the names Check and Watch were asked of
+	readyOK  bool                                                  // the readiness last applied
 }
 
 var _ grpc.ServiceRegistrar = (*Server)(nil)
@@ -235,6 +236,8 @@ func (s *Server) setReady(ready bool) {
 // health server's for "" and every registered service) while ready, and
 // NOT_SERVING while not.
 func (s *Server) apply() {
+	s.applying.Lock() // one at a time: an older verdict never lands last
+	defer s.applying.Unlock()
 	s.mu.Lock()
 	want := make(map[string]healthpb.HealthCheckResponse_ServingStatus, len(s.set))
 	for name, st := range s.set {
