@@ -330,7 +330,8 @@ func TestBadConfigurationExits2BeforeListening(t *testing.T) {
 		{"no unit", []string{"DRAIN_DELAY=5"}, "DRAIN_DELAY"},
 		{"negative", []string{"WORK_DELAY=-1s"}, "WORK_DELAY"},
 		{"delay not below timeout", []string{"DRAIN_DELAY=30s"}, "DRAIN_DELAY"},
-		{"zero timeout", []string{"SHUTDOWN_TIMEOUT=0"}, "SHUTDOWN_TIMEOUT"},
+		{"negative timeout", []string{"SHUTDOWN_TIMEOUT=-1s"}, "SHUTDOWN_TIMEOUT"}, // 0 is the default (healthenv)
+		{"DRAIN_DELAY=0 is the default 5s: WORK_DELAY cannot fit", []string{"DRAIN_DELAY=0", "SHUTDOWN_TIMEOUT=8s", "WORK_DELAY=5s"}, "WORK_DELAY"},
 		{"marker folder missing", []string{"LIVE_FILE=" + filepath.Join(dir, "none", "live")}, "LIVE_FILE"},
 		{"marker is a folder", []string{"LIVE_FILE=" + dir}, "LIVE_FILE"},
 		{"marker is a symlink", []string{"LIVE_FILE=" + link}, "LIVE_FILE"},

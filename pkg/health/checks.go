@@ -135,8 +135,11 @@ func (s *Server) runChecks(ctx context.Context, checks []check) []error {
 			}
 			done := make(chan error, 1)
 			go func() {
-				defer c.running.Store(false)
-				done <- c.fn(ctx)
+				err := c.fn(ctx)
+				// Free before the result is handed over: a run right
+				// after this one must not find it still running.
+				c.running.Store(false)
+				done <- err
 			}()
 			select {
 			case errs[i] = <-done:

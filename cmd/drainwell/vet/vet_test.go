@@ -260,3 +260,39 @@ spec:
 		}
 	}
 }
+
+// A Recreate singleton that only a metrics Service selects (argo-cd's
+// notifications controller: no leader election, Recreate on purpose)
+// refuses nothing but a scrape; the same with a Service that routes
+// traffic is an error.
+func TestRolloutJudgesRoutedPods(t *testing.T) {
+	const deploy = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: notify}
+spec:
+  strategy: {type: Recreate}
+  selector: {matchLabels: {app: notify}}
+  template:
+    metadata: {labels: {app: notify}}
+    spec:
+      containers:
+      - {name: notify, image: notify}
+---
+`
+	for _, tt := range []struct {
+		service string
+		want    int
+	}{
+		{"", 0},
+		{"apiVersion: v1\nkind: Service\nmetadata: {name: notify-metrics}\nspec: {selector: {app: notify}, ports: [{name: metrics, port: 9001}]}\n", 0},
+		{"apiVersion: v1\nkind: Service\nmetadata: {name: notify}\nspec: {selector: {app: notify}, ports: [{name: http, port: 80}]}\n", 1},
+	} {
+		set := &Set{}
+		if err := set.Add("in.yaml", []byte(deploy+tt.service)); err != nil {
+			t.Fatal(err)
+		}
+		if got := byRule(Check(set, Options{}), "rollout-all-at-once"); len(got) != tt.want {
+			t.Fatalf("Service %q: %v, want %d findings", tt.service, got, tt.want)
+		}
+	}
+}

@@ -36,6 +36,16 @@ spec:
       - {name: web, image: web}
 `
 
+// webService routes allAtOnce's pods.
+const webService = `apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports:
+  - {name: http, port: 80}
+`
+
 // indent prefixes s's first line with first and the others with rest.
 func indent(s, first, rest string) string {
 	var b strings.Builder
@@ -85,11 +95,11 @@ func TestExitCodes(t *testing.T) {
 		{"malformed YAML", "", []string{"vet", write("bad.yaml", "apiVersion: v1\nkind: Service\n  metadata: [\n")}, 2, "", "bad.yaml:3: not YAML"},
 		{"an unknown kind: a warning", "", []string{"vet", write("kind.yaml", "apiVersion: apps/v1\nkind: Deploymnet\nmetadata: {name: x}\n")}, 0, "0 errors", `warning: ` + dir + `/kind.yaml:2: unknown kind "Deploymnet"`},
 		{"an unknown kind, --strict", "", []string{"vet", "--strict", dir + "/kind.yaml"}, 2, "", `kind.yaml:2: unknown kind "Deploymnet"`},
-		{"an unknown field: checked without it", "", []string{"vet", write("field.yaml", allAtOnce+"      newField: 1\n")}, 1, "error rollout-all-at-once", `field.yaml:15: Deployment: unknown field "spec.template.spec.newField"`},
-		{"a List's items are checked", "", []string{"vet", write("list.yaml", "apiVersion: v1\nkind: List\nitems:\n"+indent(allAtOnce, "- ", "  "))}, 1, "error rollout-all-at-once", ""},
-		{"a typed List too", "", []string{"vet", write("dlist.yaml", "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n"+indent(allAtOnce, "- ", "  ")+"---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBindingList\nitems: []\n")}, 1, "error rollout-all-at-once", ""},
+		{"an unknown field: checked without it", "", []string{"vet", write("field.yaml", allAtOnce+"      newField: 1\n---\n"+webService)}, 1, "error rollout-all-at-once", `field.yaml:15: Deployment: unknown field "spec.template.spec.newField"`},
+		{"a List's items are checked", "", []string{"vet", write("list.yaml", "apiVersion: v1\nkind: List\nitems:\n"+indent(allAtOnce, "- ", "  ")+indent(webService, "- ", "  "))}, 1, "error rollout-all-at-once", ""},
+		{"a typed List too", "", []string{"vet", write("dlist.yaml", "apiVersion: apps/v1\nkind: DeploymentList\nitems:\n"+indent(allAtOnce, "- ", "  ")+"---\n"+webService+"---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBindingList\nitems: []\n")}, 1, "error rollout-all-at-once", ""},
 		{"one bad document hides nothing", "", []string{"vet", dir + "/bad.yaml", corpus + "grace-period/fires.yaml"}, 1, "error grace-period", "bad.yaml:3: not YAML"},
-		{"the same object in two files, once", "", []string{"vet", dir + "/field.yaml", write("field2.yaml", allAtOnce+"      newField: 1\n")}, 1, "1 errors", ""},
+		{"the same object in two files, once", "", []string{"vet", dir + "/field.yaml", write("field2.yaml", allAtOnce+"      newField: 1\n---\n"+webService)}, 1, "1 errors", ""},
 		{"a huge file", "", []string{"vet", huge}, 2, "", "huge.yaml: larger than 16 MiB"},
 		{"empty stdin: nothing to check", "", []string{"vet"}, 0, "0 errors", "nothing to check"},
 		{"a missing file", "", []string{"vet", filepath.Join(dir, "nope.yaml")}, 2, "", "nope.yaml: no such file or directory"},
