@@ -160,7 +160,7 @@ func (s Settings) Validate() error {
 		}
 	}
 	switch _, known := readinessPolicies[s.DrainReadiness]; {
-	case !known:
+	case !known && s.DrainReadiness != "": // "" is serving, as in a zero Settings
 		return bad("DRAIN_READINESS=%q is neither serving nor not-ready", s.DrainReadiness)
 	case s.ShutdownTimeout < 0:
 		return bad("SHUTDOWN_TIMEOUT=%s is negative", s.ShutdownTimeout)

@@ -122,3 +122,13 @@ func TestLiveVariablesAsLiveReadsThem(t *testing.T) {
 		t.Fatalf("live reads %q %s (%v), Load %q %s", path, maxAge, err, s.LiveFile, s.LiveMaxAge)
 	}
 }
+
+// A zero Settings, built in Go, is valid and is health's zero Config.
+func TestZeroSettings(t *testing.T) {
+	if err := (Settings{LiveFile: marker.DefaultFile}).Validate(); err != nil {
+		t.Fatalf("Validate = %v", err)
+	}
+	if cfg := (Settings{}).Config(); cfg.DrainReadiness != health.ReadyWhileServing || cfg.DrainDelay != 0 {
+		t.Fatalf("Config = %+v, want health's zero Config", cfg)
+	}
+}
