@@ -65,7 +65,7 @@ case("grace-period",
 def prestop_shell(d, s, p, cmd, image):
     ctr(d)["image"] = image
     ctr(d)["lifecycle"] = {"preStop": {"exec": {"command": cmd}}}
-    setenv(d, "DRAIN_DELAY", "0s")
+    setenv(d, "DRAIN_DELAY", "none")
 case("exec-needs-program",
   "the articles' preStop sh -c 'sleep 5' in a distroless image",
   variant(lambda d, s, p: prestop_shell(d, s, p, ["sh", "-c", "sleep 5"], "gcr.io/distroless/static-debian12:nonroot")),
@@ -137,8 +137,8 @@ case("drain-delay-short",
 case("prestop-and-drain-delay",
   "a preStop sleep of 5s on top of DRAIN_DELAY 5s",
   variant(lambda d, s, p: (ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}}), pod(d).update(terminationGracePeriodSeconds=40))),
-  "a preStop sleep with DRAIN_DELAY 0s",
-  variant(lambda d, s, p: (ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}}), setenv(d, "DRAIN_DELAY", "0s"),
+  "a preStop sleep with DRAIN_DELAY none",
+  variant(lambda d, s, p: (ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}}), setenv(d, "DRAIN_DELAY", "none"),
                            pod(d).update(terminationGracePeriodSeconds=40))))
 
 case("stop-signal",
@@ -149,7 +149,7 @@ case("stop-signal",
 
 def sidecar(d, s, p, shutdown):
     pod(d)["initContainers"] = [{"name": "proxy", "image": "registry.example/proxy:1.0", "restartPolicy": "Always",
-                                  "env": [{"name": "SHUTDOWN_TIMEOUT", "value": shutdown}, {"name": "DRAIN_DELAY", "value": "0s"}]}]
+                                  "env": [{"name": "SHUTDOWN_TIMEOUT", "value": shutdown}, {"name": "DRAIN_DELAY", "value": "none"}]}]
 case("sidecar-grace",
   "a native sidecar proxy draining for 15s after the app's 25s, in a 35s grace",
   variant(lambda d, s, p: sidecar(d, s, p, "15s")),
@@ -160,7 +160,7 @@ case("kube-version",
   "preStop sleep of 0 seconds, which needs 1.34 (targets 1.33)",
   variant(lambda d, s, p: ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 0}}})),
   "preStop sleep of 5 seconds (1.30) in place of DRAIN_DELAY",
-  variant(lambda d, s, p: (ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}}), setenv(d, "DRAIN_DELAY", "0s"),
+  variant(lambda d, s, p: (ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}}), setenv(d, "DRAIN_DELAY", "none"),
                            pod(d).update(terminationGracePeriodSeconds=40))))
 
 case("service-target-port",
