@@ -3,6 +3,8 @@ package vet
 import (
 	"fmt"
 	"path"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -137,6 +139,25 @@ manifest's (a tuning choice).`,
 		check: checkReadinessSingleFailure,
 	},
 	{
+		Name: "readiness-missing", Severity: Warning,
+		Summary: "a container a Service routes has no readiness probe",
+		Explain: `Without a readiness probe a container is ready as soon as it starts: its endpoint
+takes traffic before the program listens, and every request routed there in that
+moment is refused (each rollout, each restart). A warning: how long a program
+takes to listen is the program's. kube-score reports it too.`,
+		check: checkReadinessMissing,
+	},
+	{
+		Name: "probes-same", Severity: Warning,
+		Summary: "the liveness probe asks what the readiness probe asks",
+		Explain: `Readiness takes a pod out of its Service; liveness restarts it. When both ask the
+same endpoint (the same httpGet path and port, grpc service, or exec command) and
+that endpoint checks a dependency, a dependency outage restarts every pod at once,
+which fixes nothing and drops what they were doing. A warning: whether the endpoint
+checks dependencies is the program's. (kube-score misses the grpc case.)`,
+		check: checkSameProbe,
+	},
+	{
 		Name: "readiness-port-not-routed", Severity: Warning,
 		Summary: "a tcpSocket readiness probe asks a port no Service routes",
 		Explain: `Readiness decides whether a pod receives a Service's traffic. A tcpSocket probe
@@ -201,6 +222,87 @@ the field or drops it silently.`,
 	},
 }
 
+// routedContainers returns the indexes of w's containers that declare a
+// port a Service selecting the pods targets (by name or number).
+func (c *checker) routedContainers(w *Workload) map[int]bool {
+	out := map[int]bool{}
+	for _, s := range c.set.Services {
+		if len(s.Obj.Spec.Selector) == 0 || !w.selectedBy(s.Meta.Namespace, selectorOf(s.Obj.Spec.Selector)) {
+			continue
+		}
+		for _, sp := range s.Obj.Spec.Ports {
+			target := sp.TargetPort
+			if target.Type == intstr.Int && target.IntVal == 0 {
+				target = intstr.FromInt32(sp.Port)
+			}
+			for i := range w.Pod.Containers {
+				ct := &w.Pod.Containers[i]
+				if n, ok := containerPort(ct, target); ok && declares(ct, n) {
+					out[i] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+func checkReadinessMissing(c *checker, w *Workload) []Finding {
+	if !w.serves() {
+		return nil
+	}
+	var out []Finding
+	for i := range c.routedContainers(w) {
+		ct := &w.Pod.Containers[i]
+		if ct.ReadinessProbe != nil {
+			continue
+		}
+		p := w.containerPath(false, i)
+		out = append(out, w.finding(ct.Name, p, fieldPath(p),
+			"a Service routes this container, which has no readiness probe: a new pod takes traffic as soon as it starts, before it listens",
+			"a readinessProbe on the routed port (pkg/health's /ready)"))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return out
+}
+
+// sameHandler reports a readiness and a liveness probe that ask the same
+// thing: the same httpGet path and port, grpc port and service, or exec
+// command.
+func sameHandler(a, b *corev1.Probe) bool {
+	switch {
+	case a == nil || b == nil:
+		return false
+	case a.HTTPGet != nil && b.HTTPGet != nil:
+		return a.HTTPGet.Path == b.HTTPGet.Path && a.HTTPGet.Port == b.HTTPGet.Port
+	case a.GRPC != nil && b.GRPC != nil:
+		return a.GRPC.Port == b.GRPC.Port && ptrString(a.GRPC.Service) == ptrString(b.GRPC.Service)
+	case a.Exec != nil && b.Exec != nil:
+		return slices.Equal(a.Exec.Command, b.Exec.Command)
+	}
+	return false
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+func checkSameProbe(_ *checker, w *Workload) []Finding {
+	var out []Finding
+	eachContainer(w, func(i int, ct *corev1.Container) {
+		if !sameHandler(ct.ReadinessProbe, ct.LivenessProbe) {
+			return
+		}
+		p := w.containerPath(false, i, "livenessProbe")
+		out = append(out, w.finding(ct.Name, p, fieldPath(p),
+			"the liveness probe asks what the readiness probe asks: when that answer fails for a dependency (a database down), the kubelet restarts every pod instead of taking them out of the Service",
+			"liveness on what only a restart fixes (pkg/probe's live, a /livez that checks the process), readiness on the dependencies"))
+	})
+	return out
+}
+
 var ruleServiceTargetPort = Rule{
 	Name: "service-target-port", Severity: Error,
 	Summary: "a Service port targets a port name no container of its pods declares",
@@ -223,18 +325,27 @@ type drainEnv struct {
 func libraryEnv(c *corev1.Container) drainEnv {
 	e := env(c)
 	d := drainEnv{readiness: "serving", adminPort: -1}
+	if embedsLibrary(c) {
+		// Configured in code, or by the env below: where the env is
+		// silent, the library's defaults hold.
+		d.shutdown, d.hasShutdown = defaultShutdownTimeout, true
+		d.delay, d.hasDelay = defaultDrainDelay, true
+	}
 	// As healthenv reads them: 0 takes the default, DRAIN_DELAY=none is
 	// no delay.
-	d.shutdown, d.hasShutdown = parseDur(e["SHUTDOWN_TIMEOUT"])
-	if d.hasShutdown && d.shutdown == 0 {
-		d.shutdown = defaultShutdownTimeout
+	if v, ok := parseDur(e["SHUTDOWN_TIMEOUT"]); ok {
+		d.shutdown, d.hasShutdown = v, true
+		if v == 0 {
+			d.shutdown = defaultShutdownTimeout
+		}
 	}
-	d.delay, d.hasDelay = parseDur(e["DRAIN_DELAY"])
-	switch v := e["DRAIN_DELAY"]; {
-	case v == "none":
+	switch v, ok := parseDur(e["DRAIN_DELAY"]); {
+	case e["DRAIN_DELAY"] == "none":
 		d.delay, d.hasDelay = 0, true
-	case d.hasDelay && d.delay == 0:
-		d.delay = defaultDrainDelay
+	case ok && v == 0:
+		d.delay, d.hasDelay = defaultDrainDelay, true
+	case ok:
+		d.delay, d.hasDelay = v, true
 	}
 	d.maxAge, d.hasMaxAge = parseDur(e["LIVE_MAX_AGE"])
 	if v := e["DRAIN_READINESS"]; v != "" {
@@ -248,6 +359,15 @@ func libraryEnv(c *corev1.Container) drainEnv {
 		}
 	}
 	return d
+}
+
+// embedsLibrary reports a container whose liveness probe is the library's
+// `live` subcommand (exec [BIN, "live"], as the README embeds it): a
+// service drained by pkg/health, whatever its env says.
+func embedsLibrary(c *corev1.Container) bool {
+	lp := c.LivenessProbe
+	return lp != nil && lp.Exec != nil && len(lp.Exec.Command) >= 2 && lp.Exec.Command[1] == "live" &&
+		path.Base(lp.Exec.Command[0]) != "probe" // the standalone probe checks a marker, not a drain
 }
 
 // uses reports whether the container is a pkg/health service.

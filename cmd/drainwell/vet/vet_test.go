@@ -296,3 +296,40 @@ spec:
 		}
 	}
 }
+
+// A service that embeds the library as the README shows (settings in Go,
+// `exec [.., "live"]` liveness) is judged with the library's defaults
+// where its env is silent: under a 5 s grace the kubelet kills it at the
+// end of its 5 s default delay (vet said "0 errors"). The standalone
+// probe's `live` is not the library's drain.
+func TestCodeConfiguredServiceHasTheDefaults(t *testing.T) {
+	doc := func(live string) string {
+		return `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: shop}
+spec:
+  selector: {matchLabels: {app: shop}}
+  template:
+    metadata: {labels: {app: shop}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: shop
+        image: shop
+        livenessProbe: {exec: {command: ["` + live + `", "live"]}}
+`
+	}
+	for _, tt := range []struct {
+		bin  string
+		want int
+	}{{"/shop", 1}, {"/probe", 0}} {
+		set := &Set{}
+		if err := set.Add("in.yaml", []byte(doc(tt.bin))); err != nil {
+			t.Fatal(err)
+		}
+		got := byRule(Check(set, Options{}), "grace-period")
+		if len(got) != tt.want || tt.want == 1 && !strings.Contains(got[0].String(), "SHUTDOWN_TIMEOUT 25s") {
+			t.Fatalf("liveness exec [%s live]: %v, want %d grace-period finding with the 25s default", tt.bin, got, tt.want)
+		}
+	}
+}

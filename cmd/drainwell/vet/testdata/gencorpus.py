@@ -169,6 +169,19 @@ case("service-target-port",
   "targetPort the container port's name",
   variant(lambda d, s, p: None))
 
+case("readiness-missing",
+  "a container the Service routes with no readiness probe (a chart that sets only liveness)",
+  variant(lambda d, s, p: ctr(d).pop("readinessProbe")),
+  "the same with its readiness probe",
+  variant(lambda d, s, p: None))
+
+case("probes-same",
+  "liveness and readiness both ask the grpc health service (a microservices demo's shape)",
+  variant(lambda d, s, p: ctr(d).update(readinessProbe={"grpc": {"port": 8080}, "periodSeconds": 2, "failureThreshold": 2},
+                                        livenessProbe={"grpc": {"port": 8080}, "periodSeconds": 10})),
+  "readiness on the grpc health service, liveness on the marker",
+  variant(lambda d, s, p: ctr(d).update(readinessProbe={"grpc": {"port": 8080}, "periodSeconds": 2, "failureThreshold": 2})))
+
 root = "cmd/drainwell/vet/testdata/corpus"
 for rule, ((nf, f), (nm, m)) in cases.items():
     os.makedirs(os.path.join(root, rule), exist_ok=True)
