@@ -29,9 +29,28 @@ func WriteJSON(w io.Writer, fs []Finding) error {
 	if fs == nil {
 		fs = []Finding{}
 	}
+	report := jsonReport{Tool: "drainwell", Version: toolVersion(), Findings: fs}
+	for _, f := range fs {
+		if f.Severity == Error {
+			report.Summary.Errors++
+		} else {
+			report.Summary.Warnings++
+		}
+	}
 	e := json.NewEncoder(w)
 	e.SetIndent("", "  ")
-	return e.Encode(fs)
+	return e.Encode(report)
+}
+
+// jsonReport is --format json's document: stable, fields only added.
+type jsonReport struct {
+	Tool     string    `json:"tool"`
+	Version  string    `json:"version"`
+	Findings []Finding `json:"findings"`
+	Summary  struct {
+		Errors   int `json:"errors"`
+		Warnings int `json:"warnings"`
+	} `json:"summary"`
 }
 
 // SARIF 2.1.0, the parts code-scanning reads: the tool with its rules, and

@@ -137,6 +137,27 @@ func mustRead(t *testing.T, name string) string {
 	return string(b)
 }
 
+// --format json is one object: the tool, its version, the findings and
+// their summary (it was a bare list, with no count and no version).
+func TestJSON(t *testing.T) {
+	code, out, errOut := run(t, "", "vet", "--format", "json", corpus+"grace-period/fires.yaml")
+	if code != 1 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var report struct {
+		Tool, Version string
+		Findings      []struct{ Rule, Severity string }
+		Summary       struct{ Errors, Warnings int }
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatal(err)
+	}
+	if report.Tool != "drainwell" || report.Version == "" || len(report.Findings) != 1 ||
+		report.Findings[0].Rule != "grace-period" || report.Summary.Errors != 1 || report.Summary.Warnings != 0 {
+		t.Fatalf("JSON report: %s", out)
+	}
+}
+
 // The SARIF log holds every rule and one result per finding, at its file
 // and line (e2e's TestSARIFSchema validates it against the 2.1.0 schema).
 func TestSARIF(t *testing.T) {
