@@ -670,9 +670,12 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		active, idle, h2 = active+a, idle+i, h2+h
 	}
 	running, _ := s.tasks.counts()
-	s.log.Info("signal received: draining", "signal", cause, "readiness", s.cfg.DrainReadiness.String(),
-		"active_conns", active, "idle_conns", idle, "h2_conns", h2, "tasks_running", running,
-		"drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
+	attrs := []any{"signal", cause, "readiness", s.cfg.DrainReadiness.String()}
+	if len(s.drainedListeners()) > 0 { // a gRPC-only service has no HTTP connections to count
+		attrs = append(attrs, "active_conns", active, "idle_conns", idle, "h2_conns", h2)
+	}
+	attrs = append(attrs, "tasks_running", running, "drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
+	s.log.Info("signal received: draining", attrs...)
 
 	done := make(chan error, 1)
 	abort := make(chan struct{})
