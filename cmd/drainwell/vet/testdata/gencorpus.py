@@ -176,11 +176,11 @@ case("readiness-missing",
   variant(lambda d, s, p: None))
 
 case("probes-same",
-  "liveness and readiness both ask the grpc health service (a microservices demo's shape)",
-  variant(lambda d, s, p: ctr(d).update(readinessProbe={"grpc": {"port": 8080}, "periodSeconds": 2, "failureThreshold": 2},
-                                        livenessProbe={"grpc": {"port": 8080}, "periodSeconds": 10})),
-  "readiness on the grpc health service, liveness on the marker",
-  variant(lambda d, s, p: ctr(d).update(readinessProbe={"grpc": {"port": 8080}, "periodSeconds": 2, "failureThreshold": 2})))
+  "liveness asks the readiness endpoint /ready (a chart that copies one probe to the other)",
+  variant(lambda d, s, p: ctr(d).update(livenessProbe={"httpGet": {"path": "/ready", "port": "admin"}, "periodSeconds": 10})),
+  "liveness and readiness both ask /healthz, which says nothing of what it checks",
+  variant(lambda d, s, p: ctr(d).update(readinessProbe={"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 2, "failureThreshold": 2},
+                                        livenessProbe={"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10})))
 
 root = "cmd/drainwell/vet/testdata/corpus"
 for rule, ((nf, f), (nm, m)) in cases.items():
