@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -47,7 +48,9 @@ type Set struct {
 	Workloads []*Workload
 	Services  []*Object[corev1.Service]
 	PDBs      []*Object[policyv1.PodDisruptionBudget]
-	Skipped   int // documents of kinds no rule reads (ConfigMaps, custom resources, ...)
+	// HPAs are the autoscalers: a workload one scales has its count.
+	HPAs    []*Object[autoscalingv2.HorizontalPodAutoscaler]
+	Skipped int // documents of kinds no rule reads (ConfigMaps, custom resources, ...)
 	// Duplicates counts objects read twice, identical (the same manifest
 	// in two files): checked once.
 	Duplicates int
@@ -61,7 +64,7 @@ type Set struct {
 
 // Empty reports whether nothing was read: no object, checked or skipped.
 func (s *Set) Empty() bool {
-	return len(s.Workloads)+len(s.Services)+len(s.PDBs)+s.Skipped+s.Duplicates == 0
+	return len(s.Workloads)+len(s.Services)+len(s.PDBs)+len(s.HPAs)+s.Skipped+s.Duplicates == 0
 }
 
 // Object is a decoded document and where it came from.
@@ -323,6 +326,8 @@ func (s *Set) addDoc(src *source) {
 		s.Services = append(s.Services, &Object[corev1.Service]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
 	case *policyv1.PodDisruptionBudget:
 		s.PDBs = append(s.PDBs, &Object[policyv1.PodDisruptionBudget]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		s.HPAs = append(s.HPAs, &Object[autoscalingv2.HorizontalPodAutoscaler]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
 	default:
 		s.Workloads = append(s.Workloads, newWorkload(tm.Kind, obj, src))
 	}
@@ -348,15 +353,16 @@ func mappingValue(n *yamlv3.Node, key string) *yamlv3.Node {
 
 // checkedKinds are the kinds the rules read, by "apiVersion kind".
 var checkedKinds = map[string]func() any{
-	"apps/v1 Deployment":            func() any { return &appsv1.Deployment{} },
-	"apps/v1 StatefulSet":           func() any { return &appsv1.StatefulSet{} },
-	"apps/v1 DaemonSet":             func() any { return &appsv1.DaemonSet{} },
-	"apps/v1 ReplicaSet":            func() any { return &appsv1.ReplicaSet{} },
-	"batch/v1 Job":                  func() any { return &batchv1.Job{} },
-	"batch/v1 CronJob":              func() any { return &batchv1.CronJob{} },
-	"v1 Pod":                        func() any { return &corev1.Pod{} },
-	"v1 Service":                    func() any { return &corev1.Service{} },
-	"policy/v1 PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
+	"apps/v1 Deployment":                     func() any { return &appsv1.Deployment{} },
+	"apps/v1 StatefulSet":                    func() any { return &appsv1.StatefulSet{} },
+	"apps/v1 DaemonSet":                      func() any { return &appsv1.DaemonSet{} },
+	"apps/v1 ReplicaSet":                     func() any { return &appsv1.ReplicaSet{} },
+	"batch/v1 Job":                           func() any { return &batchv1.Job{} },
+	"batch/v1 CronJob":                       func() any { return &batchv1.CronJob{} },
+	"v1 Pod":                                 func() any { return &corev1.Pod{} },
+	"v1 Service":                             func() any { return &corev1.Service{} },
+	"policy/v1 PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
+	"autoscaling/v2 HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
 }
 
 // builtinGroup reports an apiVersion of Kubernetes' own API groups, whose

@@ -656,6 +656,13 @@ func checkPDBBlocks(c *checker, w *Workload) []Finding {
 		if b.desired < w.Replicas {
 			continue
 		}
+		if w.MaxReplicas > 0 {
+			// An autoscaler owns the count: judge the budget at its
+			// most; below that it blocks only while the load is low.
+			if desired, err := DesiredHealthy(&b.obj.Obj.Spec, w.MaxReplicas); err != nil || desired < w.MaxReplicas {
+				continue
+			}
+		}
 		f := pdbFinding(b.obj, fmt.Sprintf("the budget wants %d healthy of %s's %s: no pod can ever be evicted, node drains hang", b.desired, w.Name(), replicas(w.Replicas)),
 			"minAvailable below the replicas (and two or more replicas), or maxUnavailable 1")
 		out = append(out, f)

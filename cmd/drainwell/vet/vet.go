@@ -83,6 +83,7 @@ func Check(set *Set, opts Options) []Finding {
 		opts.Propagation = DefaultPropagation
 	}
 	c := &checker{set: set, opts: opts}
+	autoscaled(set)
 	var out []Finding
 	for _, w := range set.Workloads {
 		for _, r := range rules {
@@ -189,4 +190,21 @@ func fieldPath(path []any) string {
 		}
 	}
 	return s
+}
+
+// autoscaled gives each workload an autoscaler scales its count: between
+// the HPA's minReplicas (default 1) and maxReplicas.
+func autoscaled(set *Set) {
+	for _, h := range set.HPAs {
+		ref := h.Obj.Spec.ScaleTargetRef
+		for _, w := range set.Workloads {
+			if w.Kind != ref.Kind || w.Meta.Name != ref.Name || w.Meta.Namespace != h.Meta.Namespace {
+				continue
+			}
+			w.Replicas, w.MaxReplicas = 1, int(h.Obj.Spec.MaxReplicas)
+			if m := h.Obj.Spec.MinReplicas; m != nil {
+				w.Replicas = int(*m)
+			}
+		}
+	}
 }

@@ -333,3 +333,46 @@ spec:
 		}
 	}
 }
+
+// A budget over a workload an autoscaler owns is judged against the
+// autoscaler's range, not the manifest's replicas (a chart leaves them
+// out: "no pod can ever be evicted" was wrong).
+func TestPDBWithAnAutoscaler(t *testing.T) {
+	const deploy = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: web}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec: {minAvailable: 2, selector: {matchLabels: {app: web}}}
+`
+	hpa := func(min, max int) string {
+		return fmt.Sprintf("---\napiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web}\n"+
+			"spec: {scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}, minReplicas: %d, maxReplicas: %d}\n", min, max)
+	}
+	for _, tt := range []struct {
+		name, extra string
+		want        int
+	}{
+		{"no autoscaler: 2 of 2", "", 1},
+		{"autoscaled 2 to 10", hpa(2, 10), 0},
+		{"autoscaled 2 to 2", hpa(2, 2), 1},
+	} {
+		set := &Set{}
+		if err := set.Add("in.yaml", []byte(deploy+tt.extra)); err != nil {
+			t.Fatal(err)
+		}
+		if got := byRule(Check(set, Options{}), "pdb-blocks-eviction"); len(got) != tt.want {
+			t.Fatalf("%s: %v, want %d findings", tt.name, got, tt.want)
+		}
+	}
+}

@@ -21,6 +21,10 @@ type Workload struct {
 	Replicas int
 	Pod      *corev1.PodSpec
 	Labels   map[string]string // the pod template's
+	// MaxReplicas is the most an autoscaler scales the workload to; 0
+	// without one. With one, Replicas is its minReplicas: the manifest's
+	// replicas field is not the count.
+	MaxReplicas int
 	// Deployment is set for a Deployment, for its rollout strategy.
 	Deployment *appsv1.Deployment
 	podPath    []any // the pod spec's path in the document
