@@ -147,6 +147,18 @@ takes to listen is the program's. kube-score reports it too.`,
 		check: checkReadinessMissing,
 	},
 	{
+		Name: "grace-short", Severity: Warning,
+		Summary: "a routed server with a grace period under 10s and no preStop hook",
+		Explain: `SIGTERM comes at once, while the endpoint's removal is still reaching every node
+(about a second, more on a busy cluster): a server that exits at SIGTERM refuses
+what the stale endpoints still send, and one that drains has only the grace
+period for the delay and its requests. With no preStop hook and a grace under
+10s (the microservices demo's gRPC servers: 5s) there is no room for either. A
+warning: whether the program drains is the program's. A pkg/health service
+(DRAIN_DELAY, SHUTDOWN_TIMEOUT or the live probe) is judged by grace-period.`,
+		check: checkGraceShort,
+	},
+	{
 		Name: "probes-same", Severity: Warning,
 		Summary: "the liveness probe asks the readiness endpoint",
 		Explain: `Readiness takes a pod out of its Service; liveness restarts it. When liveness asks
@@ -250,6 +262,30 @@ func (c *checker) routedContainers(w *Workload) map[int]bool {
 			}
 		}
 	}
+	return out
+}
+
+// shortGrace is the grace period under which a routed server with no
+// preStop hook has no room to drain.
+const shortGrace = 10 * time.Second
+
+func checkGraceShort(c *checker, w *Workload) []Finding {
+	grace := w.grace()
+	if !w.serves() || w.Pod.TerminationGracePeriodSeconds == nil || grace >= shortGrace {
+		return nil
+	}
+	var out []Finding
+	for i := range c.routedContainers(w) {
+		ct := &w.Pod.Containers[i]
+		if preStopTime(ct) > 0 || (ct.Lifecycle != nil && ct.Lifecycle.PreStop != nil) || libraryEnv(ct).uses() {
+			continue
+		}
+		p := append(append([]any(nil), w.podPath...), "terminationGracePeriodSeconds")
+		out = append(out, w.finding(ct.Name, p, fieldPath(p),
+			fmt.Sprintf("terminationGracePeriodSeconds %s and no preStop hook on a container a Service routes: SIGTERM comes while the endpoint's removal is still propagating, with no room to drain", grace),
+			"lifecycle.preStop.sleep of 5s and terminationGracePeriodSeconds 30 (or drain in the program: pkg/health)"))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Container < out[j].Container })
 	return out
 }
 

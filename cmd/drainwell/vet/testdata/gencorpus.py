@@ -182,6 +182,17 @@ case("probes-same",
   variant(lambda d, s, p: ctr(d).update(readinessProbe={"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 2, "failureThreshold": 2},
                                         livenessProbe={"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10})))
 
+def plain(d):  # a server that does not embed the library
+    ctr(d)["env"] = []
+    ctr(d)["livenessProbe"] = {"httpGet": {"path": "/healthz", "port": "admin"}, "periodSeconds": 10}
+
+case("grace-short",
+  "a plain gRPC-style server with terminationGracePeriodSeconds 5 and no preStop (the microservices demo's shape)",
+  variant(lambda d, s, p: (plain(d), pod(d).update(terminationGracePeriodSeconds=5))),
+  "the same server with a preStop sleep of 5s and a 30s grace",
+  variant(lambda d, s, p: (plain(d), pod(d).update(terminationGracePeriodSeconds=30),
+                           ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}}))))
+
 root = "cmd/drainwell/vet/testdata/corpus"
 for rule, ((nf, f), (nm, m)) in cases.items():
     os.makedirs(os.path.join(root, rule), exist_ok=True)
