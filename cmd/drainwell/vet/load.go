@@ -212,6 +212,16 @@ func expand(name string) ([]string, error) {
 // Add returns this data's problems, joined.
 func (s *Set) Add(file string, data []byte) error {
 	before := len(s.Problems)
+	s.add(file, data)
+	s.unrendered(file, data, before)
+	var errs []error
+	for _, p := range s.Problems[before:] {
+		errs = append(errs, p)
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Set) add(file string, data []byte) {
 	dec := yamlv3.NewDecoder(bytes.NewReader(data))
 	for {
 		var doc yamlv3.Node
@@ -230,11 +240,6 @@ func (s *Set) Add(file string, data []byte) error {
 		}
 		s.addDoc(&source{file: file, root: doc.Content[0]})
 	}
-	var errs []error
-	for _, p := range s.Problems[before:] {
-		errs = append(errs, p)
-	}
-	return errors.Join(errs...)
 }
 
 // addDoc reads one object, or a List's items; what it cannot read is a
@@ -452,4 +457,37 @@ func trimYAMLError(err error) string {
 		return rest
 	}
 	return msg
+}
+
+// unrendered replaces the problems of file from before on with one that
+// says it is an unrendered template, when a document could not be parsed
+// and the file holds template actions ({{ ... }}): Helm's YAML reads as a
+// YAML error at line 1 ("invalid map key: map[interface {}]..."). A
+// rendered file that holds template text in a string (a ConfigMap's) is
+// not one.
+func (s *Set) unrendered(file string, data []byte, before int) {
+	line := templateLine(data)
+	if line == 0 {
+		return
+	}
+	for _, p := range s.Problems[before:] {
+		msg := p.Err.Error()
+		if strings.HasPrefix(msg, "not YAML") || strings.HasPrefix(msg, "yaml:") || strings.Contains(msg, "without apiVersion and kind") {
+			s.Problems = append(s.Problems[:before], &InputError{File: file, Line: line,
+				Err: errors.New("an unrendered template ({{ ... }}): check what it renders (helm template ... | drainwell vet -)")})
+			return
+		}
+	}
+}
+
+// templateLine returns the line of the first template action ({{ ... }})
+// outside a comment, or 0.
+func templateLine(data []byte) int {
+	for i, line := range strings.Split(string(data), "\n") {
+		code, _, _ := strings.Cut(line, "#")
+		if j := strings.Index(code, "{{"); j >= 0 && strings.Contains(code[j:], "}}") {
+			return i + 1
+		}
+	}
+	return 0
 }

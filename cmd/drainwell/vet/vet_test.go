@@ -376,3 +376,17 @@ spec: {minAvailable: 2, selector: {matchLabels: {app: web}}}
 		}
 	}
 }
+
+// An unrendered Helm template says so, at the line of its first action (it
+// was a raw Go message at line 1); a rendered manifest with template text
+// in a string (a ConfigMap's) is read as it is.
+func TestUnrenderedTemplate(t *testing.T) {
+	err := (&Set{}).Add("chart.yaml", []byte("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n"))
+	if err == nil || !strings.Contains(err.Error(), "chart.yaml:4: an unrendered template") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("Add = %v, want one line saying chart.yaml:4 is an unrendered template", err)
+	}
+	cm := "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  values: |\n    ns: {{ .Release.Namespace }}\n"
+	if err := (&Set{}).Add("rendered.yaml", []byte(cm)); err != nil {
+		t.Fatalf("a rendered ConfigMap holding template text: %v", err)
+	}
+}
