@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -88,7 +89,10 @@ bring it under a minute.`,
 replacements are ready; with maxUnavailable at the replica count (100%, or 1 with
 one replica and maxSurge 0) every pod goes at once, and Recreate kills them all
 before starting any. Every endpoint is then terminating or absent: requests are
-refused until a new pod is ready. Use maxSurge 1, maxUnavailable 0. It judges
+refused until a new pod is ready. Use maxSurge 1, maxUnavailable 0. A
+DaemonSet with maxUnavailable 100% (and no surge) replaces every node's pod at
+once; a StatefulSet of one replica cannot surge, so each update deletes its only
+pod before the new one runs. It judges
 pods a Service routes (a port not named for metrics): a singleton controller
 no Service routes is often Recreate on purpose (no two leaders at once).`,
 		check: checkRollout,
@@ -604,8 +608,17 @@ func orDefault(v, def int32) int32 {
 }
 
 func checkRollout(c *checker, w *Workload) []Finding {
+	if !c.servesTraffic(w) {
+		return nil
+	}
+	switch {
+	case w.DaemonSet != nil:
+		return daemonSetRollout(w)
+	case w.StatefulSet != nil:
+		return statefulSetRollout(w)
+	}
 	d := w.Deployment
-	if d == nil || !c.servesTraffic(w) {
+	if d == nil {
 		return nil
 	}
 	if d.Spec.Strategy.Type == "Recreate" {
@@ -640,6 +653,37 @@ func checkRollout(c *checker, w *Workload) []Finding {
 	return []Finding{w.finding("", p, fieldPath(p),
 		fmt.Sprintf("maxUnavailable %s (maxSurge %s) lets the rollout take all %d replicas at once", maxU.String(), maxS.String(), w.Replicas),
 		"maxSurge 1, maxUnavailable 0")}
+}
+
+// daemonSetRollout: a DaemonSet's RollingUpdate replaces maxUnavailable
+// of its pods at a time (default 1), across every node; at 100% every
+// node's pod goes at once (maxSurge, when set, starts new ones first).
+func daemonSetRollout(w *Workload) []Finding {
+	ru := w.DaemonSet.Spec.UpdateStrategy.RollingUpdate
+	if w.DaemonSet.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType || ru == nil || ru.MaxUnavailable == nil {
+		return nil
+	}
+	if ru.MaxSurge != nil && ru.MaxSurge.String() != "0" && ru.MaxSurge.String() != "0%" {
+		return nil
+	}
+	if u := ru.MaxUnavailable; u.Type != intstr.String || u.StrVal != "100%" {
+		return nil
+	}
+	p := []any{"spec", "updateStrategy", "rollingUpdate", "maxUnavailable"}
+	return []Finding{w.finding("", p, fieldPath(p), "maxUnavailable 100% replaces every node's pod at once: requests are refused until new ones are ready",
+		"maxUnavailable 1 (the default), or maxSurge 1 with maxUnavailable 0")}
+}
+
+// statefulSetRollout: a StatefulSet cannot surge, so with one replica
+// each update deletes the only pod before its replacement exists.
+func statefulSetRollout(w *Workload) []Finding {
+	ss := w.StatefulSet
+	if ss.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType || w.Replicas != 1 {
+		return nil
+	}
+	p := []any{"spec", "replicas"}
+	return []Finding{w.finding("", p, fieldPath(p), "a StatefulSet of 1 replica cannot surge: each update deletes the only pod before its replacement runs, and its requests are refused meanwhile",
+		"two or more replicas, or a Deployment (maxSurge 1, maxUnavailable 0) if the pods need no identity")}
 }
 
 // servesTraffic reports a Service that selects w's pods with a port other

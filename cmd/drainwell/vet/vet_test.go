@@ -390,3 +390,29 @@ func TestUnrenderedTemplate(t *testing.T) {
 		t.Fatalf("a rendered ConfigMap holding template text: %v", err)
 	}
 }
+
+// DaemonSets and StatefulSets can take every routed pod at once too: a
+// DaemonSet at maxUnavailable 100% without surge, a StatefulSet of one
+// replica (it cannot surge).
+func TestRolloutDaemonSetAndStatefulSet(t *testing.T) {
+	const svc = "---\napiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{name: http, port: 80}]}\n"
+	const tmpl = "  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n      - {name: web, image: web}\n"
+	for _, tt := range []struct {
+		name, doc string
+		want      int
+	}{
+		{"DaemonSet 100%", "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: web}\nspec:\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 100%}}\n" + tmpl, 1},
+		{"DaemonSet 100% with surge", "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: web}\nspec:\n  updateStrategy: {type: RollingUpdate, rollingUpdate: {maxUnavailable: 100%, maxSurge: 1}}\n" + tmpl, 0},
+		{"DaemonSet default", "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {name: web}\nspec:\n" + tmpl, 0},
+		{"StatefulSet of 1", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  replicas: 1\n  serviceName: web\n" + tmpl, 1},
+		{"StatefulSet of 3", "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web}\nspec:\n  replicas: 3\n  serviceName: web\n" + tmpl, 0},
+	} {
+		set := &Set{}
+		if err := set.Add("in.yaml", []byte(tt.doc+svc)); err != nil {
+			t.Fatal(err)
+		}
+		if got := byRule(Check(set, Options{}), "rollout-all-at-once"); len(got) != tt.want {
+			t.Fatalf("%s: %v, want %d findings", tt.name, got, tt.want)
+		}
+	}
+}

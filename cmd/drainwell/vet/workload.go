@@ -25,10 +25,13 @@ type Workload struct {
 	// without one. With one, Replicas is its minReplicas: the manifest's
 	// replicas field is not the count.
 	MaxReplicas int
-	// Deployment is set for a Deployment, for its rollout strategy.
-	Deployment *appsv1.Deployment
-	podPath    []any // the pod spec's path in the document
-	src        *source
+	// Deployment, DaemonSet and StatefulSet are set for their kinds, for
+	// their rollout strategies.
+	Deployment  *appsv1.Deployment
+	DaemonSet   *appsv1.DaemonSet
+	StatefulSet *appsv1.StatefulSet
+	podPath     []any // the pod spec's path in the document
+	src         *source
 }
 
 func newWorkload(kind string, obj any, src *source) *Workload {
@@ -47,13 +50,13 @@ func newWorkload(kind string, obj any, src *source) *Workload {
 		w.Meta, w.Replicas, w.Deployment = &o.ObjectMeta, replicas(o.Spec.Replicas), o
 		tmpl(&o.Spec.Template, "spec", "template")
 	case *appsv1.StatefulSet:
-		w.Meta, w.Replicas = &o.ObjectMeta, replicas(o.Spec.Replicas)
+		w.Meta, w.Replicas, w.StatefulSet = &o.ObjectMeta, replicas(o.Spec.Replicas), o
 		tmpl(&o.Spec.Template, "spec", "template")
 	case *appsv1.ReplicaSet:
 		w.Meta, w.Replicas = &o.ObjectMeta, replicas(o.Spec.Replicas)
 		tmpl(&o.Spec.Template, "spec", "template")
 	case *appsv1.DaemonSet:
-		w.Meta = &o.ObjectMeta
+		w.Meta, w.DaemonSet = &o.ObjectMeta, o
 		tmpl(&o.Spec.Template, "spec", "template")
 	case *batchv1.Job:
 		w.Meta = &o.ObjectMeta
