@@ -56,7 +56,7 @@ func TestLoadConfig(t *testing.T) {
 		{"readiness serving", map[string]string{"DRAIN_READINESS": "serving"}, ""},
 		{"readiness not-ready", map[string]string{"DRAIN_READINESS": "not-ready"}, ""},
 		{"readiness unknown", map[string]string{"DRAIN_READINESS": "ready"}, "DRAIN_READINESS"},
-		{"readiness empty", map[string]string{"DRAIN_READINESS": ""}, "DRAIN_READINESS"},
+		{"readiness empty: serving", map[string]string{"DRAIN_READINESS": ""}, ""},
 		{"liveness existence only", map[string]string{"LIVE_MAX_AGE": "0"}, ""},
 		{"liveness max age too small", map[string]string{"LIVE_MAX_AGE": "1ns"}, "LIVE_MAX_AGE"},
 		{"liveness max age at the minimum", map[string]string{"LIVE_MAX_AGE": "100ms"}, ""},

@@ -2,6 +2,7 @@ package vet
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +13,6 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
-	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -48,9 +48,7 @@ type Set struct {
 	Workloads []*Workload
 	Services  []*Object[corev1.Service]
 	PDBs      []*Object[policyv1.PodDisruptionBudget]
-	// HPAs are the autoscalers: a workload one scales has its count.
-	HPAs    []*Object[autoscalingv2.HorizontalPodAutoscaler]
-	Skipped int // documents of kinds no rule reads (ConfigMaps, custom resources, ...)
+	Skipped   int // documents of kinds no rule reads (ConfigMaps, custom resources, ...)
 	// Duplicates counts objects read twice, identical (the same manifest
 	// in two files): checked once.
 	Duplicates int
@@ -59,12 +57,13 @@ type Set struct {
 	// with its file and line: the rest is checked all the same.
 	Problems []*InputError
 
-	seen map[string][]byte // an object's JSON by apiVersion, kind, namespace and name
+	seen        map[string][]byte // an object's JSON by apiVersion, kind, namespace and name
+	autoscalers []*autoscaler     // a workload one scales has its count
 }
 
 // Empty reports whether nothing was read: no object, checked or skipped.
 func (s *Set) Empty() bool {
-	return len(s.Workloads)+len(s.Services)+len(s.PDBs)+len(s.HPAs)+s.Skipped+s.Duplicates == 0
+	return len(s.Workloads)+len(s.Services)+len(s.PDBs)+len(s.autoscalers)+s.Skipped+s.Duplicates == 0
 }
 
 // Object is a decoded document and where it came from.
@@ -331,8 +330,8 @@ func (s *Set) addDoc(src *source) {
 		s.Services = append(s.Services, &Object[corev1.Service]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
 	case *policyv1.PodDisruptionBudget:
 		s.PDBs = append(s.PDBs, &Object[policyv1.PodDisruptionBudget]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
-	case *autoscalingv2.HorizontalPodAutoscaler:
-		s.HPAs = append(s.HPAs, &Object[autoscalingv2.HorizontalPodAutoscaler]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
+	case *autoscaler:
+		s.autoscalers = append(s.autoscalers, o)
 	default:
 		s.Workloads = append(s.Workloads, newWorkload(tm.Kind, obj, src))
 	}
@@ -367,7 +366,7 @@ var checkedKinds = map[string]func() any{
 	"v1 Pod":                                 func() any { return &corev1.Pod{} },
 	"v1 Service":                             func() any { return &corev1.Service{} },
 	"policy/v1 PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
-	"autoscaling/v2 HorizontalPodAutoscaler": func() any { return &autoscalingv2.HorizontalPodAutoscaler{} },
+	"autoscaling/v2 HorizontalPodAutoscaler": func() any { return &autoscaler{} },
 }
 
 // builtinGroup reports an apiVersion of Kubernetes' own API groups, whose
@@ -490,4 +489,24 @@ func templateLine(data []byte) int {
 		}
 	}
 	return 0
+}
+
+// autoscaler is what the rules read of a HorizontalPodAutoscaler
+// (autoscaling/v2): the workload it scales and its range. Its other
+// fields (metrics, behavior) are decoded and left.
+type autoscaler struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		ScaleTargetRef struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+			Name       string `json:"name"`
+		} `json:"scaleTargetRef"`
+		MinReplicas *int32          `json:"minReplicas"`
+		MaxReplicas int32           `json:"maxReplicas"`
+		Metrics     json.RawMessage `json:"metrics"`
+		Behavior    json.RawMessage `json:"behavior"`
+	} `json:"spec"`
+	Status json.RawMessage `json:"status"`
 }

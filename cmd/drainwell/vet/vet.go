@@ -195,14 +195,14 @@ func fieldPath(path []any) string {
 // autoscaled gives each workload an autoscaler scales its count: between
 // the HPA's minReplicas (default 1) and maxReplicas.
 func autoscaled(set *Set) {
-	for _, h := range set.HPAs {
-		ref := h.Obj.Spec.ScaleTargetRef
+	for _, h := range set.autoscalers {
+		ref := h.Spec.ScaleTargetRef
 		for _, w := range set.Workloads {
-			if w.Kind != ref.Kind || w.Meta.Name != ref.Name || w.Meta.Namespace != h.Meta.Namespace {
+			if w.Kind != ref.Kind || w.Meta.Name != ref.Name || w.Meta.Namespace != h.Namespace {
 				continue
 			}
-			w.Replicas, w.MaxReplicas = 1, int(h.Obj.Spec.MaxReplicas)
-			if m := h.Obj.Spec.MinReplicas; m != nil {
+			w.Replicas, w.MaxReplicas = 1, int(h.Spec.MaxReplicas)
+			if m := h.Spec.MinReplicas; m != nil {
 				w.Replicas = int(*m)
 			}
 		}
