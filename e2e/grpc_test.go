@@ -284,7 +284,8 @@ func TestGRPCHealthFollowsTheChecksAndRPCsAreTraffic(t *testing.T) {
 			defer cc.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			err = cc.Invoke(ctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
+			// WaitForReady retries a dial only (TestGRPCServices says why).
+			err = cc.Invoke(ctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{}, grpc.WaitForReady(true))
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil {

@@ -232,7 +232,8 @@ func TestRPCsAfterTheSignalAreTraffic(t *testing.T) {
 					if tt.probe {
 						_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
 					} else {
-						_, err = testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{})
+						// WaitForReady retries a dial only (e2e/consumer's TestGRPCServices says why).
+						_, err = testpb.NewTestServiceClient(cc).UnaryCall(ctx, &testpb.SimpleRequest{}, grpc.WaitForReady(true))
 					}
 					if err != nil && !delayOver() {
 						failed <- err
