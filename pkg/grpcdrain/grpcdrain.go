@@ -224,12 +224,18 @@ func (s *Server) follow(stop <-chan struct{}) {
 	}
 }
 
-// setReady notes the readiness and serves the statuses it implies.
+// setReady notes the readiness and serves the statuses it implies. Each
+// Check calls it: with its own statuses unchanged and the same verdict,
+// there is nothing to serve anew (a registered health server's statuses
+// are copied every time: it tells no one of a change).
 func (s *Server) setReady(ready bool) {
 	s.mu.Lock()
+	same := s.readyOK == ready && s.theirs == nil
 	s.readyOK = ready
 	s.mu.Unlock()
-	s.apply()
+	if !same {
+		s.apply()
+	}
 }
 
 // apply serves each status set (SetServingStatus's, then the registered

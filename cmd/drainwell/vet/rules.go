@@ -3,7 +3,6 @@ package vet
 import (
 	"fmt"
 	"path"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -239,12 +238,12 @@ the field or drops it silently.`,
 	},
 }
 
-// routedContainers returns the indexes of w's containers that declare a
+// routedContainers returns, in order, the indexes of w's containers that declare a
 // port a Service selecting the pods routes traffic to (by name or number):
 // not a headless Service (discovery, as Prometheus uses it), not a metrics
 // port (a scrape reaches pods ready or not).
-func (c *checker) routedContainers(w *Workload) map[int]bool {
-	out := map[int]bool{}
+func (c *checker) routedContainers(w *Workload) []int {
+	routed := make([]bool, len(w.Pod.Containers))
 	for _, s := range c.set.Services {
 		if len(s.Obj.Spec.Selector) == 0 || !w.selectedBy(s.Meta.Namespace, selectorOf(s.Obj.Spec.Selector)) ||
 			s.Obj.Spec.ClusterIP == corev1.ClusterIPNone || strings.HasSuffix(s.Meta.Name, "-metrics") {
@@ -261,9 +260,15 @@ func (c *checker) routedContainers(w *Workload) map[int]bool {
 			for i := range w.Pod.Containers {
 				ct := &w.Pod.Containers[i]
 				if n, ok := containerPort(ct, target); ok && declares(ct, n) {
-					out[i] = true
+					routed[i] = true
 				}
 			}
+		}
+	}
+	var out []int
+	for i, r := range routed {
+		if r {
+			out = append(out, i)
 		}
 	}
 	return out
@@ -279,7 +284,7 @@ func checkGraceShort(c *checker, w *Workload) []Finding {
 		return nil
 	}
 	var out []Finding
-	for i := range c.routedContainers(w) {
+	for _, i := range c.routedContainers(w) {
 		ct := &w.Pod.Containers[i]
 		if preStopTime(ct) > 0 || (ct.Lifecycle != nil && ct.Lifecycle.PreStop != nil) || libraryEnv(ct).uses() {
 			continue
@@ -289,7 +294,6 @@ func checkGraceShort(c *checker, w *Workload) []Finding {
 			fmt.Sprintf("terminationGracePeriodSeconds %s and no preStop hook on a container a Service routes: SIGTERM comes while the endpoint's removal is still propagating, with no room to drain", grace),
 			"lifecycle.preStop.sleep of 5s and terminationGracePeriodSeconds 30 (or drain in the program: pkg/health)"))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Container < out[j].Container })
 	return out
 }
 
@@ -298,7 +302,7 @@ func checkReadinessMissing(c *checker, w *Workload) []Finding {
 		return nil
 	}
 	var out []Finding
-	for i := range c.routedContainers(w) {
+	for _, i := range c.routedContainers(w) {
 		ct := &w.Pod.Containers[i]
 		if ct.ReadinessProbe != nil {
 			continue
@@ -308,7 +312,6 @@ func checkReadinessMissing(c *checker, w *Workload) []Finding {
 			"a Service routes this container, which has no readiness probe: a new pod takes traffic as soon as it starts, before it listens",
 			"a readinessProbe on the routed port (pkg/health's /ready)"))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Line < out[j].Line })
 	return out
 }
 
