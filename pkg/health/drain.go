@@ -4,107 +4,206 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
 )
 
-// errAborted ends a drain that a second signal interrupted: it stops where
-// it is, and run says what was dropped.
-var errAborted = errors.New("drain aborted")
+// A drain is one shutdown of a Server, from the first signal to the end.
+// It holds what the shutdown alone needs: the deadline's contexts, the
+// second signal and the components' cancel. Its run method is the order.
+type drain struct {
+	s       *Server
+	cause   string             // what started it: a signal, "context done", a server that stopped
+	sigs    <-chan os.Signal   // a second signal ends the drain at once
+	stopRun context.CancelFunc // ends the components' Run contexts
 
-// drain runs the shutdown sequence, from the signal to the marker's
-// removal. After a failure (a listener or component that stopped serving)
-// the others still get the drain delay: endpoint lag routes requests to
-// them as to any pod. Closing abort ends it at once with errAborted: every
-// wait in it watches its contexts, which abort and the deadlines end.
-//
-// ShutdownTimeout bounds it all: the phases run until the deadline less
-// expireReserve, which is left for what expire does after them (the
-// components' last words, the hooks, the marker). The hooks' context, on
-// every path, ends at the deadline itself.
-func (s *Server) drain(abort <-chan struct{}) error {
-	deadline := s.drainStart.Add(s.cfg.ShutdownTimeout)
-	hooksCtx, cancelHooks := context.WithDeadlineCause(context.Background(), deadline, ErrShutdownTimeout)
-	defer cancelHooks()
-	ctx, cancel := context.WithDeadlineCause(hooksCtx, deadline.Add(-expireReserve(s.cfg.ShutdownTimeout)), ErrShutdownTimeout)
-	defer cancel()
-	go func() {
-		select {
-		case <-abort:
-			cancelHooks()
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	s.hooksCtx = hooksCtx
-	aborted := func() bool {
-		select {
-		case <-abort:
-			return true
-		default:
-			return false
-		}
-	}
-	// expire gives up on what is left: the deadline's doing, or the
-	// second signal's (then run cleans up).
-	expire := func(phase string, pending *stopping) error {
-		if aborted() {
-			return errAborted
-		}
-		return s.expire(phase, pending)
-	}
+	// interrupt ends both contexts, with the second signal as the cause.
+	interrupt context.CancelCauseFunc
+	root      context.Context
+	// hooksCtx ends at the deadline. ctx ends expireReserve earlier, so
+	// that giveUp has time for the hooks and the marker. A second signal
+	// ends both.
+	hooksCtx context.Context
+	ctx      context.Context
+}
 
-	// 1. Keep serving while the endpoint removal propagates.
-	if d := s.cfg.DrainDelay; d > 0 {
+// secondSignal is the cause of a drain's contexts when a second signal
+// ended them.
+type secondSignal struct{ sig os.Signal }
+
+func (e secondSignal) Error() string { return "second signal: " + e.sig.String() }
+
+// run walks the drain from the signal to the end. Every wait in it ends
+// at the deadline or at a second signal, and then giveUp is the way out.
+func (d *drain) run() error {
+	s := d.s
+
+	// 1. The signal. Draining closes, readiness follows the policy, and
+	// ShutdownTimeout counts from here.
+	s.beginDrain()
+	s.log.Info("signal received: draining", d.signalAttrs()...)
+	stopWatching := d.arm(s.drainStart.Add(s.cfg.ShutdownTimeout))
+	defer stopWatching()
+
+	// 2. Keep serving while the endpoint removal propagates.
+	if delay := s.cfg.DrainDelay; delay > 0 {
 		select {
-		case <-time.After(d):
-		case <-ctx.Done():
-			return expire("drain delay", nil)
+		case <-time.After(delay):
+		case <-d.ctx.Done():
+			return d.giveUp("drain delay", nil)
 		}
 	}
 	s.report.phase(PhaseDelay, time.Now())
 	s.log.Info("drain delay over", "elapsed", s.sinceDrain(), "requests_during_delay", s.drained.Load())
 	s.warnLate()
 
-	// 2. Not ready for good, as every listener and component stops side
-	// by side.
+	// 3. Not ready for good. Every listener and component stops, side by
+	// side.
 	s.readiness.close()
-	pending, errs := s.stopServers(ctx)
-	if ctx.Err() != nil {
-		return expire(s.stuckServers(), pending)
+	pending, errs := s.stopServers(d.ctx)
+	if d.ctx.Err() != nil {
+		return d.giveUp(s.stuckServers(), pending)
 	}
 	s.report.phase(PhaseConnections, s.connsClosedAt())
 	s.report.phase(PhaseRequests, time.Now())
 	s.log.Info("servers drained", "elapsed", s.sinceDrain(), "requests_after_signal", s.drained.Load())
 
-	// 3. The background work the requests started.
+	// 4. The background work the requests started.
 	for !s.tasks.closeIfIdle() {
 		select {
 		case <-s.tasks.done:
-		case <-ctx.Done():
-			return expire("background work", nil)
+		case <-d.ctx.Done():
+			return d.giveUp("background work", nil)
 		}
 	}
 	_, started := s.tasks.counts()
 	s.report.phase(PhaseBackgroundWork, time.Now())
 	s.log.Info("background work drained", "elapsed", s.sinceDrain(), "tasks_total", started)
 
-	// 4. Cleanup, in reverse order of registration, until the deadline
-	// itself.
-	err := errors.Join(errs, s.runStops(hooksCtx))
-	if hooksCtx.Err() != nil {
-		return expire("stop hooks", nil)
+	// 5. Cleanup, in reverse order of registration. The hooks may run
+	// until the deadline itself.
+	err := errors.Join(errs, s.runStops(d.hooksCtx))
+	if d.hooksCtx.Err() != nil {
+		return d.giveUp("stop hooks", nil)
 	}
 	s.report.phase(PhaseHooks, time.Now())
 	s.log.Info("stop hooks done", "elapsed", s.sinceDrain())
 
-	// 5. The marker goes last: the process is about to exit.
+	// 6. The marker goes last, as the process is about to exit.
 	err = errors.Join(err, s.stopMarker())
 	s.setState(StateStopped)
 	s.log.Info("drained, exiting", "elapsed", s.sinceDrain(), "error", err)
 	s.logReport(EndClean)
 	return err
+}
+
+// arm sets the drain's contexts to end at deadline, and watches for a
+// second signal until the returned func is called.
+func (d *drain) arm(deadline time.Time) (stopWatching func()) {
+	d.root, d.interrupt = context.WithCancelCause(context.Background())
+	hooksCtx, cancelHooks := context.WithDeadlineCause(d.root, deadline, ErrShutdownTimeout)
+	ctx, cancel := context.WithDeadlineCause(hooksCtx, deadline.Add(-expireReserve(d.s.cfg.ShutdownTimeout)), ErrShutdownTimeout)
+	d.hooksCtx, d.ctx = hooksCtx, ctx
+	done := make(chan struct{})
+	go func() {
+		select {
+		case sig := <-d.sigs:
+			d.interrupt(secondSignal{sig})
+		case <-done:
+		}
+	}()
+	return func() {
+		close(done)
+		cancel()
+		cancelHooks()
+		d.interrupt(nil)
+	}
+}
+
+// interrupted returns the second signal, or nil if none came.
+func (d *drain) interrupted() os.Signal {
+	var second secondSignal
+	if errors.As(context.Cause(d.root), &second) {
+		return second.sig
+	}
+	return nil
+}
+
+// giveUp is the one way out of a drain that did not finish: the deadline
+// came in phase, or a second signal did. Either way, serving stops at
+// once, every connection is cut, and the components' and the background
+// work's contexts are cancelled. After a second signal nothing more runs.
+// After the deadline, the components still stopping (pending) say what
+// they cut, and the hooks run until the deadline itself. The marker goes
+// in both cases.
+func (d *drain) giveUp(phase string, pending *stopping) error {
+	s := d.s
+	s.readiness.close()
+	active, idle, h2, hijacked := s.cutAll()
+	d.stopRun()
+	abandoned := s.tasks.abandon()
+	if sig := d.interrupted(); sig != nil {
+		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "phase", phase,
+			"elapsed", s.sinceDrain(), "tasks_abandoned", abandoned)
+		return d.end(EndSecondSignal, fmt.Errorf("%w (%s)", ErrInterrupted, sig))
+	}
+	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.sinceDrain(),
+		"tasks_abandoned", abandoned, "active_conns", active, "idle_conns", idle, "h2_conns", h2, "hijacked_conns", hijacked)
+	err := errors.Join(
+		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.sinceDrain().Round(time.Millisecond), phase, abandoned),
+		d.collect(pending), s.runStops(d.hooksCtx))
+	if sig := d.interrupted(); sig != nil { // it came while the hooks ran
+		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "phase", "stop hooks", "elapsed", s.sinceDrain())
+		return d.end(EndSecondSignal, errors.Join(fmt.Errorf("%w (%s)", ErrInterrupted, sig), err))
+	}
+	return d.end(EndDeadline, err)
+}
+
+// collect waits, until the deadline, for the components and listeners
+// still stopping to report, and returns what they say they cut.
+func (d *drain) collect(pending *stopping) error {
+	if pending == nil {
+		return nil
+	}
+	var cut []error
+	for range pending.n {
+		select {
+		case err := <-pending.results:
+			if err != nil {
+				d.s.log.Error("cut at the deadline", "error", err)
+				cut = append(cut, err)
+			}
+		case <-d.hooksCtx.Done():
+			return errors.Join(cut...)
+		}
+	}
+	return errors.Join(cut...)
+}
+
+// end removes the marker and writes the report of a drain that gave up.
+func (d *drain) end(how End, err error) error {
+	err = errors.Join(err, d.s.stopMarker())
+	d.s.setState(StateStopped)
+	d.s.logReport(how)
+	return err
+}
+
+// signalAttrs describe the server at the signal, for the log.
+func (d *drain) signalAttrs() []any {
+	s := d.s
+	attrs := []any{"signal", d.cause, "readiness", s.cfg.DrainReadiness.String()}
+	if ls := s.drainedListeners(); len(ls) > 0 { // a gRPC-only service has no HTTP connections to count
+		var active, idle, h2 int
+		for _, l := range ls {
+			a, i, h, _ := l.conns.counts()
+			active, idle, h2 = active+a, idle+i, h2+h
+		}
+		attrs = append(attrs, "active_conns", active, "idle_conns", idle, "h2_conns", h2)
+	}
+	running, _ := s.tasks.counts()
+	return append(attrs, "tasks_running", running, "drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
 }
 
 // stopServers drains every listener but the admin one and shuts every
@@ -121,7 +220,7 @@ func (s *Server) stopServers(ctx context.Context) (pending *stopping, errs error
 			if err != nil && ctx.Err() == nil {
 				err = fmt.Errorf("%s: %w", l.name, err)
 			} else {
-				err = nil // cut at the deadline: expire counts what it cuts
+				err = nil // the deadline cut it, and giveUp counts what it cut
 			}
 			results <- err
 		})
@@ -190,45 +289,9 @@ type stopping struct {
 	n       int
 }
 
-// expireReserve is the part of ShutdownTimeout kept for expire: a tenth,
+// expireReserve is the part of ShutdownTimeout kept for giveUp: a tenth,
 // at most a second.
 func expireReserve(timeout time.Duration) time.Duration { return min(timeout/10, time.Second) }
-
-// expire ends a drain that ran out of time in phase: it cuts every
-// listener's connections, cancels the components' and the background
-// work's contexts, lets the components' Shutdowns (reporting on pending)
-// say what they cut, runs the hooks and removes the marker, all within the
-// deadline (s.hooksCtx).
-func (s *Server) expire(phase string, pending *stopping) error {
-	s.readiness.close()
-	active, idle, h2, hijacked := s.cutAll()
-	s.cancelRun()
-	abandoned := s.tasks.abandon()
-	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.sinceDrain(),
-		"tasks_abandoned", abandoned, "active_conns", active, "idle_conns", idle, "h2_conns", h2, "hijacked_conns", hijacked)
-	ctx := s.hooksCtx
-	var cut []error
-	if pending != nil {
-	collect:
-		for range pending.n {
-			select {
-			case err := <-pending.results:
-				if err != nil {
-					s.log.Error("cut at the deadline", "error", err)
-					cut = append(cut, err)
-				}
-			case <-ctx.Done():
-				break collect
-			}
-		}
-	}
-	err := errors.Join(
-		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.sinceDrain().Round(time.Millisecond), phase, abandoned),
-		errors.Join(cut...), s.runStops(ctx), s.stopMarker())
-	s.setState(StateStopped)
-	s.logReport(EndDeadline)
-	return err
-}
 
 // cutAll closes what is left of every drained listener (the deadline's, or
 // a second signal's end) and returns what it cut.

@@ -5,36 +5,39 @@
 // and drains with it any number of other HTTP listeners (AddHTTP), an admin
 // listener that answers until the end (AddAdmin) and other components such
 // as a gRPC server or a queue consumer (Add). On the first SIGTERM or SIGINT
-// (or when Run's context is done) it drains:
+// (or when Run's context is done) it drains, in the order that drain.go's
+// drain.run walks, step by step:
 //
-//  1. Draining is closed and State turns Draining. /ready keeps answering
-//     200, saying that the pod is draining, for as long as the listeners
-//     accept (ReadyWhileServing, the default: Kubernetes has already made
-//     the endpoint not ready, and falls back to terminating endpoints
-//     that still serve when a Service has no ready one left); with
-//     NotReadyAtSignal it turns 503 at once;
-//  2. it keeps serving for DrainDelay while the endpoint removal reaches
-//     every node, answering with Connection: close so keep-alive clients
-//     move on;
-//  3. /ready turns 503 for good (NotReady is closed: a gRPC health service
-//     turns NOT_SERVING), and every listener and component stops side by
-//     side: a listener stops accepting, closes each keep-alive connection
-//     once it has been idle for IdleClose (never one a client may be
-//     writing to), cuts a request whose body is still arriving IdleClose
-//     later, and lets http.Server.Shutdown send HTTP/2 GOAWAY and
-//     finish; a component's Shutdown is called. One that hangs holds none
-//     of the others;
-//  4. it waits for the background work started with TryGo;
-//  5. it runs the OnStop hooks in reverse order, removes the liveness
-//     marker, closes the admin listener and returns nil.
+//  1. The signal. Draining is closed and State turns Draining. With
+//     ReadyWhileServing, the default, /ready keeps answering 200 and says
+//     that the pod is draining, for as long as the listeners accept.
+//     Kubernetes has already made the endpoint not ready, and it falls
+//     back to terminating endpoints that still serve when a Service has
+//     no ready one left. With NotReadyAtSignal, /ready turns 503 at once.
+//  2. The delay. Serving goes on for DrainDelay while the endpoint
+//     removal reaches every node. Responses carry Connection: close, so
+//     keep-alive clients move on.
+//  3. The servers stop. /ready turns 503 for good (NotReady is closed, and
+//     a gRPC health service turns NOT_SERVING). Every listener and
+//     component stops, side by side, and one that hangs holds none of the
+//     others. A listener stops accepting. It closes each keep-alive
+//     connection once it has been idle for IdleClose, never one a client
+//     may be writing to. It cuts a request whose body is still arriving
+//     IdleClose later. http.Server.Shutdown sends HTTP/2 GOAWAY and
+//     finishes. A component's Shutdown is called.
+//  4. The background work started with TryGo finishes.
+//  5. The OnStop hooks run, in reverse order.
+//  6. The liveness marker is removed. Run closes the admin listener and
+//     returns nil.
 //
-// ShutdownTimeout, counted from the first signal, bounds it all: on expiry
-// what is left is closed, the work still running is cancelled and counted,
-// and Run returns an error matching ErrShutdownTimeout. A second signal makes
-// Run return ErrInterrupted at once, with the work still running counted as
-// abandoned: the drain stops where it is, every listener and connection is
-// closed, and the components' and the work's contexts are cancelled before
-// it returns. ExitCode maps each ending to a stable exit status.
+// ShutdownTimeout, counted from the first signal, bounds it all. When it
+// expires, what is left is closed, the work still running is cancelled
+// and counted, the hooks run until the deadline, and Run returns an error
+// matching ErrShutdownTimeout. A second signal makes Run return
+// ErrInterrupted at once. The drain stops where it is, every listener and
+// connection is closed, the components' and the work's contexts are
+// cancelled, and the work still running is counted as abandoned. ExitCode
+// maps each ending to a stable exit status.
 package health
 
 import (
@@ -229,8 +232,6 @@ type Server struct {
 	started    bool // Run was called: nothing more can be added
 	hooksTaken bool // the OnStop hooks have started: no more are added
 
-	cancelRun     context.CancelFunc // ends the components' Run contexts
-	hooksCtx      context.Context    // the drain's: it ends at the deadline (drain sets it)
 	heartbeatStop context.CancelFunc
 	heartbeatDone chan struct{}
 	markerOnce    sync.Once
@@ -632,7 +633,6 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 	}
 	runCtx, cancelRun := context.WithCancel(context.Background())
 	defer cancelRun()
-	s.cancelRun = cancelRun // the deadline gives up on components too
 	for _, c := range s.comps {
 		go func() {
 			c.run(runCtx)
@@ -663,42 +663,8 @@ func (s *Server) run(ctx context.Context, mainLn net.Listener) error {
 		failure = fmt.Errorf("%s %w: %w", e.name, ErrServerStopped, orStopped(e.err))
 		s.log.Error("stopped serving before the drain", "server", e.name, "error", e.err)
 	}
-	s.beginDrain()
-	var active, idle, h2 int
-	for _, l := range s.drainedListeners() {
-		a, i, h, _ := l.conns.counts()
-		active, idle, h2 = active+a, idle+i, h2+h
-	}
-	running, _ := s.tasks.counts()
-	attrs := []any{"signal", cause, "readiness", s.cfg.DrainReadiness.String()}
-	if len(s.drainedListeners()) > 0 { // a gRPC-only service has no HTTP connections to count
-		attrs = append(attrs, "active_conns", active, "idle_conns", idle, "h2_conns", h2)
-	}
-	attrs = append(attrs, "tasks_running", running, "drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
-	s.log.Info("signal received: draining", attrs...)
-
-	done := make(chan error, 1)
-	abort := make(chan struct{})
-	go func() { done <- s.drain(abort) }()
-	select {
-	case err := <-done:
-		return errors.Join(failure, err)
-	case sig := <-sigs:
-		// Everything stops now: the drain where it is, every listener
-		// and its connections, the components and the background work.
-		// What was accepted and is not done is dropped: say so.
-		close(abort)
-		s.readiness.close()
-		s.cutAll()
-		s.cancelRun()
-		abandoned := s.tasks.abandon()
-		<-done // at once: each of its waits watches abort
-		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "elapsed", s.sinceDrain(),
-			"tasks_abandoned", abandoned)
-		s.setState(StateStopped)
-		s.logReport(EndSecondSignal)
-		return errors.Join(failure, fmt.Errorf("%w (%s)", ErrInterrupted, sig), s.stopMarker())
-	}
+	d := &drain{s: s, cause: cause, sigs: sigs, stopRun: cancelRun}
+	return errors.Join(failure, d.run())
 }
 
 func orStopped(err error) error {

@@ -368,6 +368,41 @@ func TestSecondSignalStopsEverything(t *testing.T) {
 	}
 }
 
+// A second signal while the deadline's hooks run ends them at once too.
+// The ending is the second signal's, and the error says both.
+func TestSecondSignalAfterTheDeadline(t *testing.T) { inBubble(t, testSecondSignalAfterTheDeadline) }
+
+func testSecondSignalAfterTheDeadline(t *testing.T) {
+	hold := make(chan struct{})
+	defer close(hold) // the user's hook, left running, ends with the test
+	h := newHarness(t, nil, func(c *Config) { c.DrainDelay = -1 })
+	h.srv.TryGo(func(context.Context) { <-hold }) // ignores its context: the deadline comes
+	hookStarted := make(chan struct{})
+	h.srv.OnStop(func(context.Context) error { close(hookStarted); <-hold; return nil })
+	h.start()
+	h.signal()
+	h.at(testExpire) // the phases' deadline: giveUp runs the hooks
+	testutil.Receive(t, "the hook to start", hookStarted)
+	if h.returned() {
+		t.Fatal("Serve returned while a hook ran before the deadline itself")
+	}
+	h.sigs <- syscall.SIGINT
+	synctest.Wait()
+	if !h.returned() {
+		t.Fatal("Serve had not returned when the second signal had been handled")
+	}
+	err := h.wait()
+	if !errors.Is(err, ErrInterrupted) || !errors.Is(err, ErrShutdownTimeout) || ExitCode(err) != ExitInterrupted {
+		t.Fatalf("Serve = %v (exit %d), want ErrInterrupted and ErrShutdownTimeout (exit %d)", err, ExitCode(err), ExitInterrupted)
+	}
+	if st := h.srv.Stats(); st.End != EndSecondSignal || st.TasksAbandoned != 1 {
+		t.Fatalf("end=%q tasks_abandoned=%d, want %q and 1", st.End, st.TasksAbandoned, EndSecondSignal)
+	}
+	if h.markerExists() {
+		t.Fatal("marker left after the second signal")
+	}
+}
+
 func TestContextDoneStartsTheDrain(t *testing.T) { inBubble(t, testContextDoneStartsTheDrain) }
 
 func testContextDoneStartsTheDrain(t *testing.T) {
