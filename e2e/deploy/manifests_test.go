@@ -224,7 +224,7 @@ func TestArticlesManifestsRejected(t *testing.T) {
 		}},
 		{"wedge-old-values.yaml", []string{
 			"livenessProbe.terminationGracePeriodSeconds is not set",
-			"a frozen process is killed up to 1m50s after it froze (LIVE_MAX_AGE 30s + periodSeconds 15 x failureThreshold 3 + grace 35s), over 50s",
+			"a frozen process is killed up to 1m50s after it froze (LIVE_MAX_AGE 30s + periodSeconds 15 x failureThreshold 3 + the pod's terminationGracePeriodSeconds 35s), over 50s",
 		}},
 	}
 	spec := appSpec(t)

@@ -10,7 +10,7 @@ import (
 )
 
 // MaxWedge is how long a frozen process may keep its pod before the kubelet
-// has killed it.
+// has killed it. It is the default of Options.MaxWedge.
 const MaxWedge = time.Minute
 
 // MinExecLivenessPeriod is the shortest periodSeconds the rules accept for
@@ -129,7 +129,7 @@ bring it under a minute.`,
 	check: checkWedge,
 }
 
-func checkWedge(_ *checker, w *Workload) []Finding {
+func checkWedge(ck *checker, w *Workload) []Finding {
 	var out []Finding
 	eachContainer(w, func(i int, c *corev1.Container) {
 		lp := c.LivenessProbe
@@ -148,7 +148,7 @@ func checkWedge(_ *checker, w *Workload) []Finding {
 			total += d.maxAge
 			what = fmt.Sprintf("LIVE_MAX_AGE %s + ", d.maxAge) + what
 		}
-		if total <= MaxWedge {
+		if total <= ck.opts.MaxWedge {
 			return
 		}
 		p := w.containerPath(false, i, "livenessProbe")
@@ -157,7 +157,7 @@ func checkWedge(_ *checker, w *Workload) []Finding {
 			fix = "shorten periodSeconds x failureThreshold (or LIVE_MAX_AGE)"
 		}
 		out = append(out, w.finding(c.Name, p, fieldPath(p),
-			fmt.Sprintf("a frozen process is killed up to %s after it froze (%s), over %s", total, what, MaxWedge), fix))
+			fmt.Sprintf("a frozen process is killed up to %s after it froze (%s), over %s", total, what, ck.opts.MaxWedge), fix))
 	})
 	return out
 }

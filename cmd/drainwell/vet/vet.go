@@ -65,6 +65,9 @@ type Options struct {
 	// Propagation is how long an endpoint change takes to reach every
 	// node's kube-proxy. Default DefaultPropagation.
 	Propagation time.Duration
+	// MaxWedge is the wedge-restart rule's bound on the time from a
+	// process freezing to the kubelet killing it. Default MaxWedge.
+	MaxWedge time.Duration
 }
 
 // Defaults of Options.
@@ -81,6 +84,9 @@ func Check(set *Set, opts Options) []Finding {
 	}
 	if opts.Propagation == 0 {
 		opts.Propagation = DefaultPropagation
+	}
+	if opts.MaxWedge == 0 {
+		opts.MaxWedge = MaxWedge
 	}
 	c := &checker{set: set, opts: opts}
 	autoscaled(set)

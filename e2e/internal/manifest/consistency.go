@@ -10,9 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drainwell/drainwell/cmd/drainwell/vet"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"sigs.k8s.io/yaml"
 )
 
 // App is what the code and the image say about the app, against which its
@@ -26,22 +29,28 @@ type App struct {
 	// MinLivenessPeriod keeps the exec probe's cost low.
 	MinLivenessPeriod int32
 	// MaxWedge bounds the time from a process freezing to the kubelet
-	// killing it: LIVE_MAX_AGE (the marker goes stale) + liveness
-	// periodSeconds x failureThreshold + the grace of the liveness kill.
+	// killing it. drainwell vet's wedge-restart rule computes that time,
+	// with this bound instead of its default.
 	MaxWedge time.Duration
 }
 
 // CheckApp checks the app's Deployment d against the app, and the Services
-// of set against d: what the code and the image say (routes, ports,
-// variables set explicitly, the marker's volume, the project's own
-// one-minute wedge promise, security). It returns every problem found,
-// each one line. The timing relations every service shares (grace period,
-// preStop, DRAIN_DELAY, readiness policy, rollout, budgets) are drainwell
-// vet's rules (github.com/drainwell/drainwell/cmd/drainwell/vet): the
-// project checks deploy/ with both.
+// of set against d. It checks what the code and the image say: routes,
+// ports, variables set explicitly, the marker's volume, the project's own
+// wedge promise and security. It returns every problem found, each one
+// line. The timing relations every service shares (grace period, preStop,
+// DRAIN_DELAY, readiness policy, rollout, budgets) are drainwell vet's
+// rules (github.com/drainwell/drainwell/cmd/drainwell/vet). The project
+// checks deploy/ with both. Where a check here is one of vet's rules (the
+// wedge time, Service target ports), CheckApp runs vet's checker on d and
+// reports its findings.
 func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	findings, err := vetFindings(d, set, app)
+	if err != nil {
+		bad("drainwell vet cannot read the objects: %v", err)
+	}
 
 	if d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
 		bad("strategy.type is %q, want RollingUpdate", d.Spec.Strategy.Type)
@@ -121,7 +130,7 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 			bad("livenessProbe.periodSeconds %d is below %d: each exec costs node CPU", lp.PeriodSeconds, app.MinLivenessPeriod)
 		}
 	}
-	errs = append(errs, checkWedge(pod, c, env, app.MaxWedge)...)
+	errs = append(errs, checkWedge(pod, c, env, app.MaxWedge, findings)...)
 
 	// Lifecycle hooks: no program but the image's own. (The timings of
 	// the grace period, the preStop hook, DRAIN_DELAY and the readiness
@@ -141,15 +150,68 @@ func CheckApp(d *appsv1.Deployment, set *Set, app App) []error {
 
 	errs = append(errs, checkSecurity(pod, c)...)
 	errs = append(errs, checkResources(c)...)
-	errs = append(errs, checkServices(d, c, set, env)...)
+	errs = append(errs, checkServices(d, set, env, findings)...)
 	return errs
 }
 
-// checkWedge bounds how long a frozen process keeps its pod: its marker
-// goes stale after LIVE_MAX_AGE, the liveness probe fails failureThreshold
-// times a period apart, then the kill waits the probe-level grace (a frozen
-// process never acts on SIGTERM, so the pod's drain grace would be wasted).
-func checkWedge(pod *corev1.PodSpec, c *corev1.Container, env map[string]string, limit time.Duration) []error {
+// vetFindings runs drainwell vet's rules on d and the Services that select
+// its pods, with the app's wedge bound. The objects are given to vet as
+// YAML, without their ignore annotations: a rule the project holds itself
+// to is not turned off by one.
+func vetFindings(d *appsv1.Deployment, set *Set, app App) ([]vet.Finding, error) {
+	dc := d.DeepCopy()
+	dc.APIVersion, dc.Kind = "apps/v1", "Deployment"
+	dropIgnores(&dc.ObjectMeta)
+	objs := []any{dc}
+	for _, s := range selecting(d, set) {
+		sc := s.DeepCopy()
+		sc.APIVersion, sc.Kind = "v1", "Service"
+		dropIgnores(&sc.ObjectMeta)
+		objs = append(objs, sc)
+	}
+	var docs []byte
+	for _, o := range objs {
+		b, err := yaml.Marshal(o)
+		if err != nil {
+			return nil, err
+		}
+		docs = append(append(docs, "---\n"...), b...)
+	}
+	vs := &vet.Set{}
+	if err := vs.Add("CheckApp", docs); err != nil {
+		return nil, err
+	}
+	return vet.Check(vs, vet.Options{MaxWedge: app.MaxWedge}), nil
+}
+
+func dropIgnores(m *metav1.ObjectMeta) {
+	for k := range m.Annotations {
+		if strings.HasPrefix(k, vet.IgnoreAnnotation) {
+			delete(m.Annotations, k)
+		}
+	}
+}
+
+// selecting returns the Services of set that select d's pods.
+func selecting(d *appsv1.Deployment, set *Set) []*corev1.Service {
+	var out []*corev1.Service
+	for _, s := range set.Services {
+		if len(s.Spec.Selector) > 0 && labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(d.Spec.Template.Labels)) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// checkWedge holds the app to its wedge promise. A frozen process is found
+// by its marker going stale after LIVE_MAX_AGE. Then the liveness probe
+// fails failureThreshold times, a period apart. Then the kill waits the
+// probe-level grace, since a frozen process never acts on SIGTERM and the
+// pod's drain grace would be wasted. vet's wedge-restart rule adds these
+// up against limit, and its findings for c are reported here. The rest
+// are the app's own demands: a marker that goes stale, a probe-level grace
+// below the pod's, and probes no more often than the heartbeat.
+func checkWedge(pod *corev1.PodSpec, c *corev1.Container, env map[string]string, limit time.Duration, findings []vet.Finding) []error {
 	lp := c.LivenessProbe
 	if lp == nil || limit == 0 {
 		return nil
@@ -161,33 +223,27 @@ func checkWedge(pod *corev1.PodSpec, c *corev1.Container, env map[string]string,
 		bad("LIVE_MAX_AGE %q: a marker that never goes stale never restarts a wedged process", env["LIVE_MAX_AGE"])
 		return errs
 	}
-	period, failures := lp.PeriodSeconds, lp.FailureThreshold
-	if period == 0 {
-		period = 10 // the API's defaults
-	}
-	if failures == 0 {
-		failures = 3
-	}
 	podGrace := int64(30)
 	if pod.TerminationGracePeriodSeconds != nil {
 		podGrace = *pod.TerminationGracePeriodSeconds
 	}
-	killGrace := podGrace
 	switch g := lp.TerminationGracePeriodSeconds; {
 	case g == nil:
 		bad("livenessProbe.terminationGracePeriodSeconds is not set: a liveness kill waits the pod's %ds for a process that cannot drain", podGrace)
 	case *g >= podGrace:
 		bad("livenessProbe.terminationGracePeriodSeconds %d is not below the pod's %d", *g, podGrace)
-	default:
-		killGrace = *g
+	}
+	period := lp.PeriodSeconds
+	if period == 0 {
+		period = 10 // the API's default
 	}
 	if hb := maxAge / 3; time.Duration(period)*time.Second < hb {
 		bad("livenessProbe.periodSeconds %d is below the heartbeat interval %s (LIVE_MAX_AGE / 3)", period, hb)
 	}
-	wedge := maxAge + time.Duration(period*failures)*time.Second + time.Duration(killGrace)*time.Second
-	if wedge > limit {
-		bad("a frozen process is killed up to %s after it froze (LIVE_MAX_AGE %s + periodSeconds %d x failureThreshold %d + grace %ds), over %s",
-			wedge, maxAge, period, failures, killGrace, limit)
+	for _, f := range findings {
+		if f.Rule == "wedge-restart" && f.Container == c.Name {
+			bad("%s", f.Message)
+		}
 	}
 	return errs
 }
@@ -252,25 +308,19 @@ func checkResources(c *corev1.Container) []error {
 	return errs
 }
 
-// checkServices: a Service selects the app's pods on its port, and
-// REDIS_ADDR names a Service that selects some Deployment's pods.
-func checkServices(d *appsv1.Deployment, c *corev1.Container, set *Set, env map[string]string) []error {
+// checkServices checks that a Service selects the app's pods, and that
+// REDIS_ADDR names a Service that selects some Deployment's pods. A
+// Service's targetPort that names no port of the pods is vet's
+// service-target-port rule, and its findings are reported here.
+func checkServices(d *appsv1.Deployment, set *Set, env map[string]string, findings []vet.Finding) []error {
 	var errs []error
-	podLabels := labels.Set(d.Spec.Template.Labels)
-	found := false
-	for _, s := range set.Services {
-		if len(s.Spec.Selector) == 0 || !labels.SelectorFromSet(s.Spec.Selector).Matches(podLabels) {
-			continue
-		}
-		found = true
-		for _, p := range s.Spec.Ports {
-			if _, err := PortNumber(c, p.TargetPort.StrVal, p.TargetPort.IntVal); err != nil {
-				errs = append(errs, fmt.Errorf("service %s targetPort: %w", s.Name, err))
-			}
-		}
+	if len(selecting(d, set)) == 0 {
+		errs = append(errs, fmt.Errorf("no Service selects the pods of %s (labels %v)", d.Name, labels.Set(d.Spec.Template.Labels)))
 	}
-	if !found {
-		errs = append(errs, fmt.Errorf("no Service selects the pods of %s (labels %v)", d.Name, podLabels))
+	for _, f := range findings {
+		if f.Rule == "service-target-port" {
+			errs = append(errs, fmt.Errorf("service %s targetPort: %s", f.Object[strings.LastIndexByte(f.Object, '/')+1:], f.Message))
+		}
 	}
 	if ra, ok := env["REDIS_ADDR"]; ok && ra != "" {
 		errs = append(errs, checkServiceAddr(set, "REDIS_ADDR", ra)...)
