@@ -4,12 +4,14 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 BIN     := bin
 LDFLAGS := -s -w
 
-# Six modules, one workspace (go.work): the library at the root, its gRPC
-# and Prometheus integrations in pkg/grpcdrain and pkg/metrics (so that gRPC
-# and client_golang reach only their importers), the manifest checker in
-# cmd/drainwell (so that k8s.io/api reaches neither the library nor the
-# probe), the example service in cmd/app, the process tests and tools in e2e.
-PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/... ./e2e/...
+# Eight modules, one workspace (go.work). Published: the library at the
+# root, its gRPC and Prometheus integrations in pkg/grpcdrain and
+# pkg/metrics (so that gRPC and client_golang reach only their importers),
+# and the manifest checker in cmd/drainwell (so that k8s.io/api reaches
+# neither the library nor the probe). Never published: the example service
+# in cmd/app, the process tests and their harness in e2e, the simulated
+# cluster in sim, and the release and API tools in tools (docs/layout.md).
+PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/... ./e2e/... ./sim/... ./tools/...
 
 # The published modules' go line is the oldest supported Go; make test
 # builds and tests them with that exact release, from the module proxy
@@ -31,10 +33,10 @@ API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(M
 	api/grpcdrain.api:-m:$(MODULE)/pkg/grpcdrain:pkg/grpcdrain \
 	api/metrics.api:-m:$(MODULE)/pkg/metrics:pkg/metrics \
 	api/vet.api:-m:$(MODULE)/cmd/drainwell:cmd/drainwell
-# The same APIs as text a reviewer reads in a diff (e2e/apitext): NAME:DIR.
+# The same APIs as text a reviewer reads in a diff (tools/apitext): NAME:DIR.
 API_TEXT := health:pkg/health healthenv:pkg/healthenv probe:pkg/probe marker:internal/marker grpcdrain:pkg/grpcdrain \
 	metrics:pkg/metrics vet:cmd/drainwell/vet
-APITEXT := $(GO) run ./e2e/apitext
+APITEXT := $(GO) run ./tools/apitext
 
 .PHONY: test deps vet lint gosec toolchains toolchains-newest apicheck api run build clean rollout bench release release-check
 
@@ -55,10 +57,10 @@ $(TOOLS)/%: Makefile
 # Service proxies and the kubelet's prober, one process) took most of the
 # two cores, so that the prober's 1 s timeouts and the proxy's dials failed
 # and flipped endpoints a real cluster would keep (docs/tests.md). The
-# harness's own code is raced by e2e/cluster's tests above.
+# harness's own code is raced by sim/cluster's tests above.
 test: deps vet lint apicheck toolchains
 	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -count=1 -skip '^TestRollout$$' $(PKGS)
-	$(GO) test -count=1 -run '^TestRollout$$' ./e2e/rolling
+	$(GO) test -count=1 -run '^TestRollout$$' ./sim/rollout
 
 # The SARIF 2.1.0 JSON schema that drainwell vet's output is validated
 # against (e2e/deploy TestSARIFSchema), from the npm package of Microsoft's
@@ -155,12 +157,12 @@ run:
 # Every rollout profile and negative control at full length (about 6 minutes),
 # with the timeline picture. `make test` runs the short shapes.
 rollout: deps
-	$(GO) run ./e2e/rollout -report rollout.html
+	$(GO) run ./sim/cmd/rollout -report rollout.html
 
 # Probe cost, binary sizes, request overhead, drain timings, heartbeat cost and
 # the rollout harness's highest zero-loss rate; writes BENCHMARKS.md (a few minutes).
 bench: deps
-	$(GO) run ./e2e/bench -out BENCHMARKS.md
+	$(GO) run ./sim/cmd/bench -out BENCHMARKS.md
 
 # Static, stripped binaries for each platform: bin/linux-amd64/, bin/linux-arm64/.
 PLATFORMS := linux/amd64 linux/arm64
@@ -180,13 +182,13 @@ clean:
 release:
 	@case "$(VERSION)" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "usage: make release VERSION=vX.Y.Z"; exit 2;; esac
 	@test -z "$$(git status --porcelain)" || { echo "release: the working tree is not clean"; exit 1; }
-	@for tag in $$($(GO) run ./e2e/releasetool tags $(VERSION) | sed -n 's/^git tag .* //p'); do \
+	@for tag in $$($(GO) run ./tools/releasetool tags $(VERSION) | sed -n 's/^git tag .* //p'); do \
 	  if git rev-parse -q --verify "refs/tags/$$tag" >/dev/null; then echo "release: tag $$tag exists: a published version is never moved"; exit 1; fi; \
 	done
-	$(GO) run ./e2e/releasetool prepare $(VERSION)
+	$(GO) run ./tools/releasetool prepare $(VERSION)
 	$(MAKE) gosec test
 	git commit -qam "Release $(VERSION)"
-	@$(GO) run ./e2e/releasetool tags $(VERSION)
+	@$(GO) run ./tools/releasetool tags $(VERSION)
 
 # The release's binaries and images, from this commit, into dist/: goreleaser
 # checks .goreleaser.yaml and builds a snapshot (archives, checksums.txt),
@@ -198,5 +200,5 @@ release-check: $(TOOLS)/goreleaser
 	$(TOOLS)/goreleaser check
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) SOURCE_DATE=$$(git log -1 --format=%cI) \
 	  $(TOOLS)/goreleaser release --snapshot --clean
-	$(GO) run ./e2e/releasetool images dist
+	$(GO) run ./tools/releasetool images dist
 	cat dist/checksums.txt

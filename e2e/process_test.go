@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/harness/harnesstest"
 	"github.com/drainwell/drainwell/internal/testutil"
 	"github.com/drainwell/drainwell/pkg/health"
 )
@@ -40,11 +41,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func startRedis(t *testing.T) *harness.Redis { return harness.TestRedis(t) }
+func startRedis(t *testing.T) *harness.Redis { return harnesstest.Redis(t) }
 
 func start(t *testing.T, bin string, env ...string) *harness.Proc {
 	t.Helper()
-	return harness.TestStart(t, bin, env)
+	return harnesstest.Start(t, bin, env)
 }
 
 func exists(path string) bool {

@@ -18,8 +18,9 @@ import (
 	"github.com/drainwell/drainwell/cmd/app/service"
 	"github.com/drainwell/drainwell/cmd/drainwell/vet"
 	"github.com/drainwell/drainwell/e2e/harness"
+	"github.com/drainwell/drainwell/e2e/harness/harnesstest"
 	"github.com/drainwell/drainwell/e2e/internal/dockerfile"
-	"github.com/drainwell/drainwell/e2e/internal/manifest"
+	"github.com/drainwell/drainwell/e2e/manifest"
 	"github.com/drainwell/drainwell/pkg/probe"
 )
 
@@ -273,7 +274,7 @@ func TestProbesAreServed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := harness.TestRedis(t)
+	r := harnesstest.Redis(t)
 	live := filepath.Join(t.TempDir(), "live")
 	var env []string
 	for k, v := range manifest.Env(c) {
@@ -290,7 +291,7 @@ func TestProbesAreServed(t *testing.T) {
 		}
 		env = append(env, k+"="+v)
 	}
-	p := harness.TestStart(t, bins["app"], env)
+	p := harnesstest.Start(t, bins["app"], env)
 	path, addr := c.ReadinessProbe.HTTPGet.Path, p.Addr
 	if c.ReadinessProbe.HTTPGet.Port.StrVal == "admin" {
 		addr = p.AdminAddr

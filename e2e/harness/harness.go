@@ -17,12 +17,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/drainwell/drainwell/internal/testutil"
 )
 
 // Build builds the main packages (import paths such as "github.com/drainwell/drainwell/cmd/app")
@@ -149,7 +148,7 @@ type Proc struct {
 	Addr string // from its ready line
 	// from its ready line too, when it serves them
 	AdminAddr, GRPCAddr string
-	stderr              *testutil.Buffer
+	stderr              *syncBuffer
 	done                chan struct{}
 	err                 error // from Wait, once done is closed
 }
@@ -210,7 +209,7 @@ func command(bin string, env []string, args ...string) *exec.Cmd {
 // LaunchCmd is Launch for a prepared command; its Stdout and Stderr are
 // replaced.
 func LaunchCmd(cmd *exec.Cmd) (*Proc, error) {
-	p := &Proc{Cmd: cmd, stderr: &testutil.Buffer{}, done: make(chan struct{})}
+	p := &Proc{Cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	p.Cmd.Stdout = io.Discard
 	p.Cmd.Stderr = p.stderr
 	if err := p.Cmd.Start(); err != nil {
@@ -263,4 +262,23 @@ func Lines(s string) []string {
 		}
 	}
 	return out
+}
+
+// syncBuffer is a child's stderr, copied by one goroutine while another
+// reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

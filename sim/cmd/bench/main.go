@@ -23,7 +23,7 @@
 //
 //  8. rollout: the highest rate the rollout harness sustains with zero loss.
 //
-//     go run ./e2e/bench [-runs 300] [-out BENCHMARKS.md] [-rollout=false] [-only grpcprobe,exec]
+//     go run ./sim/cmd/bench [-runs 300] [-out BENCHMARKS.md] [-rollout=false] [-only grpcprobe,exec]
 //
 // With -only, the partial table goes to stdout, and to a file only when -out
 // is given.
@@ -50,8 +50,8 @@ import (
 	"time"
 
 	"github.com/drainwell/drainwell/e2e/harness"
-	"github.com/drainwell/drainwell/e2e/rolling"
 	"github.com/drainwell/drainwell/internal/marker"
+	"github.com/drainwell/drainwell/sim/rollout"
 )
 
 func main() {
@@ -148,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "# Benchmarks\n\nMeasured by `make bench` (`go run ./e2e/bench`) on %s, %s.\n", machine(), time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(&b, "# Benchmarks\n\nMeasured by `make bench` (`go run ./sim/cmd/bench`) on %s, %s.\n", machine(), time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "Ratios are medians measured side by side in one run, alternating the commands; this machine is noisy.\n\n")
 	fmt.Fprintln(&b, "| # | figure | measured | target | |")
 	fmt.Fprintln(&b, "| --- | --- | --- | --- | --- |")
@@ -558,20 +558,20 @@ func heartbeat(dir string) row {
 // rolloutRate runs the heavy profile, shortened, at rising rates until
 // one loses or the load tool cannot keep the rate.
 func rolloutRate(ctx context.Context, dir string, logf func(string, ...any)) ([]row, error) {
-	env, err := rolling.Setup(filepath.Join(dir, "rollout"), "deploy")
+	env, err := rollout.Setup(filepath.Join(dir, "rollout"), "deploy")
 	if err != nil {
 		if errors.Is(err, harness.ErrNoRedis) {
 			return []row{{what: "rollout", figure: "skipped: " + err.Error()}}, nil
 		}
 		return nil, err
 	}
-	var heavy rolling.Profile
-	for _, p := range rolling.Profiles(true) {
+	var heavy rollout.Profile
+	for _, p := range rollout.Profiles(true) {
 		if p.Name == "heavy" {
 			heavy = p
 		}
 	}
-	best, bestRow := 0, rolling.Row{}
+	best, bestRow := 0, rollout.Row{}
 	var bestSelf, bestChildren time.Duration
 	stopped := ""
 	for _, rate := range []int{1000, 2000, 3000, 4000} {
@@ -579,7 +579,7 @@ func rolloutRate(ctx context.Context, dir string, logf func(string, ...any)) ([]
 		p.Rate = rate
 		self0, children0 := cpuTimes()
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		res, err := rolling.Run(rctx, env, p)
+		res, err := rollout.Run(rctx, env, p)
 		cancel()
 		if errors.Is(err, context.DeadlineExceeded) {
 			stopped = fmt.Sprintf("at %d req/s the run did not finish within 3 minutes", rate)

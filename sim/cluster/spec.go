@@ -15,7 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/drainwell/drainwell/e2e/internal/manifest"
+	"github.com/drainwell/drainwell/e2e/manifest"
 )
 
 // Probe is a container probe, as the kubelet reads it.

@@ -1,4 +1,4 @@
-package rolling
+package rollout
 
 import (
 	"time"
@@ -6,7 +6,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
-	"github.com/drainwell/drainwell/e2e/cluster"
+	"github.com/drainwell/drainwell/sim/cluster"
 )
 
 // HeavyRate is the heavy profile's rate: what this 2-core machine sustains

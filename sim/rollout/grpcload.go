@@ -1,4 +1,4 @@
-package rolling
+package rollout
 
 import (
 	"context"
@@ -12,9 +12,11 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
-
-	"github.com/drainwell/drainwell/cmd/app/service"
 )
+
+// grpcIncr is the app's Incr RPC, by its name on the wire (the API that
+// cmd/app/service registers; the load speaks it as any client would).
+const grpcIncr = "/drainwell.example.v1.Counter/Incr"
 
 // result is one request's outcome, over HTTP or gRPC.
 type result struct {
@@ -111,7 +113,7 @@ func grpcAttack(ctx context.Context, addr string, p Profile) (_ <-chan result, s
 						defer fresh.Close()
 						conn = fresh
 					}
-					err := conn.Invoke(cctx, service.GRPCIncr, &emptypb.Empty{}, &emptypb.Empty{})
+					err := conn.Invoke(cctx, grpcIncr, &emptypb.Empty{}, &emptypb.Empty{})
 					r := result{At: t0, Latency: time.Since(t0), OK: err == nil}
 					if err != nil {
 						r.Kind = grpcErrorKind(err)

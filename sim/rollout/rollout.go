@@ -1,7 +1,7 @@
-// Package rolling sends load through rolling updates of a simulated
+// Package rollout sends load through rolling updates of a simulated
 // cluster (package cluster) and checks that nothing is lost: requests sent
 // = 2xx received = the Redis counter, and no transport errors.
-package rolling
+package rollout
 
 import (
 	"context"
@@ -21,10 +21,10 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 	policyv1 "k8s.io/api/policy/v1"
 
-	"github.com/drainwell/drainwell/e2e/cluster"
 	"github.com/drainwell/drainwell/e2e/harness"
-	"github.com/drainwell/drainwell/e2e/internal/manifest"
+	"github.com/drainwell/drainwell/e2e/manifest"
 	"github.com/drainwell/drainwell/e2e/redisfault"
+	"github.com/drainwell/drainwell/sim/cluster"
 )
 
 // Profile is one run: a server, a load and what happens to the pods.

@@ -1,4 +1,4 @@
-package rolling
+package rollout
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/drainwell/drainwell/e2e/cluster"
+	"github.com/drainwell/drainwell/sim/cluster"
 )
 
 // Table writes the rows as a markdown table.

@@ -5,7 +5,7 @@
 // reads in a diff (api/*.api, apidiff's exports, are binary: they say
 // whether a change is compatible).
 //
-//	go run ./e2e/apitext DIR IMPORTPATH
+//	go run ./tools/apitext DIR IMPORTPATH
 package main
 
 import (

@@ -4,9 +4,9 @@
 // profile and negative control. It exits 1 if a profile lost anything or a
 // control lost nothing.
 //
-//	go run ./e2e/rollout                      # every profile and control
-//	go run ./e2e/rollout -short               # the CI version
-//	go run ./e2e/rollout -profiles heavy -runs 5 -report rollout.html
+//	go run ./sim/cmd/rollout                      # every profile and control
+//	go run ./sim/cmd/rollout -short               # the CI version
+//	go run ./sim/cmd/rollout -profiles heavy -runs 5 -report rollout.html
 package main
 
 import (
@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/drainwell/drainwell/e2e/rolling"
+	"github.com/drainwell/drainwell/sim/rollout"
 )
 
 func main() {
@@ -55,23 +55,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	env, err := rolling.Setup(dir, *deploy)
+	env, err := rollout.Setup(dir, *deploy)
 	if err != nil {
 		return err
 	}
-	profiles, err := pick(rolling.Profiles(*short), *names)
+	profiles, err := pick(rollout.Profiles(*short), *names)
 	if err != nil {
 		return err
 	}
-	var rows []rolling.Row
-	var results []*rolling.Result
+	var rows []rollout.Row
+	var results []*rollout.Result
 	for _, p := range profiles {
 		if *rate > 0 {
 			p.Rate = *rate
 		}
 		for i := range *runs {
 			t0 := time.Now()
-			res, err := rolling.Run(ctx, env, p)
+			res, err := rollout.Run(ctx, env, p)
 			if err != nil {
 				return err
 			}
@@ -81,28 +81,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			results = append(results, res)
 		}
 	}
-	rolling.Table(stdout, rows)
+	rollout.Table(stdout, rows)
 	if *report != "" {
 		f, err := os.Create(*report)
 		if err != nil {
 			return err
 		}
-		rolling.Report(f, results)
+		rollout.Report(f, results)
 		if err := f.Close(); err != nil {
 			return err
 		}
 	}
-	if failed := rolling.Judge(rows); len(failed) > 0 {
+	if failed := rollout.Judge(rows); len(failed) > 0 {
 		return fmt.Errorf("failed their verdict: %s", strings.Join(failed, ", "))
 	}
 	return nil
 }
 
-func pick(all []rolling.Profile, names string) ([]rolling.Profile, error) {
+func pick(all []rollout.Profile, names string) ([]rollout.Profile, error) {
 	if names == "all" {
 		return all, nil
 	}
-	var out []rolling.Profile
+	var out []rollout.Profile
 	for _, n := range strings.Split(names, ",") {
 		found := false
 		for _, p := range all {
