@@ -5,13 +5,14 @@ import (
 	"sync"
 )
 
-// connWatch records the connections the gRPC server accepts (handing them
-// on unchanged: grpc-go sets TCP_USER_TIMEOUT only on a *net.TCPConn), so
-// that the drain can tell a connection still delivering its responses from
-// one whose client reads nothing: a client that advertises a zero HTTP/2
-// flow-control window, or stops reading its socket, holds GracefulStop
-// after every handler has returned, with its responses queued in the
-// server. The kernel's count of bytes the peer acknowledged says which.
+// connWatch records the connections the gRPC server accepts. It hands them
+// on unchanged, because grpc-go sets TCP_USER_TIMEOUT only on a
+// *net.TCPConn. The drain uses it to tell a connection still delivering
+// its responses from one whose client reads nothing. Such a client
+// advertises a zero HTTP/2 flow-control window, or stops reading its
+// socket. It holds GracefulStop after every handler has returned, with its
+// responses queued in the server. The kernel's count of bytes the peer
+// acknowledged says which kind a connection is.
 type connWatch struct {
 	net.Listener
 	mu    sync.Mutex

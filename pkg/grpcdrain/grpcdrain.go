@@ -2,31 +2,32 @@
 // that Kubernetes can stop it without failing an RPC.
 //
 // The standard health service (grpc.health.v1) follows the
-// health.Server's readiness policy: when /ready turns 503 for good
-// (health.Server.NotReady: after the drain delay by default, at the signal
-// with health.NotReadyAtSignal) it answers NOT_SERVING for every service
-// name, so the kubelet's grpc probe and client-side health checking see
-// it, and each open Watch stream gets NOT_SERVING and then ends: none
-// holds the drain. The server keeps serving for the drain delay, then
-// GracefulStop sends GOAWAY and lets the RPCs in flight finish, side by
-// side with the service's other servers. Once every handler in flight at
-// the GOAWAY has returned, a connection whose client has read nothing for
-// a second (a zero HTTP/2 flow-control window, an unread socket: its
-// responses wait in the server), or a client that still opens streams a
-// second after the GOAWAY (a rapid-reset loop), holds it no longer: the
-// connections left are cut, and their count is logged (conns_cut). (Progress
-// is the bytes the peers acknowledged, TCP_INFO: on Linux and TCP
-// listeners.) At the shutdown deadline Stop cuts what is left, and the
-// count of RPCs cut is logged and returned. Background work a handler
-// starts with health.Server.TryGo is awaited as for HTTP.
+// health.Server's readiness policy. When /ready turns 503 for good
+// (health.Server.NotReady), it answers NOT_SERVING for every service name.
+// That is after the drain delay by default, or at the signal with
+// health.NotReadyAtSignal. The kubelet's grpc probe and client-side health
+// checking see it. Each open Watch stream gets NOT_SERVING and then ends,
+// so none holds the drain.
 //
-// Each health status follows the health.Server's readiness, checks
-// included: while /ready would answer 503 (a failing check), Check
-// answers NOT_SERVING for "" and every service, and Watch streams hear it;
-// Check runs the checks as /ready does, so that a Kubernetes grpc
-// readiness probe and an httpGet one agree. Every RPC but the health
-// service's counts as a request in the drain report and the late-traffic
-// warning (health.Server.NoteRequest).
+// The server keeps serving for the drain delay. Then GracefulStop sends
+// GOAWAY and lets the RPCs in flight finish, side by side with the
+// service's other servers. Once every handler in flight at the GOAWAY has
+// returned, two kinds of client hold it no longer: one that has read
+// nothing for a second (a zero HTTP/2 flow-control window, or an unread
+// socket), and one that still opens streams a second after the GOAWAY (a
+// rapid-reset loop). Their connections are cut, and the count is logged
+// (conns_cut). Progress is the bytes the peer acknowledged (TCP_INFO), so
+// this works on Linux and TCP listeners. At the shutdown deadline, Stop
+// cuts what is left, and the count of RPCs cut is logged and returned.
+// Background work a handler starts with health.Server.TryGo is awaited as
+// for HTTP.
+//
+// Each health status also follows the readiness checks. Check runs them as
+// /ready does, so that a Kubernetes grpc readiness probe and an httpGet
+// one agree. While one fails, Check answers NOT_SERVING for "" and every
+// service, and Watch streams hear it. Every RPC but the health service's
+// counts as a request in the drain report and the late-traffic warning
+// (health.Server.NoteRequest).
 //
 //	gs := grpcdrain.New(srv, ln) // runs and drains with srv
 //	pb.RegisterOrdersServer(gs, orders)
@@ -54,11 +55,11 @@ import (
 	"github.com/drainwell/drainwell/pkg/health"
 )
 
-// Server is a gRPC server that runs and drains with a health.Server: New
-// adds it there, and the health.Server's Run serves it and its drain
-// stops it. Register services on it (it is a grpc.ServiceRegistrar) and
-// set their health with SetServingStatus. It has no Serve, Stop or
-// GracefulStop: nothing stops it but the drain.
+// Server is a gRPC server that runs and drains with a health.Server. New
+// adds it there. The health.Server's Run serves it, and its drain stops
+// it. Register services on it, as on any grpc.ServiceRegistrar, and set
+// their health with SetServingStatus. It has no Serve, Stop or
+// GracefulStop, because only the drain stops it.
 type Server struct {
 	gs       *grpc.Server
 	health   *grpchealth.Server // the statuses served

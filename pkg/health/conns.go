@@ -10,12 +10,12 @@ import (
 )
 
 // conns tracks the server's connections through http.Server.ConnState, so
-// that the drain can end each HTTP/1 connection without racing its client:
-// a connection is closed by the server only after a response that carried
+// that the drain can end each HTTP/1 connection without racing its client.
+// The server closes a connection only after a response that carried
 // Connection: close (net/http does that itself), or once it has been idle
 // for a quiet period. http.Server.Shutdown instead closes every idle
-// connection at once, and a client that picked one of them from its pool
-// while the FIN was in flight loses its request.
+// connection at once. A client that picked one of them from its pool while
+// the FIN was in flight loses its request.
 type conns struct {
 	draining *atomic.Bool // the Server's
 	stats    connStats

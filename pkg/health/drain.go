@@ -217,10 +217,12 @@ func (s *Server) stopServers(ctx context.Context) (pending *stopping, errs error
 	for _, l := range s.drainedListeners() {
 		wg.Go(func() {
 			err := l.drain(ctx)
-			if err != nil && ctx.Err() == nil {
-				err = fmt.Errorf("%s: %w", l.name, err)
-			} else {
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
 				err = nil // the deadline cut it, and giveUp counts what it cut
+			default:
+				err = fmt.Errorf("%s: %w", l.name, err)
 			}
 			results <- err
 		})

@@ -9,15 +9,15 @@ import (
 // the Server) answers from the first signal to the end of the drain.
 //
 // Kubernetes takes a terminating pod's endpoint out of its Service on its
-// own: the EndpointSlice controller marks it ready: false and terminating:
-// true at once, whatever the readiness probe says, and mirrors the
-// probe's verdict in serving. kube-proxy routes to ready endpoints only
-// and, when a Service has none left, falls back to the endpoints that are
-// terminating and still serving (KEP-1669, GA in 1.28). So for traffic
-// through a Service a pod gains nothing by failing its readiness probe at
-// the signal, and loses every request of the window in which all the
-// Service's endpoints are terminating (its only replica deleted, every pod
-// deleted at once, a node drain that evicts every replica).
+// own. The EndpointSlice controller marks it ready: false and terminating:
+// true at once, whatever the readiness probe says. It mirrors the probe's
+// verdict in serving. kube-proxy routes to ready endpoints only. When a
+// Service has none left, it falls back to the endpoints that are
+// terminating and still serving (KEP-1669, GA in 1.28). So a pod gains
+// nothing by failing its readiness probe at the signal. It loses every
+// request of the window in which all the Service's endpoints are
+// terminating: its only replica deleted, every pod deleted at once, or a
+// node drain that evicts every replica.
 type ReadinessPolicy int
 
 const (

@@ -110,11 +110,11 @@ type Config struct {
 	// Default 25s.
 	ShutdownTimeout time.Duration
 	// IdleClose is the drain's patience with a client that sends
-	// nothing: how long a keep-alive connection must have been idle
-	// before the drain closes it, and how long a request body still
-	// arriving when its listener closes (or first read later) may take
-	// before the request is cut: its HTTP/1 connection closed, its
-	// HTTP/2 stream reset (Stats.RequestsCutInBody). Default 1s.
+	// nothing. A keep-alive connection must have been idle this long
+	// before the drain closes it. A request body still arriving when its
+	// listener closes (or first read later) may take this long. Then the
+	// request is cut: its HTTP/1 connection is closed, or its HTTP/2
+	// stream reset (Stats.RequestsCutInBody). Default 1s.
 	IdleClose time.Duration
 	// CheckTimeout bounds each readiness check. Default 1s.
 	CheckTimeout time.Duration
