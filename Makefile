@@ -57,10 +57,12 @@ $(TOOLS)/%: Makefile
 # Service proxies and the kubelet's prober, one process) took most of the
 # two cores, so that the prober's 1 s timeouts and the proxy's dials failed
 # and flipped endpoints a real cluster would keep (docs/tests.md). The
-# harness's own code is raced by sim/cluster's tests above.
+# harness's own code is raced by sim/cluster's tests above. They build as
+# the harness builds the pods (static, -trimpath), so that the packages the
+# two share compile once.
 test: deps vet lint apicheck toolchains
 	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -count=1 -skip '^TestRollout$$' $(PKGS)
-	$(GO) test -count=1 -run '^TestRollout$$' ./sim/rollout
+	CGO_ENABLED=0 $(GO) test -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout
 
 # The SARIF 2.1.0 JSON schema that drainwell vet's output is validated
 # against (e2e/deploy TestSARIFSchema), from the npm package of Microsoft's

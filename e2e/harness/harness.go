@@ -28,6 +28,11 @@ import (
 // into dir as static, stripped binaries, as the image does, and returns
 // their paths by base name.
 func Build(dir string, pkgs ...string) (map[string]string, error) {
+	unlock, err := lockBuilds()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	out := make(map[string]string, len(pkgs))
 	for _, pkg := range pkgs {
 		bin := filepath.Join(dir, filepath.Base(pkg))
@@ -39,6 +44,23 @@ func Build(dir string, pkgs ...string) (map[string]string, error) {
 		out[filepath.Base(pkg)] = bin
 	}
 	return out, nil
+}
+
+// lockBuilds takes a lock that every Build on this machine shares. go test
+// runs packages side by side, and two of them building the app at once
+// would each compile all of it: the go command shares its cache, not work
+// in progress. The second build waits, then finds the first one's work in
+// the cache.
+func lockBuilds() (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "drainwell-harness-build.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("build lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("build lock: %w", err)
+	}
+	return func() { f.Close() }, nil // closing releases the lock
 }
 
 // ErrNoRedis means redis-server is not installed.
