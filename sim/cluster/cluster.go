@@ -243,20 +243,39 @@ func (c *Cluster) event(p *Pod, ph Phase, note string) {
 // whatever the probe says.
 func (c *Cluster) endpointsChanged() {
 	for name, px := range c.proxies {
-		var eps endpoints
+		var pods []podEndpoint
 		for _, p := range c.Pods() {
-			serving, terminating := p.ready.Load(), p.terminating.Load()
-			switch {
-			case serving && !terminating:
-				eps.ready = append(eps.ready, c.portAddr(p, name))
-			case serving && terminating:
-				eps.servingTerminating = append(eps.servingTerminating, c.portAddr(p, name))
-			}
+			pods = append(pods, podEndpoint{addr: c.portAddr(p, name), serving: p.ready.Load(), terminating: p.terminating.Load()})
 		}
-		sort.Strings(eps.ready)
-		sort.Strings(eps.servingTerminating)
-		px.publish(eps)
+		px.publish(endpointsOf(pods))
 	}
+}
+
+// podEndpoint is what the EndpointSlice controller reads of a pod for one
+// port: its address, its Ready condition (serving) and whether it has a
+// deletion timestamp (terminating).
+type podEndpoint struct {
+	addr                 string
+	serving, terminating bool
+}
+
+// endpointsOf is the EndpointSlice of pods as kube-proxy reads it. A pod
+// serving and not terminating is ready. A pod serving and terminating is
+// in the fallback set. A pod not serving is in neither. Both lists are
+// sorted.
+func endpointsOf(pods []podEndpoint) endpoints {
+	var eps endpoints
+	for _, p := range pods {
+		switch {
+		case p.serving && !p.terminating:
+			eps.ready = append(eps.ready, p.addr)
+		case p.serving && p.terminating:
+			eps.servingTerminating = append(eps.servingTerminating, p.addr)
+		}
+	}
+	sort.Strings(eps.ready)
+	sort.Strings(eps.servingTerminating)
+	return eps
 }
 
 func (c *Cluster) env(p *Pod) []string {

@@ -66,19 +66,22 @@ func (p *proxy) publish(endpoints endpoints) {
 	p.next++
 	seq := p.next
 	p.mu.Unlock()
-	apply := func() {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if seq > p.seq {
-			p.view, p.seq = endpoints, seq
-			p.applied(endpoints)
-		}
-	}
 	if p.lag <= 0 {
-		apply()
+		p.apply(seq, endpoints)
 		return
 	}
-	time.AfterFunc(p.lag, apply)
+	time.AfterFunc(p.lag, func() { p.apply(seq, endpoints) })
+}
+
+// apply puts the view published seq-th in place, unless a view published
+// after it is already in place.
+func (p *proxy) apply(seq uint64, endpoints endpoints) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if seq > p.seq {
+		p.view, p.seq = endpoints, seq
+		p.applied(endpoints)
+	}
 }
 
 // viewSize is how many ready endpoints the proxy routes to.
@@ -92,12 +95,20 @@ func (p *proxy) viewSize() int {
 func (p *proxy) pick() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, set := range [][]string{p.view.ready, p.view.servingTerminating} {
-		if len(set) > 0 {
-			return set[rand.IntN(len(set))]
-		}
+	set := p.view.candidates()
+	if len(set) == 0 {
+		return ""
 	}
-	return ""
+	return set[rand.IntN(len(set))]
+}
+
+// candidates are the endpoints a new connection may go to: the ready ones;
+// when there is none, the serving terminating ones; else none.
+func (e endpoints) candidates() []string {
+	if len(e.ready) > 0 {
+		return e.ready
+	}
+	return e.servingTerminating
 }
 
 func (p *proxy) serve() {
