@@ -16,7 +16,7 @@ const HeavyRate = 500
 // GRPCRate is the gRPC profiles' full-length rate. It is the highest this
 // 2-core machine sustains with p99 under 10 ms. At 10,000 RPCs/s nothing
 // failed, but p99 reached 240-480 ms, which is saturation. The short (CI)
-// shape runs at HeavyRate, beside the process tests' load.
+// shape runs at HeavyRate.
 const GRPCRate = 6000
 
 // endpointLag is kube-proxy's endpoint lag, measured on a real cluster.
