@@ -60,8 +60,9 @@ func (d *drain) run() error {
 	s.warnLate()
 
 	// 3. Not ready for good. Every listener and component stops, side by
-	// side.
+	// side, and the long-lived requests are asked to leave in turn.
 	s.readiness.close()
+	go s.longLived.spread(d.ctx, d.leaveWindow())
 	pending, errs := s.stopServers(d.ctx)
 	if d.ctx.Err() != nil {
 		return d.giveUp(s.stuckServers(), pending)
@@ -122,6 +123,19 @@ func (d *drain) arm(deadline time.Time) (stopWatching func()) {
 	}
 }
 
+// leaveWindow is the time over which the long-lived requests are asked to
+// leave: Config.LeaveWindow, by default half the time left.
+func (d *drain) leaveWindow() time.Duration {
+	switch w := d.s.cfg.LeaveWindow; {
+	case w < 0:
+		return 0
+	case w > 0:
+		return w
+	}
+	deadline, _ := d.ctx.Deadline()
+	return max(time.Until(deadline)/2, 0)
+}
+
 // interrupted returns the second signal, or nil if none came.
 func (d *drain) interrupted() os.Signal {
 	var second secondSignal
@@ -141,16 +155,23 @@ func (d *drain) interrupted() os.Signal {
 func (d *drain) giveUp(phase string, pending *stopping) error {
 	s := d.s
 	s.readiness.close()
+	sig := d.interrupted()
+	cause := error(ErrShutdownTimeout)
+	if sig != nil {
+		cause = ErrInterrupted
+	}
+	longLived := s.longLived.cutAll(cause)
 	active, idle, h2, hijacked := s.cutAll()
 	d.stopRun()
 	abandoned := s.tasks.abandon()
-	if sig := d.interrupted(); sig != nil {
+	if sig != nil {
 		s.log.Warn("second signal: exiting at once", "signal", sig.String(), "phase", phase,
-			"elapsed", s.sinceDrain(), "tasks_abandoned", abandoned)
+			"elapsed", s.sinceDrain(), "tasks_abandoned", abandoned, "long_lived_cut", longLived)
 		return d.end(EndSecondSignal, fmt.Errorf("%w (%s)", ErrInterrupted, sig))
 	}
 	s.log.Error("shutdown timeout: abandoning what is left", "phase", phase, "elapsed", s.sinceDrain(),
-		"tasks_abandoned", abandoned, "active_conns", active, "idle_conns", idle, "h2_conns", h2, "hijacked_conns", hijacked)
+		"tasks_abandoned", abandoned, "long_lived_cut", longLived, "active_conns", active, "idle_conns", idle,
+		"h2_conns", h2, "hijacked_conns", hijacked)
 	err := errors.Join(
 		fmt.Errorf("%w after %s in phase %q: %d background tasks abandoned", ErrShutdownTimeout, s.sinceDrain().Round(time.Millisecond), phase, abandoned),
 		d.collect(pending), s.runStops(d.hooksCtx))
@@ -203,7 +224,7 @@ func (d *drain) signalAttrs() []any {
 		attrs = append(attrs, "active_conns", active, "idle_conns", idle, "h2_conns", h2)
 	}
 	running, _ := s.tasks.counts()
-	return append(attrs, "tasks_running", running, "drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
+	return append(attrs, "long_lived", s.longLived.count(), "tasks_running", running, "drain_delay", max(s.cfg.DrainDelay, 0), "shutdown_timeout", s.cfg.ShutdownTimeout)
 }
 
 // stopServers drains every listener but the admin one and shuts every

@@ -24,7 +24,8 @@
 //     connection once it has been idle for IdleClose, never one a client
 //     may be writing to. It cuts a request whose body is still arriving
 //     IdleClose later. http.Server.Shutdown sends HTTP/2 GOAWAY and
-//     finishes. A component's Shutdown is called.
+//     finishes. A component's Shutdown is called. The long-lived requests
+//     (LongLived) are asked to leave one at a time, over LeaveWindow.
 //  4. The background work started with TryGo finishes.
 //  5. The OnStop hooks run, in reverse order.
 //  6. The liveness marker is removed. Run closes the admin listener and
@@ -143,6 +144,13 @@ type Config struct {
 	// progress, a lock that must stay free); it must not block.
 	Healthy func() bool
 
+	// LeaveWindow is how long the drain takes to ask the long-lived
+	// requests (LongLived) to leave, one at a time, once the drain delay is
+	// over. Their clients then reconnect elsewhere at len/LeaveWindow per
+	// second at most. Zero takes half the time left before the deadline
+	// at that point. NoLeaveWindow asks them all at once.
+	LeaveWindow time.Duration
+
 	// DrainReadiness is what /ready answers from the signal on: the
 	// default ReadyWhileServing, or NotReadyAtSignal.
 	DrainReadiness ReadinessPolicy
@@ -205,6 +213,7 @@ type Server struct {
 	log       *slog.Logger
 	signals   <-chan os.Signal // nil: the process's Config.Signals
 	tasks     *tasks
+	longLived longLived
 	marker    *marker.Marker // Config.LiveFile's, or nil
 
 	main  *httpListener   // New's handler, with /ready and /live

@@ -30,9 +30,12 @@ type Stats struct {
 	// RequestsCutInBody counts requests whose body was still arriving
 	// IdleClose after their listener closed: the drain closed their
 	// HTTP/1 connection or reset their HTTP/2 stream.
-	RequestsCutInBody                          int64
-	InFlight                                   int64 // HTTP handlers running now
-	TasksStarted, TasksRunning, TasksAbandoned int64
+	RequestsCutInBody int64
+	InFlight          int64 // HTTP handlers running now
+	// Long-lived requests (Server.LongLived): open now, asked to leave,
+	// left after being asked, and cut at the deadline or a second signal.
+	LongLivedOpen, LongLivedAsked, LongLivedLeft, LongLivedCut int64
+	TasksStarted, TasksRunning, TasksAbandoned                 int64
 	// End is how the drain ended; "" until it has.
 	End End
 	// Checks are the readiness checks' last results.
@@ -110,6 +113,8 @@ func (s *Server) Stats() Stats {
 		st.RequestsCutInBody += c.bodiesCut.Load()
 		st.InFlight += l.inflight.Load()
 	}
+	st.LongLivedOpen = int64(s.longLived.count())
+	st.LongLivedAsked, st.LongLivedLeft, st.LongLivedCut = s.longLived.asked.Load(), s.longLived.left.Load(), s.longLived.cut.Load()
 	running, started := s.tasks.counts()
 	st.TasksRunning, st.TasksStarted, st.TasksAbandoned = int64(running), int64(started), s.tasks.abandoned.Load()
 	s.report.mu.Lock()
@@ -192,6 +197,7 @@ func (s *Server) logReport(end End) {
 		"conns_closed_after_response", st.ConnsClosedAfterResponse, "conns_closed_idle", st.ConnsClosedIdle,
 		"conns_cut_at_deadline", st.ConnsCutAtDeadline, "conns_hijacked", st.ConnsHijacked,
 		"requests_cut_in_body", st.RequestsCutInBody,
+		"long_lived_asked", st.LongLivedAsked, "long_lived_left", st.LongLivedLeft, "long_lived_cut", st.LongLivedCut,
 		"tasks_started", st.TasksStarted, "tasks_abandoned", st.TasksAbandoned)
 	s.log.Info("drain report", attrs...)
 }
