@@ -3,6 +3,7 @@ module github.com/drainwell/drainwell/e2e
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/drainwell/drainwell v0.0.0-00010101000000-000000000000
 	github.com/drainwell/drainwell/cmd/app v0.0.0-00010101000000-000000000000
 	github.com/drainwell/drainwell/cmd/drainwell v0.0.0-00010101000000-000000000000
