@@ -22,16 +22,23 @@ const NoLeaveWindow time.Duration = -1
 // from ctx, and left, which the handler calls (defer it) once it has left.
 //
 // turn ends when it is the request's turn to leave, with the cause
-// ErrTurnToLeave, or when ctx ends. The drain asks the long-lived requests
-// one at a time, once the drain delay is over, spread evenly over
-// Config.LeaveWindow. So their clients reconnect to other pods at a
-// bounded rate, not all in one second. At its turn a handler ends its
-// stream the way its protocol resumes: an SSE stream after a retry: hint,
-// a WebSocket with close code 1001 (going away). A request declared after
-// the asking began is asked at once. One still open at the deadline is cut
-// with its connection.
+// ErrTurnToLeave, or when ctx ends. The asking begins when the drain delay
+// is over, as the listeners stop accepting. The drain asks the long-lived
+// requests one at a time, the oldest first: of n requests, the i-th (from
+// 0) at i/n of Config.LeaveWindow. So their clients reconnect to other
+// pods at a bounded rate, not all in one second. At its turn a handler
+// ends its stream the way its protocol resumes: an SSE stream after a
+// retry: hint, a WebSocket with close code 1001 (going away). A request
+// declared after the asking began is asked at once.
 //
-// Stats counts them: asked to leave, left after being asked, and cut.
+// The drain waits for every handler, declared or not, until the deadline.
+// A request still open then is cut with its connection, and turn ends
+// with the cause ErrShutdownTimeout (ErrInterrupted after a second
+// signal). A hijacked connection that never declared itself is cut then
+// too, as before.
+//
+// Stats counts them: open, asked to leave, left after being asked, and
+// cut.
 func (s *Server) LongLived(ctx context.Context) (turn context.Context, left func()) {
 	return s.longLived.add(ctx)
 }

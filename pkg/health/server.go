@@ -145,10 +145,13 @@ type Config struct {
 	Healthy func() bool
 
 	// LeaveWindow is how long the drain takes to ask the long-lived
-	// requests (LongLived) to leave, one at a time, once the drain delay is
-	// over. Their clients then reconnect elsewhere at len/LeaveWindow per
-	// second at most. Zero takes half the time left before the deadline
-	// at that point. NoLeaveWindow asks them all at once.
+	// requests (LongLived) to leave, one at a time, once the drain delay
+	// is over. Their clients then reconnect elsewhere at n/LeaveWindow per
+	// second at most, for n requests. The drain's steps end a tenth of
+	// ShutdownTimeout (at most 1s) before it, to leave time for the hooks.
+	// Zero takes half the time left until then, at the end of the delay:
+	// 9.5s with the defaults. NoLeaveWindow asks them all at once.
+	// DrainDelay plus LeaveWindow must fit before that end.
 	LeaveWindow time.Duration
 
 	// DrainReadiness is what /ready answers from the signal on: the
@@ -395,6 +398,9 @@ func (c Config) Validate() error {
 		return bad("Config.DrainReadiness %s is unknown", c.DrainReadiness)
 	case c.LiveMaxAge < 0:
 		return bad("Config.LiveMaxAge %s is negative", c.LiveMaxAge)
+	case c.LeaveWindow > 0 && max(c.DrainDelay, 0)+c.LeaveWindow >= c.ShutdownTimeout-expireReserve(c.ShutdownTimeout):
+		return bad("Config.DrainDelay %s plus Config.LeaveWindow %s must be below Config.ShutdownTimeout %s less %s, or the last long-lived requests are cut",
+			max(c.DrainDelay, 0), c.LeaveWindow, c.ShutdownTimeout, expireReserve(c.ShutdownTimeout))
 	}
 	return nil
 }
@@ -497,9 +503,11 @@ func (s *Server) OnStop(fn func(ctx context.Context) error) error {
 // error (a handler answers 503). A panic in f is recovered and logged.
 func (s *Server) TryGo(f func(ctx context.Context)) error { return s.tasks.goTask(f) }
 
-// Draining returns a channel that is closed when the drain begins: a
-// streaming response or a hijacked connection (a websocket) should finish
-// then, as the drain closes such connections only at the deadline.
+// Draining returns a channel that is closed when the drain begins. A
+// streaming response or a WebSocket should rather use LongLived: its turn
+// to leave comes after the drain delay, spread over LeaveWindow, where
+// Draining closes for every handler at once, while stale routes still
+// bring new requests.
 func (s *Server) Draining() <-chan struct{} { return s.drainingDone }
 
 // NotReady returns a channel that is closed when /ready turns 503 for

@@ -649,6 +649,10 @@ func TestConfigValidate(t *testing.T) {
 		{"negative max age", Config{LiveMaxAge: -1}, "Config.LiveMaxAge"},
 		{"negative check timeout", Config{CheckTimeout: -1}, "Config.CheckTimeout"},
 		{"unknown readiness", Config{DrainReadiness: 7}, "Config.DrainReadiness"},
+		{"leave window that fits", Config{LeaveWindow: 18 * time.Second}, ""},
+		{"no leave window", Config{LeaveWindow: NoLeaveWindow}, ""},
+		// 5s of delay, and the steps end 1s before the 25s deadline.
+		{"leave window past the steps' end", Config{LeaveWindow: 19 * time.Second}, "Config.LeaveWindow"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
