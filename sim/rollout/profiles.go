@@ -23,7 +23,7 @@ const GRPCRate = 6000
 const endpointLag = time.Second
 
 // scale is long in a full-length run and brief in a short (CI) one.
-func scale[T int | time.Duration](short bool, long, brief T) T {
+func scale[T int | time.Duration | string](short bool, long, brief T) T {
 	if short {
 		return brief
 	}
@@ -45,7 +45,23 @@ func Profiles(short bool) []Profile {
 		grpcRate = scale(short, GRPCRate, HeavyRate)
 		// The load while every endpoint terminates at once.
 		allTerminatingDuration = scale(short, 20*time.Second, 7*time.Second)
+		// The watch profiles: a rolling update or a delete, then every
+		// drain's delay and leave window, within the load.
+		watchDuration = scale(short, 35*time.Second, 22*time.Second)
+		watchers      = scale(short, 200, 100)
+		grpcWatchers  = scale(short, 100, 50)
+		watchWindow   = scale(short, "", "5s")
 	)
+	watchEnv := func(extra map[string]string) map[string]string {
+		env := map[string]string{}
+		if watchWindow != "" {
+			env["LEAVE_WINDOW"] = watchWindow
+		}
+		for k, v := range extra {
+			env[k] = v
+		}
+		return env
+	}
 	// A budget as charts render it.
 	maxUnavailableOne := intstr.FromInt32(1)
 
@@ -210,5 +226,34 @@ func Profiles(short bool) []Profile {
 		{Name: "control: DRAIN_DELAY below the endpoint lag", Server: "app", Expect: LateWarned,
 			Rate: 100, Duration: scale(short, 40*time.Second, 8*time.Second), UpdateAt: articlesUpdateAt, Updates: 1,
 			Lag: endpointLag, DialPerRequest: true, Env: map[string]string{"DRAIN_DELAY": "800ms"}},
+
+		// Long-lived connections: clients that watch the counter (SSE and
+		// the Watch RPC) through the whole run while increments arrive.
+		// Each must see every value once, in order, across its
+		// reconnections. The pods ask their watchers to leave one at a
+		// time over the leave window, so the survivors see a bounded rate
+		// of reconnections (ReconnectBound). The short shape sets a 5 s
+		// window; the full one takes the default (9.5 s with deploy/'s
+		// settings).
+		{Name: "watch: rolling update", Server: "app", Expect: NoLoss, Replicas: 3,
+			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag,
+			Watchers: watchers, GRPCWatchers: grpcWatchers, Env: watchEnv(nil)},
+		// Every pod deleted at once: every pod's watchers leave over the
+		// window, and reconnect to the replacements, ready by then.
+		{Name: "watch: delete all pods", Server: "app", Expect: NoLoss, Replicas: 3,
+			Rate: 50, Duration: watchDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
+			Disrupt: DeleteAll, DisruptAt: 2 * time.Second,
+			Watchers: watchers, GRPCWatchers: grpcWatchers, Env: watchEnv(nil)},
+		// The control of the spread: every watcher of a pod is asked at the
+		// same instant, and reconnects in the same second.
+		{Name: "control: watch without a leave window", Server: "app", Expect: Spike, Replicas: 3,
+			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag,
+			Watchers: watchers, GRPCWatchers: grpcWatchers, Env: watchEnv(map[string]string{"LEAVE_WINDOW": "none"})},
+		// The naive server: http.Server.Shutdown waits for the endless
+		// streams until SIGKILL, and its /watch starts from the newest value
+		// whatever the client saw. A 10 s grace period keeps the run short.
+		{Name: "control: watch, plain Shutdown", Server: "badserver", Expect: Killed, Replicas: 3,
+			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag, Grace: 10 * time.Second,
+			Watchers: watchers, Env: map[string]string{"MODE": "plainwatch"}},
 	}
 }

@@ -36,11 +36,14 @@ func Table(w io.Writer, rows []Row) {
 			verdict += " (control: a pod hangs to SIGKILL)"
 		case LateWarned:
 			verdict += " (control: DRAIN_DELAY too short, must warn)"
+		case Spike:
+			verdict += " (control: reconnections in one burst)"
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %s | %s | %s | %d | %s |\n",
 			r.Profile, r.Rate, r.Sent, r.OK, r.Errors, r.Counter, r.Lost,
 			r.P50.Round(10*time.Microsecond), r.P99.Round(10*time.Microsecond), rollout, r.Restarts, verdict)
 	}
+	watchTable(w, rows)
 	for _, r := range rows {
 		frozen := r.Expect == FrozenOnly || r.Expect == NeverRestarted || r.Expect == SlowRestart
 		if len(r.Late) > 0 {
@@ -85,6 +88,27 @@ func Table(w io.Writer, rows []Row) {
 			line += fmt.Sprintf("; %d Redis faults injected (replies dropped or delayed, connections reset)", r.RedisFaults)
 		}
 		fmt.Fprintln(w, line)
+	}
+}
+
+// watchTable writes what the watchers saw, for the rows that had some.
+func watchTable(w io.Writer, rows []Row) {
+	header := false
+	for _, r := range rows {
+		if r.Watch.Watchers == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w, "\n| profile | watchers | values missed | seen twice | behind | reconnects | peak/s | bound/s | longest drain | drains cut at the deadline | verdict |")
+			fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+			header = true
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %d | %d | %d | %s | %d | %s |\n",
+			r.Profile, r.Watch.Watchers, r.Watch.Missed, r.Watch.Duplicated, r.Watch.Behind, r.Watch.Reconnects,
+			r.Watch.PeakPerSecond, r.ReconnectBound, r.DrainLongest.Round(100*time.Millisecond), r.DeadlineEnds, r.Verdict())
+	}
+	if header {
+		fmt.Fprintln(w)
 	}
 }
 

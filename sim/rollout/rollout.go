@@ -74,6 +74,12 @@ type Profile struct {
 	// every request is routed by the proxy's view at that moment, where
 	// a keep-alive connection stays on the pod it was opened to.
 	DialPerRequest bool
+	// Grace, when set, replaces the pod's terminationGracePeriodSeconds.
+	Grace time.Duration
+	// Watchers and GRPCWatchers are clients that watch the counter
+	// through the Service (GET /watch, the Watch RPC) for the whole run,
+	// resuming from the last value after each reconnection.
+	Watchers, GRPCWatchers int
 	// Expect is what the run must show.
 	Expect Expect
 }
@@ -119,6 +125,9 @@ const (
 	SometimesLoss
 	// Compare: shown for comparison, no verdict.
 	Compare
+	// Spike: a negative control of the watchers' spread; a second sees
+	// more reconnections than the spread allows (ReconnectBound).
+	Spike
 )
 
 // Row is a run's outcome.
@@ -154,6 +163,14 @@ type Row struct {
 	// the pods that warned that DRAIN_DELAY was too short.
 	Late         []PodLate
 	LateWarnings int
+	// Watch is what the watchers saw; ReconnectBound is the most
+	// reconnections a second the spread allows (0: no watchers).
+	// DrainLongest is the longest drain a pod reported, and DeadlineEnds
+	// counts the drains the shutdown timeout ended.
+	Watch          WatchStats
+	ReconnectBound int
+	DrainLongest   time.Duration
+	DeadlineEnds   int
 }
 
 // PodLate is when a pod's last request after SIGTERM came: the endpoint
@@ -164,14 +181,26 @@ type PodLate struct {
 	Margin      time.Duration // DRAIN_DELAY minus LastRequest
 }
 
+// drainEndRe reads how a pod's drain ended, and how long it took.
+var drainEndRe = regexp.MustCompile(`msg="drain report" end=(\S+) elapsed=(\S+)`)
+
 // lastRequestRe reads a pod's drain report.
 var lastRequestRe = regexp.MustCompile(`msg="drain report".* last_request_after_signal=(\S+)`)
 
 // MaxFreezeToRestart is how soon a frozen pod must run again.
 const MaxFreezeToRestart = time.Minute
 
-// Lossy reports whether the run lost anything.
-func (r Row) Lossy() bool { return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent }
+// Lossy reports whether the run lost anything: a request, an increment,
+// or a value a watcher should have seen once.
+func (r Row) Lossy() bool {
+	return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent || r.Watch.Missed != 0 || r.Watch.Duplicated != 0
+}
+
+// spread reports whether the watchers reconnected within the bound, and
+// every drain ended before its deadline.
+func (r Row) spread() bool {
+	return r.ReconnectBound == 0 || (r.Watch.PeakPerSecond <= r.ReconnectBound && r.DeadlineEnds == 0)
+}
 
 // Verdict is "ok" when the run showed what its profile expects, else "FAIL".
 func (r Row) Verdict() string {
@@ -185,7 +214,9 @@ func (r Row) Verdict() string {
 		// are that fallback working, which a pod cannot tell from stale
 		// routing (the heavy profile warned at 4.1 s in 2 of about 8 full runs,
 		// losing nothing). A delay really too short loses requests.
-		ok = !r.Lossy() && r.Kills == 0
+		ok = !r.Lossy() && r.Kills == 0 && r.spread()
+	case Spike:
+		ok = !r.Lossy() && r.Watch.PeakPerSecond > r.ReconnectBound
 	case LateWarned:
 		ok = r.LateWarnings > 0
 	case Killed:
@@ -305,6 +336,9 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	if p.ReadinessFailures > 0 {
 		spec.Readiness.Failure = p.ReadinessFailures
 	}
+	if p.Grace > 0 {
+		spec.Grace = p.Grace
+	}
 	if p.Liveness != nil {
 		spec.Liveness.Period, spec.Liveness.Timeout = p.Liveness.Period, p.Liveness.Timeout
 		spec.Liveness.Failure, spec.Liveness.InitialDelay = p.Liveness.Failure, p.Liveness.InitialDelay
@@ -325,7 +359,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	}
 	podDir := filepath.Join(e.Dir, "pods-"+p.Name)
 	ports := []string{"http"}
-	if p.GRPC {
+	if p.GRPC || p.GRPCWatchers > 0 {
 		ports = []string{"http", "grpc"}
 	}
 	c, err := cluster.Start(ctx, cluster.Config{
@@ -343,6 +377,17 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	}
 	defer c.Shutdown(context.Background())
 
+	var watching *watchers
+	if p.Watchers+p.GRPCWatchers > 0 {
+		grpcAddr := ""
+		if p.GRPCWatchers > 0 {
+			grpcAddr = c.ServiceAddrOf("grpc")
+		}
+		if watching, err = startWatchers(c.ServiceAddr(), grpcAddr, p); err != nil {
+			return nil, err
+		}
+		defer watching.stop()
+	}
 	start := time.Now()
 	var results <-chan result
 	if p.GRPC {
@@ -418,6 +463,11 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	if rollErr != nil {
 		return nil, fmt.Errorf("%s: rolling update: %w", p.Name, rollErr)
 	}
+	if watching != nil {
+		row.Watch = watchUntilSettled(ctx, redis, watching, start)
+		row.ReconnectBound = reconnectBound(p, spec, env)
+		watching.stop()
+	}
 	// Every pod drains; then every increment that will land has landed.
 	sctx, cancel := context.WithTimeout(ctx, spec.Grace+10*time.Second)
 	defer cancel()
@@ -453,6 +503,13 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		log := pod.Log()
 		if strings.Contains(log, "raise DRAIN_DELAY") {
 			row.LateWarnings++
+		}
+		if m := drainEndRe.FindStringSubmatch(log); m != nil {
+			elapsed, _ := time.ParseDuration(m[2])
+			row.DrainLongest = max(row.DrainLongest, elapsed)
+			if m[1] == "deadline" {
+				row.DeadlineEnds++
+			}
 		}
 		if m := lastRequestRe.FindStringSubmatch(log); m != nil {
 			last, _ := time.ParseDuration(m[1])
