@@ -22,6 +22,15 @@
 // Background work a handler starts with health.Server.TryGo is awaited as
 // for HTTP.
 //
+// A server-streaming or bidi RPC is a long-lived request of the drain
+// (health.Server.LongLived). The drain asks such streams to leave one at a
+// time, oldest first, over health.Config.LeaveWindow, once the delay is
+// over. At its turn, the context of its stream ends. A handler that then
+// returns ends its RPC with UNAVAILABLE, which clients retry elsewhere. A
+// handler that ignores its context runs on until the deadline cuts it. The
+// health service's Watch streams are not asked: the drain ends them
+// itself. Unary and client-streaming RPCs finish as before.
+//
 // Each health status also follows the readiness checks. Check runs them as
 // /ready does, so that a Kubernetes grpc readiness probe and an httpGet
 // one agree. While one fails, Check answers NOT_SERVING for "" and every
@@ -39,6 +48,7 @@ package grpcdrain
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -48,9 +58,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	grpchealth "google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
 
 	"github.com/drainwell/drainwell/pkg/health"
 )
@@ -89,10 +101,15 @@ const DefaultMaxConcurrentStreams = 250
 
 // New returns a gRPC server built with opts (after
 // grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams), which an option
-// of opts overrides, and before a stats handler that counts RPCs), with
-// the standard health service registered, and adds it to srv as the
-// component "grpc": srv's Run serves it on ln and drains it. Call it
-// before srv.Run. It logs to srv's logger.
+// of opts overrides, and before a stream interceptor that makes streaming
+// RPCs leave in turn and a stats handler that counts RPCs), with the
+// standard health service registered, and adds it to srv as the component
+// "grpc": srv's Run serves it on ln and drains it. Call it before srv.Run.
+// It logs to srv's logger.
+//
+// The interceptor is added with grpc.ChainStreamInterceptor, after those
+// of opts, so it runs innermost. Interceptors of opts run before it, in
+// grpc-go's order, and see the status the client gets.
 //
 // A health service the caller registers too (healthpb.RegisterHealthServer,
 // kept from before the port) is taken when it is grpc-go's
@@ -119,7 +136,8 @@ func newServer(srv *health.Server, ln net.Listener, endWatches bool, opts []grpc
 	}
 	s.rpcs.srv = srv
 	all := append([]grpc.ServerOption{grpc.MaxConcurrentStreams(DefaultMaxConcurrentStreams)}, opts...)
-	s.gs = grpc.NewServer(append(all, grpc.StatsHandler(&s.rpcs))...)
+	all = append(all, grpc.ChainStreamInterceptor(s.leaveInTurn), grpc.StatsHandler(&s.rpcs))
+	s.gs = grpc.NewServer(all...)
 	if endWatches {
 		healthpb.RegisterHealthServer(s.gs, &healthService{watchEnder: watchEnder{Server: s.health, draining: s.draining}, s: s})
 	} else {
@@ -405,6 +423,38 @@ func (r *rpcCounter) HandleRPC(ctx context.Context, s stats.RPCStats) {
 		}
 	}
 }
+
+// leaveInTurn makes each server-streaming and bidi RPC, but the health
+// service's Watch, a long-lived request of the drain: the handler's stream
+// context is its turn (health.Server.LongLived). An RPC whose handler
+// returned at its turn, with no error of its own, ends UNAVAILABLE.
+func (s *Server) leaveInTurn(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if !info.IsServerStream || info.FullMethod == healthpb.Health_Watch_FullMethodName {
+		return handler(srv, ss)
+	}
+	turn, left := s.srv.LongLived(ss.Context())
+	defer left() // once: a handler that panics has left too
+	err := handler(srv, &turnStream{ServerStream: ss, turn: turn})
+	left() // now, so that the turn's cause says whether it was asked first
+	if errors.Is(context.Cause(turn), health.ErrTurnToLeave) && endedByTurn(err) {
+		return status.Error(codes.Unavailable, "server is draining: reconnect")
+	}
+	return err
+}
+
+// endedByTurn reports whether a handler's error is what a handler
+// returns when its context ends: none, context.Canceled, or CANCELLED.
+func endedByTurn(err error) bool {
+	return err == nil || errors.Is(err, context.Canceled) || status.Code(err) == codes.Canceled
+}
+
+// turnStream is a server stream whose context is its turn to leave.
+type turnStream struct {
+	grpc.ServerStream
+	turn context.Context
+}
+
+func (t *turnStream) Context() context.Context { return t.turn }
 
 // healthService is grpcdrain's health service: Check runs the readiness
 // checks as /ready does (health.Server.Ready) and answers by them; Watch

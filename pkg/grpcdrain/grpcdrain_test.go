@@ -35,14 +35,21 @@ const (
 // testService answers UnaryCall after ResponseSize milliseconds, starting
 // tracked background work when the request asks for a compressed response
 // (a flag the test reuses), and streams StreamingOutputCall's parameters
-// one every 50 ms; no parameters means forever.
+// one every 50 ms; no parameters means forever. StreamingInputCall reads
+// until the client closes. FullDuplexCall sends one message and then
+// ignores its context until release is closed. running counts the unary
+// and client-streaming handlers running.
 type testService struct {
 	testpb.UnimplementedTestServiceServer
 	srv      *health.Server
 	workDone atomic.Int64
+	running  atomic.Int64
+	release  chan struct{}
 }
 
 func (ts *testService) UnaryCall(ctx context.Context, req *testpb.SimpleRequest) (*testpb.SimpleResponse, error) {
+	ts.running.Add(1)
+	defer ts.running.Add(-1)
 	if req.GetResponseCompressed().GetValue() {
 		err := ts.srv.TryGo(func(context.Context) {
 			time.Sleep(200 * time.Millisecond)
@@ -75,6 +82,26 @@ func (ts *testService) StreamingOutputCall(req *testpb.StreamingOutputCallReques
 	return nil
 }
 
+func (ts *testService) StreamingInputCall(stream testpb.TestService_StreamingInputCallServer) error {
+	ts.running.Add(1)
+	defer ts.running.Add(-1)
+	for {
+		if _, err := stream.Recv(); err == io.EOF {
+			return stream.SendAndClose(&testpb.StreamingInputCallResponse{})
+		} else if err != nil {
+			return err
+		}
+	}
+}
+
+func (ts *testService) FullDuplexCall(stream testpb.TestService_FullDuplexCallServer) error {
+	if err := stream.Send(&testpb.StreamingOutputCallResponse{}); err != nil {
+		return err
+	}
+	<-ts.release
+	return nil
+}
+
 type rig struct {
 	t      *testing.T
 	srv    *health.Server
@@ -84,9 +111,18 @@ type rig struct {
 	log    *testutil.Buffer
 	stop   context.CancelFunc // the first signal
 	result chan error
+	// release lets the FullDuplexCall handlers return (once; the
+	// cleanup calls it too).
+	release func()
 }
 
 func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
+	t.Helper()
+	return startWith(t, endWatches, nil, mutate...)
+}
+
+// startWith is start with the server options opts.
+func startWith(t *testing.T, endWatches bool, opts []grpc.ServerOption, mutate ...func(*health.Config)) *rig {
 	t.Helper()
 	r := &rig{t: t, log: &testutil.Buffer{}, result: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(r.log, nil))
@@ -99,14 +135,17 @@ func start(t *testing.T, endWatches bool, mutate ...func(*health.Config)) *rig {
 	r.srv = health.New(cfg, nil)
 	httpLn := testutil.Listen(t)
 	grpcLn := testutil.Listen(t)
-	r.gs = newServer(r.srv, grpcLn, endWatches, nil)
+	r.gs = newServer(r.srv, grpcLn, endWatches, opts)
 	r.srv.Add("grpc", (*component)(r.gs))
-	r.svc = &testService{srv: r.srv}
+	r.svc = &testService{srv: r.srv, release: make(chan struct{})}
 	testpb.RegisterTestServiceServer(r.gs, r.svc)
 	ctx, stop := context.WithCancel(context.Background())
 	r.stop = stop
 	go func() { r.result <- r.srv.Serve(ctx, httpLn) }()
+	var released sync.Once
+	r.release = func() { released.Do(func() { close(r.svc.release) }) }
 	t.Cleanup(func() {
+		r.release()
 		stop()
 		select {
 		case <-r.result:
@@ -212,10 +251,12 @@ func testHealthPolicy(t *testing.T, policy health.ReadinessPolicy) {
 }
 
 // RPCs in flight at the signal, and those that arrive during the delay,
-// finish; so does the background work they start; then Serve returns nil.
+// finish (a unary RPC in flight at the GOAWAY too; a stream that runs past
+// the delay is asked to leave: TestStreamsLeaveInTurn); so does the
+// background work they start; then Serve returns nil.
 func TestInFlightRPCsFinish(t *testing.T) {
 	// A delay of seconds, for the RPC sent in it on a loaded machine.
-	const delay, messages = 2 * time.Second, 50 // 50 x 50 ms: past the delay
+	const delay, messages = 2 * time.Second, 20 // 20 x 50 ms: within the delay
 	r := start(t, true, func(c *health.Config) { c.DrainDelay, c.ShutdownTimeout = delay, 10*time.Second })
 	client := testpb.NewTestServiceClient(r.conn)
 	stream, err := client.StreamingOutputCall(context.Background(), &testpb.StreamingOutputCallRequest{
@@ -225,8 +266,8 @@ func TestInFlightRPCsFinish(t *testing.T) {
 		t.Fatal(err)
 	}
 	unary := make(chan error, 1)
-	go func() {
-		_, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{ResponseSize: 600})
+	go func() { // past the delay: in flight at the GOAWAY
+		_, err := client.UnaryCall(context.Background(), &testpb.SimpleRequest{ResponseSize: int32((delay + 600*time.Millisecond).Milliseconds())})
 		unary <- err
 	}()
 	testutil.WaitFor(t, "RPCs in flight", func() bool { return r.gs.rpcs.inflight.Load() >= 2 })
@@ -258,16 +299,20 @@ func TestInFlightRPCsFinish(t *testing.T) {
 	if r.svc.workDone.Load() != 1 {
 		t.Fatal("Serve returned before the RPC's background work finished")
 	}
+	if st := r.srv.Stats(); st.LongLivedAsked != 0 || st.LongLivedCut != 0 {
+		t.Fatalf("a stream that ended in the delay was asked (%d) or cut (%d)", st.LongLivedAsked, st.LongLivedCut)
+	}
 	if !strings.Contains(r.log.String(), "grpc: stopped") {
 		t.Fatalf("no graceful stop in the log:\n%s", r.log)
 	}
 }
 
-// A stream that never ends is cut at the deadline; the count of RPCs cut
-// is in the log and the error.
-func TestNeverEndingStreamCutAtDeadline(t *testing.T) {
+// A stream whose handler ignores its context is asked to leave, stays,
+// and is cut at the deadline: counted cut (LongLivedCut), and in the log
+// and the error as an RPC cut.
+func TestStreamIgnoringItsTurnIsCut(t *testing.T) {
 	r := start(t, true)
-	stream, err := testpb.NewTestServiceClient(r.conn).StreamingOutputCall(context.Background(), &testpb.StreamingOutputCallRequest{})
+	stream, err := testpb.NewTestServiceClient(r.conn).FullDuplexCall(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -276,6 +321,10 @@ func TestNeverEndingStreamCutAtDeadline(t *testing.T) {
 	}
 	t0 := time.Now()
 	r.stop()
+	// The handler returns once it is counted cut, so that the gRPC
+	// server's Stop returns and reports the RPC it cut.
+	testutil.WaitFor(t, "the stream counted cut", func() bool { return r.srv.Stats().LongLivedCut == 1 })
+	r.release()
 	err = r.wait()
 	if !errors.Is(err, health.ErrShutdownTimeout) || !strings.Contains(err.Error(), "1 RPCs cut") {
 		t.Fatalf("Serve = %v, want a shutdown timeout with 1 RPC cut", err)
@@ -285,8 +334,11 @@ func TestNeverEndingStreamCutAtDeadline(t *testing.T) {
 	if d, phasesEnd := time.Since(t0), shutdownTimeout-shutdownTimeout/10; d < phasesEnd {
 		t.Fatalf("Serve returned %s after the signal, before the phases' end at %s", d, phasesEnd)
 	}
-	if !strings.Contains(r.log.String(), "rpcs_cut=1") || !strings.Contains(r.log.String(), "grpc shutdown") {
-		t.Fatalf("log does not count the cut RPC in phase grpc shutdown:\n%s", r.log)
+	if st := r.srv.Stats(); st.LongLivedAsked != 1 || st.LongLivedLeft != 0 || st.LongLivedCut != 1 {
+		t.Fatalf("long-lived asked %d, left %d, cut %d; want 1, 0, 1", st.LongLivedAsked, st.LongLivedLeft, st.LongLivedCut)
+	}
+	if log := r.log.String(); !strings.Contains(log, "rpcs_cut=1") || !strings.Contains(log, "grpc shutdown") || !strings.Contains(log, "long_lived_cut=1") {
+		t.Fatalf("log does not count the cut RPC in phase grpc shutdown:\n%s", log)
 	}
 	for {
 		if _, err := stream.Recv(); err != nil {

@@ -11,8 +11,10 @@
 //	srv := health.New(cfg, mux)
 //
 // Zero means the same here as in health.Config: the default. A variable
-// unset, or set to 0, takes the default; DRAIN_DELAY=none means no drain
-// delay (health.NoDrainDelay).
+// unset, or set to 0, takes the default. DRAIN_DELAY=none means no drain
+// delay (health.NoDrainDelay). LEAVE_WINDOW=none asks every long-lived
+// request to leave at once (health.NoLeaveWindow). LEAVE_WINDOW set but
+// empty takes the default too.
 //
 //	variable          health.Config     default
 //	ADDR              Addr              :8080 with a handler; none without
@@ -23,6 +25,7 @@
 //	IDLE_CLOSE        IdleClose         1s
 //	CHECK_INTERVAL    CheckInterval     0: checks run on each /ready
 //	DRAIN_READINESS   DrainReadiness    serving; not-ready: 503 at the signal
+//	LEAVE_WINDOW      LeaveWindow       half the time left after the delay; none: all at once
 //	LIVE_FILE         LiveFile          /run/live/live (as `live` reads it)
 //	LIVE_MAX_AGE      LiveMaxAge        30s; 0: existence only
 package healthenv
@@ -50,6 +53,7 @@ type Settings struct {
 	IdleClose       time.Duration `envconfig:"IDLE_CLOSE"`
 	CheckInterval   time.Duration `envconfig:"CHECK_INTERVAL"`
 	DrainReadiness  string        `envconfig:"DRAIN_READINESS" default:"serving"`
+	LeaveWindow     time.Duration `envconfig:"LEAVE_WINDOW" ignored:"true"` // read by Load: "none" is health.NoLeaveWindow
 	LiveFile        string        `envconfig:"LIVE_FILE" default:"/run/live/live"`
 	LiveMaxAge      time.Duration `envconfig:"LIVE_MAX_AGE" default:"30s"`
 }
@@ -76,13 +80,15 @@ func Load() (Settings, error) {
 	if err := envconfig.Process("", &s); err != nil {
 		return s, envError(err)
 	}
-	var delay struct {
-		Delay drainDelay `envconfig:"DRAIN_DELAY"`
+	var durations struct {
+		Delay  drainDelay  `envconfig:"DRAIN_DELAY"`
+		Window leaveWindow `envconfig:"LEAVE_WINDOW"`
 	}
-	if err := envconfig.Process("", &delay); err != nil {
+	if err := envconfig.Process("", &durations); err != nil {
 		return s, envError(err)
 	}
-	s.DrainDelay = time.Duration(delay.Delay)
+	s.DrainDelay = time.Duration(durations.Delay)
+	s.LeaveWindow = time.Duration(durations.Window)
 	return s, s.Validate()
 }
 
@@ -102,6 +108,30 @@ func (d *drainDelay) Decode(v string) error {
 		return errors.New("negative (none for no delay)")
 	}
 	*d = drainDelay(t)
+	return nil
+}
+
+// leaveWindow is LEAVE_WINDOW: a duration, or "none"; empty is the
+// default.
+type leaveWindow time.Duration
+
+func (w *leaveWindow) Decode(v string) error {
+	switch v {
+	case "none":
+		*w = leaveWindow(health.NoLeaveWindow)
+		return nil
+	case "":
+		*w = 0
+		return nil
+	}
+	t, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%w (a duration, or none)", err)
+	}
+	if t < 0 {
+		return errors.New("negative (none to ask all at once)")
+	}
+	*w = leaveWindow(t)
 	return nil
 }
 
@@ -127,6 +157,7 @@ func (s Settings) Config() health.Config {
 		IdleClose:       s.IdleClose,
 		CheckInterval:   s.CheckInterval,
 		DrainReadiness:  readinessPolicies[s.DrainReadiness],
+		LeaveWindow:     s.LeaveWindow,
 		LiveFile:        s.LiveFile,
 		LiveMaxAge:      s.LiveMaxAge,
 	}
@@ -180,6 +211,8 @@ func (s Settings) Validate() error {
 		return bad("DRAIN_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", delay, timeout)
 	case max(delay, 0)+idle >= timeout:
 		return bad("DRAIN_DELAY=%s plus IDLE_CLOSE=%s must be below SHUTDOWN_TIMEOUT=%s", delay, idle, timeout)
+	case s.LeaveWindow > 0 && max(delay, 0)+s.LeaveWindow >= timeout:
+		return bad("DRAIN_DELAY=%s plus LEAVE_WINDOW=%s must be below SHUTDOWN_TIMEOUT=%s", delay, s.LeaveWindow, timeout)
 	}
 	return nil
 }

@@ -12,7 +12,7 @@ import (
 )
 
 var names = []string{"ADDR", "ADMIN_ADDR", "GRPC_ADDR", "DRAIN_DELAY", "SHUTDOWN_TIMEOUT", "IDLE_CLOSE",
-	"CHECK_INTERVAL", "DRAIN_READINESS", "LIVE_FILE", "LIVE_MAX_AGE"}
+	"CHECK_INTERVAL", "DRAIN_READINESS", "LIVE_FILE", "LIVE_MAX_AGE", "LEAVE_WINDOW"}
 
 // setEnv sets vars and unsets every other name, restored after the test.
 func setEnv(t *testing.T, vars map[string]string) {
@@ -58,6 +58,14 @@ func TestLoad(t *testing.T) {
 		{"check interval too small", map[string]string{"CHECK_INTERVAL": "1ns"}, "CHECK_INTERVAL"},
 		{"readiness not-ready", map[string]string{"DRAIN_READINESS": "not-ready"}, ""},
 		{"readiness unknown", map[string]string{"DRAIN_READINESS": "ready"}, "DRAIN_READINESS"},
+		{"leave window", map[string]string{"LEAVE_WINDOW": "10s"}, ""},
+		{"leave window none", map[string]string{"LEAVE_WINDOW": "none"}, ""},
+		{"leave window empty", map[string]string{"LEAVE_WINDOW": ""}, ""},
+		{"leave window zero", map[string]string{"LEAVE_WINDOW": "0"}, ""},
+		{"negative leave window", map[string]string{"LEAVE_WINDOW": "-1s"}, "LEAVE_WINDOW"},
+		{"leave window not a duration", map[string]string{"LEAVE_WINDOW": "10"}, "LEAVE_WINDOW"},
+		{"leave window to the deadline", map[string]string{"LEAVE_WINDOW": "20s"}, "LEAVE_WINDOW"},
+		{"leave window past a short deadline", map[string]string{"DRAIN_DELAY": "none", "SHUTDOWN_TIMEOUT": "5s", "LEAVE_WINDOW": "5s"}, "LEAVE_WINDOW"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,16 +88,19 @@ func TestLoad(t *testing.T) {
 }
 
 // One meaning of zero: the environment's 0 and unset, and Go's zero, all
-// take health's defaults; none is NoDrainDelay in both.
+// take health's defaults (an empty LEAVE_WINDOW too); none is NoDrainDelay
+// and NoLeaveWindow in both.
 func TestZeroMeansTheDefault(t *testing.T) {
 	for _, tt := range []struct {
-		env       map[string]string
-		wantDelay time.Duration
+		env        map[string]string
+		wantDelay  time.Duration
+		wantWindow time.Duration
 	}{
-		{nil, 0},
-		{map[string]string{"DRAIN_DELAY": "0"}, 0},
-		{map[string]string{"DRAIN_DELAY": "none"}, health.NoDrainDelay},
-		{map[string]string{"DRAIN_DELAY": "2s"}, 2 * time.Second},
+		{nil, 0, 0},
+		{map[string]string{"DRAIN_DELAY": "0", "LEAVE_WINDOW": "0"}, 0, 0},
+		{map[string]string{"LEAVE_WINDOW": ""}, 0, 0},
+		{map[string]string{"DRAIN_DELAY": "none", "LEAVE_WINDOW": "none"}, health.NoDrainDelay, health.NoLeaveWindow},
+		{map[string]string{"DRAIN_DELAY": "2s", "LEAVE_WINDOW": "8s"}, 2 * time.Second, 8 * time.Second},
 	} {
 		setEnv(t, tt.env)
 		s, err := Load()
@@ -97,8 +108,8 @@ func TestZeroMeansTheDefault(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := s.Config()
-		if cfg.DrainDelay != tt.wantDelay || cfg.ShutdownTimeout != 0 || cfg.IdleClose != 0 {
-			t.Fatalf("%v: Config = %+v, want DrainDelay %s and zeros (health's defaults)", tt.env, cfg, tt.wantDelay)
+		if cfg.DrainDelay != tt.wantDelay || cfg.LeaveWindow != tt.wantWindow || cfg.ShutdownTimeout != 0 || cfg.IdleClose != 0 {
+			t.Fatalf("%v: Config = %+v, want DrainDelay %s, LeaveWindow %s and zeros (health's defaults)", tt.env, cfg, tt.wantDelay, tt.wantWindow)
 		}
 		if cfg.LiveFile != marker.DefaultFile || cfg.LiveMaxAge != marker.DefaultMaxAge {
 			t.Fatalf("%v: marker %q %s, want `live`'s defaults", tt.env, cfg.LiveFile, cfg.LiveMaxAge)
@@ -128,7 +139,7 @@ func TestZeroSettings(t *testing.T) {
 	if err := (Settings{LiveFile: marker.DefaultFile}).Validate(); err != nil {
 		t.Fatalf("Validate = %v", err)
 	}
-	if cfg := (Settings{}).Config(); cfg.DrainReadiness != health.ReadyWhileServing || cfg.DrainDelay != 0 {
+	if cfg := (Settings{}).Config(); cfg.DrainReadiness != health.ReadyWhileServing || cfg.DrainDelay != 0 || cfg.LeaveWindow != 0 {
 		t.Fatalf("Config = %+v, want health's zero Config", cfg)
 	}
 }

@@ -1,8 +1,9 @@
 // Package metrics exports a health.Server's drain to Prometheus: its state,
 // each drain phase's duration, the requests that still arrived after the
 // signal and when the last one did, how connections ended, the requests cut
-// in their body, the requests in flight, the tracked tasks, how the drain
-// ended, and each readiness check's state and duration.
+// in their body, the requests in flight, the long-lived requests (open,
+// asked to leave, left, cut), the tracked tasks, how the drain ended, and
+// each readiness check's state and duration.
 //
 // The collector reads health.Server.Stats when scraped: the request path
 // pays nothing for it. It is a module of its own, so that client_golang
@@ -46,6 +47,14 @@ var (
 		"Requests whose body was still arriving IDLE_CLOSE after their listener closed, cut by the drain.", nil, nil)
 	inFlightDesc = prometheus.NewDesc(ns+"_requests_in_flight",
 		"HTTP handlers running now.", nil, nil)
+	longLivedOpenDesc = prometheus.NewDesc(ns+"_long_lived_open",
+		"Long-lived requests (Server.LongLived: streams, WebSockets, streaming RPCs) open now.", nil, nil)
+	longLivedAskedDesc = prometheus.NewDesc(ns+"_long_lived_asked_total",
+		"Long-lived requests the drain asked to leave, one at a time over LEAVE_WINDOW.", nil, nil)
+	longLivedLeftDesc = prometheus.NewDesc(ns+"_long_lived_left_total",
+		"Long-lived requests that left after the drain asked them to.", nil, nil)
+	longLivedCutDesc = prometheus.NewDesc(ns+"_long_lived_cut_total",
+		"Long-lived requests still open at the shutdown deadline or a second signal, cut.", nil, nil)
 	tasksStartedDesc = prometheus.NewDesc(ns+"_tasks_started_total",
 		"Tracked background tasks started (Server.TryGo).", nil, nil)
 	tasksRunningDesc = prometheus.NewDesc(ns+"_tasks_running",
@@ -66,7 +75,7 @@ type collector struct{ srv *health.Server }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{stateDesc, phaseDesc, afterSignalDesc, lastRequestDesc, connsClosedDesc, hijackedDesc,
-		cutInBodyDesc, inFlightDesc, tasksStartedDesc, tasksRunningDesc, tasksAbandonedDesc, endDesc, checkUpDesc, checkDurationDesc} {
+		cutInBodyDesc, inFlightDesc, longLivedOpenDesc, longLivedAskedDesc, longLivedLeftDesc, longLivedCutDesc, tasksStartedDesc, tasksRunningDesc, tasksAbandonedDesc, endDesc, checkUpDesc, checkDurationDesc} {
 		ch <- d
 	}
 }
@@ -95,6 +104,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(hijackedDesc, prometheus.CounterValue, float64(st.ConnsHijacked))
 	ch <- prometheus.MustNewConstMetric(cutInBodyDesc, prometheus.CounterValue, float64(st.RequestsCutInBody))
 	ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.InFlight))
+	ch <- prometheus.MustNewConstMetric(longLivedOpenDesc, prometheus.GaugeValue, float64(st.LongLivedOpen))
+	ch <- prometheus.MustNewConstMetric(longLivedAskedDesc, prometheus.CounterValue, float64(st.LongLivedAsked))
+	ch <- prometheus.MustNewConstMetric(longLivedLeftDesc, prometheus.CounterValue, float64(st.LongLivedLeft))
+	ch <- prometheus.MustNewConstMetric(longLivedCutDesc, prometheus.CounterValue, float64(st.LongLivedCut))
 	ch <- prometheus.MustNewConstMetric(tasksStartedDesc, prometheus.CounterValue, float64(st.TasksStarted))
 	ch <- prometheus.MustNewConstMetric(tasksRunningDesc, prometheus.GaugeValue, float64(st.TasksRunning))
 	ch <- prometheus.MustNewConstMetric(tasksAbandonedDesc, prometheus.CounterValue, float64(st.TasksAbandoned))

@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -135,5 +136,60 @@ func TestSeriesThroughADrain(t *testing.T) {
 	if resp, err := http.Get(url); err == nil {
 		resp.Body.Close()
 		t.Fatal("the admin listener still answers after Serve returned")
+	}
+}
+
+// The long-lived requests' series: before the signal, open with nothing
+// asked; at the end of a drain the deadline cut, two asked that left and
+// one that stayed (cut). Scraped from a listener of the test's own, as the
+// admin listener closes with the drain.
+func TestLongLivedSeries(t *testing.T) {
+	srv := health.New(health.Config{DrainDelay: health.NoDrainDelay, ShutdownTimeout: time.Second, IdleClose: 20 * time.Millisecond,
+		LeaveWindow: health.NoLeaveWindow, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil)
+	reg := prometheus.NewRegistry()
+	if err := metrics.Register(reg, srv); err != nil {
+		t.Fatal(err)
+	}
+	ln := testutil.Listen(t)
+	hs := &http.Server{Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{})}
+	go hs.Serve(ln)
+	t.Cleanup(func() { hs.Close() })
+	url := "http://" + ln.Addr().String() + "/metrics"
+
+	for range 2 {
+		turn, left := srv.LongLived(context.Background())
+		go func() {
+			<-turn.Done()
+			left()
+		}()
+	}
+	_, staysDone := srv.LongLived(context.Background())
+	defer staysDone()
+	release := make(chan struct{})
+	defer close(release)
+	srv.TryGo(func(context.Context) { <-release }) // holds the drain to the deadline
+
+	series := func(mfs map[string]*dto.MetricFamily) [4]float64 {
+		return [4]float64{value(mfs, "drainwell_long_lived_open"), value(mfs, "drainwell_long_lived_asked_total"),
+			value(mfs, "drainwell_long_lived_left_total"), value(mfs, "drainwell_long_lived_cut_total")}
+	}
+	mfs := scrape(t, url)
+	if got := series(mfs); got != [4]float64{3, 0, 0, 0} {
+		t.Fatalf("before the signal: open, asked, left, cut = %v, want [3 0 0 0]", got)
+	}
+	for name, want := range map[string]dto.MetricType{"drainwell_long_lived_open": dto.MetricType_GAUGE,
+		"drainwell_long_lived_asked_total": dto.MetricType_COUNTER, "drainwell_long_lived_left_total": dto.MetricType_COUNTER,
+		"drainwell_long_lived_cut_total": dto.MetricType_COUNTER} {
+		if got := mfs[name].GetType(); got != want || mfs[name].GetHelp() == "" {
+			t.Fatalf("%s: type %s, help %q; want %s with help", name, got, mfs[name].GetHelp(), want)
+		}
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	stop()
+	if err := srv.Serve(ctx, testutil.Listen(t)); !errors.Is(err, health.ErrShutdownTimeout) {
+		t.Fatalf("Serve = %v, want the deadline", err)
+	}
+	if got := series(scrape(t, url)); got != [4]float64{0, 3, 2, 1} {
+		t.Fatalf("after the deadline: open, asked, left, cut = %v, want [0 3 2 1]", got)
 	}
 }
