@@ -211,11 +211,17 @@ func (s Settings) Validate() error {
 		return bad("DRAIN_DELAY=%s must be below SHUTDOWN_TIMEOUT=%s", delay, timeout)
 	case max(delay, 0)+idle >= timeout:
 		return bad("DRAIN_DELAY=%s plus IDLE_CLOSE=%s must be below SHUTDOWN_TIMEOUT=%s", delay, idle, timeout)
-	case s.LeaveWindow > 0 && max(delay, 0)+s.LeaveWindow >= timeout:
-		return bad("DRAIN_DELAY=%s plus LEAVE_WINDOW=%s must be below SHUTDOWN_TIMEOUT=%s", delay, s.LeaveWindow, timeout)
+	case s.LeaveWindow > 0 && max(delay, 0)+s.LeaveWindow >= timeout-stepsReserve(timeout):
+		return bad("DRAIN_DELAY=%s plus LEAVE_WINDOW=%s must be below SHUTDOWN_TIMEOUT=%s less %s, or the last long-lived requests are cut",
+			max(delay, 0), s.LeaveWindow, timeout, stepsReserve(timeout))
 	}
 	return nil
 }
+
+// stepsReserve is the time before SHUTDOWN_TIMEOUT that the drain keeps
+// for its hooks: a tenth, at most a second (as health.Config.Validate
+// counts it).
+func stepsReserve(timeout time.Duration) time.Duration { return min(timeout/10, time.Second) }
 
 func validAddr(addr string) bool {
 	_, port, err := net.SplitHostPort(addr)

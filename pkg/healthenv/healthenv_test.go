@@ -64,6 +64,8 @@ func TestLoad(t *testing.T) {
 		{"leave window zero", map[string]string{"LEAVE_WINDOW": "0"}, ""},
 		{"negative leave window", map[string]string{"LEAVE_WINDOW": "-1s"}, "LEAVE_WINDOW"},
 		{"leave window not a duration", map[string]string{"LEAVE_WINDOW": "10"}, "LEAVE_WINDOW"},
+		{"leave window that fits", map[string]string{"LEAVE_WINDOW": "18s"}, ""},
+		{"leave window past the steps' end", map[string]string{"LEAVE_WINDOW": "19s"}, "LEAVE_WINDOW"},
 		{"leave window to the deadline", map[string]string{"LEAVE_WINDOW": "20s"}, "LEAVE_WINDOW"},
 		{"leave window past a short deadline", map[string]string{"DRAIN_DELAY": "none", "SHUTDOWN_TIMEOUT": "5s", "LEAVE_WINDOW": "5s"}, "LEAVE_WINDOW"},
 	}
@@ -141,5 +143,30 @@ func TestZeroSettings(t *testing.T) {
 	}
 	if cfg := (Settings{}).Config(); cfg.DrainReadiness != health.ReadyWhileServing || cfg.DrainDelay != 0 || cfg.LeaveWindow != 0 {
 		t.Fatalf("Config = %+v, want health's zero Config", cfg)
+	}
+}
+
+// LEAVE_WINDOW is bounded as health bounds Config.LeaveWindow: Load and
+// Config.Validate agree on each side of the drain steps' end.
+func TestLeaveWindowBoundAsHealthBoundsIt(t *testing.T) {
+	for _, tt := range []struct{ delay, timeout, window string }{
+		{"", "", "18s"}, {"", "", "18999ms"}, {"", "", "19s"},
+		{"none", "5s", "4499ms"}, {"none", "5s", "4500ms"},
+		{"2s", "60s", "56999ms"}, {"2s", "60s", "57s"},
+	} {
+		env := map[string]string{"LEAVE_WINDOW": tt.window}
+		if tt.delay != "" {
+			env["DRAIN_DELAY"] = tt.delay
+		}
+		if tt.timeout != "" {
+			env["SHUTDOWN_TIMEOUT"] = tt.timeout
+		}
+		setEnv(t, env)
+		s, loadErr := Load()
+		s.LeaveWindow, _ = time.ParseDuration(tt.window) // what Load read, had it refused it
+		healthErr := s.Config().Validate()
+		if (loadErr == nil) != (healthErr == nil) {
+			t.Errorf("%+v: Load = %v, but health.Config.Validate = %v", tt, loadErr, healthErr)
+		}
 	}
 }
