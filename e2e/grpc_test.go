@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -13,14 +12,15 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/drainwell/drainwell/cmd/app/service"
 	"github.com/drainwell/drainwell/internal/testutil"
-	"github.com/drainwell/drainwell/pkg/health"
 )
 
 func grpcConn(t *testing.T, addr string) *grpc.ClientConn {
@@ -150,19 +150,19 @@ func TestGRPCDrain(t *testing.T) {
 	if code := httpStatus(t, "http://"+p.AdminAddr+"/live"); code != 200 {
 		t.Fatalf("admin /live after the main listener closed = %d", code)
 	}
+	// The stream, long-lived, is asked to leave at its turn once the delay
+	// is over: UNAVAILABLE, which a client retries elsewhere.
 	got := 1
 	for {
 		err := stream.RecvMsg(new(wrapperspb.Int64Value))
-		if err == io.EOF {
-			break
+		if err == nil {
+			got++
+			continue
 		}
-		if err != nil {
-			t.Fatalf("Follow cut after %d of %d messages: %v", got, followN, err)
+		if status.Code(err) != codes.Unavailable || got >= followN {
+			t.Fatalf("Follow ended after %d of %d messages with %v, want UNAVAILABLE before its end", got, followN, err)
 		}
-		got++
-	}
-	if got != followN {
-		t.Fatalf("Follow got %d messages, want %d", got, followN)
+		break
 	}
 	code, err = p.Wait(10 * time.Second)
 	if err != nil {
@@ -189,34 +189,32 @@ func TestGRPCDrain(t *testing.T) {
 	}
 }
 
-// A stream that never ends is cut at the deadline: the deadline's exit
-// status, the count in the log.
-func TestGRPCStreamCutAtDeadline(t *testing.T) {
+// A stream that never ends leaves at its turn, right after the delay (it
+// is the only one): UNAVAILABLE, and the drain ends long before its
+// deadline. (A handler that ignores its turn is cut at the deadline:
+// pkg/grpcdrain's TestStreamIgnoringItsTurnIsCut.)
+func TestGRPCStreamLeavesInTurn(t *testing.T) {
 	p := start(t, bins["app"], "ADDR=127.0.0.1:0", "GRPC_ADDR=127.0.0.1:0", "LIVE_FILE="+filepath.Join(t.TempDir(), "live"),
-		"DRAIN_DELAY=200ms", "WORK_DELAY=0", "SHUTDOWN_TIMEOUT=2s", "IDLE_CLOSE=100ms")
+		"DRAIN_DELAY=200ms", "WORK_DELAY=0", "SHUTDOWN_TIMEOUT=5s", "IDLE_CLOSE=100ms")
 	stream := follow(t, grpcConn(t, p.GRPCAddr), 0)
 	t0 := time.Now()
 	p.Signal(syscall.SIGTERM)
+	var err error
+	for err == nil {
+		err = stream.RecvMsg(new(wrapperspb.Int64Value))
+	}
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("the stream ended with %v, want UNAVAILABLE", err)
+	}
 	code, err := p.Wait(10 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	took := time.Since(t0)
-	// The phases end a tenth of SHUTDOWN_TIMEOUT before it: expiring
-	// fits in that tenth.
-	if code != health.ExitShutdownTimeout || took < 1800*time.Millisecond {
-		t.Fatalf("exit %d %s after SIGTERM, want %d once the 2s deadline less its tenth has passed", code, took, health.ExitShutdownTimeout)
+	if took := time.Since(t0); code != 0 || took >= 4*time.Second {
+		t.Fatalf("exit %d %s after SIGTERM, want 0 well before the 5s deadline:\n%s", code, took, p.Stderr())
 	}
-	if !strings.Contains(p.Stderr(), "rpcs_cut=1") || !strings.Contains(p.Stderr(), "1 RPCs cut") {
-		t.Fatalf("log does not count the cut stream:\n%s", p.Stderr())
-	}
-	for {
-		if err := stream.RecvMsg(new(wrapperspb.Int64Value)); err != nil {
-			if errors.Is(err, io.EOF) {
-				t.Fatal("stream ended cleanly, want it cut")
-			}
-			break
-		}
+	if log := p.Stderr(); !strings.Contains(log, "long_lived_asked=1 long_lived_left=1 long_lived_cut=0") {
+		t.Fatalf("the drain report does not count the stream as left:\n%s", log)
 	}
 }
 
