@@ -14,6 +14,11 @@
 //   - incrretry: drains well, and retries a plain Redis INCR until it gets
 //     a reply: an INCR whose reply was lost is counted twice.
 //
+// In every mode, GET /watch streams the count as server-sent events the
+// naive way: from the newest value, whatever the client saw (it ignores
+// Last-Event-ID), and with no end of its own, so http.Server.Shutdown
+// waits for it until SIGKILL.
+//
 // With GRPC_ADDR set it serves the app's gRPC API too, with grpc-go's own
 // health service, and drains HTTP as above; ADMIN_ADDR serves /ready and
 // /live (not drained). The gRPC flaws:
@@ -33,6 +38,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -136,6 +142,34 @@ func run() error {
 	mux.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := c.Get(r.Context())
 		fmt.Fprintln(w, strconv.FormatInt(n, 10))
+	})
+	mux.HandleFunc("/watch", func(w http.ResponseWriter, r *http.Request) {
+		events, ok := c.(counter.Events)
+		after, err := c.Get(r.Context())
+		if !ok || err != nil {
+			http.Error(w, "no events", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		flush := http.NewResponseController(w).Flush
+		for {
+			ids, err := events.After(r.Context(), after)
+			var missed *counter.MissedError
+			if errors.As(err, &missed) {
+				after = missed.To
+				continue
+			}
+			if err != nil {
+				return
+			}
+			for _, id := range ids {
+				fmt.Fprintf(w, "id: %d\ndata: %d\n\n", id, id)
+			}
+			if flush() != nil {
+				return
+			}
+			after = ids[len(ids)-1]
+		}
 	})
 	mux.HandleFunc("/live", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/ready", func(w http.ResponseWriter, r *http.Request) {

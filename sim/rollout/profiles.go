@@ -254,6 +254,6 @@ func Profiles(short bool) []Profile {
 		// whatever the client saw. A 10 s grace period keeps the run short.
 		{Name: "control: watch, plain Shutdown", Server: "badserver", Expect: Killed, Replicas: 3,
 			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag, Grace: 10 * time.Second,
-			Watchers: watchers, Env: map[string]string{"MODE": "plainwatch"}},
+			Watchers: watchers, Env: map[string]string{"MODE": "plainshutdown"}},
 	}
 }

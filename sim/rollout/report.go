@@ -110,6 +110,11 @@ func watchTable(w io.Writer, rows []Row) {
 	if header {
 		fmt.Fprintln(w)
 	}
+	for _, r := range rows {
+		if len(r.DeadlinePhases) > 0 {
+			fmt.Fprintf(w, "- %s: drains the deadline ended, by what they waited for: %s\n", r.Profile, strings.Join(r.DeadlinePhases, "; "))
+		}
+	}
 }
 
 var phaseColor = map[cluster.Phase]string{

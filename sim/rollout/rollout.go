@@ -171,6 +171,7 @@ type Row struct {
 	ReconnectBound int
 	DrainLongest   time.Duration
 	DeadlineEnds   int
+	DeadlinePhases []string // what each drain the deadline ended was waiting for
 }
 
 // PodLate is when a pod's last request after SIGTERM came: the endpoint
@@ -183,6 +184,9 @@ type PodLate struct {
 
 // drainEndRe reads how a pod's drain ended, and how long it took.
 var drainEndRe = regexp.MustCompile(`msg="drain report" end=(\S+) elapsed=(\S+)`)
+
+// stuckRe reads the phase a pod's drain was in when its deadline came.
+var stuckRe = regexp.MustCompile(`msg="shutdown timeout: abandoning what is left" phase="([^"]*)"`)
 
 // lastRequestRe reads a pod's drain report.
 var lastRequestRe = regexp.MustCompile(`msg="drain report".* last_request_after_signal=(\S+)`)
@@ -509,6 +513,9 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 			row.DrainLongest = max(row.DrainLongest, elapsed)
 			if m[1] == "deadline" {
 				row.DeadlineEnds++
+				if p := stuckRe.FindStringSubmatch(log); p != nil {
+					row.DeadlinePhases = append(row.DeadlinePhases, pod.Name+": "+p[1])
+				}
 			}
 		}
 		if m := lastRequestRe.FindStringSubmatch(log); m != nil {

@@ -275,11 +275,12 @@ func watchUntilSettled(ctx context.Context, redis *harness.Redis, ws *watchers, 
 }
 
 // reconnectBound is the most reconnections a second that the spread
-// allows. A draining pod's watchers leave over its leave window, and as
-// many pods drain at once as the disruption makes: every pod when all are
-// deleted, two in a rolling update (the last old pod still asking as the
-// next is deleted). Two more allow for watchers that landed on a pod that
-// drains next. A control without a window is held to the same bound.
+// allows. A draining pod asks its watchers to leave over its leave window.
+// At worst every pod's window overlaps (a delete of every pod, or a rolling
+// update faster than a drain), so every watcher reconnects within one
+// window: all of them over its length, rounded up. Two more allow for
+// watchers that landed on a pod that drains next. A control without a
+// window is held to the same bound.
 func reconnectBound(p Profile, spec cluster.Spec, env map[string]string) int {
 	setting := func(name string) string {
 		if v, ok := env[name]; ok {
@@ -297,14 +298,5 @@ func reconnectBound(p Profile, spec cluster.Spec, env map[string]string) int {
 		end := timeout - min(timeout/10, time.Second) // the steps' end: health.Config.LeaveWindow
 		window = (end - max(delay, 0)) / 2
 	}
-	replicas := spec.Replicas
-	if p.Replicas > 0 {
-		replicas = p.Replicas
-	}
-	perPod := (p.Watchers + p.GRPCWatchers + replicas - 1) / replicas
-	draining := min(2, replicas)
-	if p.Disrupt == DeleteAll {
-		draining = replicas
-	}
-	return int(math.Ceil(float64(draining*perPod)/window.Seconds())) + 2
+	return int(math.Ceil(float64(p.Watchers+p.GRPCWatchers)/window.Seconds())) + 2
 }
