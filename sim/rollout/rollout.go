@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -321,7 +322,8 @@ type Result struct {
 // Second is the load in one second of the run.
 type Second struct{ OK, Errors int }
 
-// Run runs profile p.
+// Run runs profile p: Redis and the cluster, the load and the watchers,
+// the disruption beside them, then every pod's drain, and the row.
 func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	redisDir := filepath.Join(e.Dir, "redis-"+p.Name)
 	if err := os.MkdirAll(redisDir, 0o755); err != nil {
@@ -332,22 +334,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		return nil, err
 	}
 	defer redis.Close()
-
-	spec := e.Spec
-	if p.Replicas > 0 {
-		spec.Replicas = p.Replicas
-	}
-	if p.ReadinessFailures > 0 {
-		spec.Readiness.Failure = p.ReadinessFailures
-	}
-	if p.Grace > 0 {
-		spec.Grace = p.Grace
-	}
-	if p.Liveness != nil {
-		spec.Liveness.Period, spec.Liveness.Timeout = p.Liveness.Period, p.Liveness.Timeout
-		spec.Liveness.Failure, spec.Liveness.InitialDelay = p.Liveness.Failure, p.Liveness.InitialDelay
-		spec.Liveness.Grace = p.Liveness.Grace
-	}
+	spec := p.spec(e.Spec)
 	env := map[string]string{"REDIS_ADDR": redis.Addr}
 	var faults *redisfault.Proxy
 	if p.RedisFaults > 0 {
@@ -358,10 +345,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		defer faults.Close()
 		env["REDIS_ADDR"] = faults.Addr()
 	}
-	for k, v := range p.Env {
-		env[k] = v
-	}
-	podDir := filepath.Join(e.Dir, "pods-"+p.Name)
+	maps.Copy(env, p.Env)
 	ports := []string{"http"}
 	if p.GRPC || p.GRPCWatchers > 0 {
 		ports = []string{"http", "grpc"}
@@ -371,7 +355,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		Spec:         spec,
 		Bin:          e.Bins[p.Server],
 		Env:          env,
-		Dir:          podDir,
+		Dir:          filepath.Join(e.Dir, "pods-"+p.Name),
 		Net:          fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250)),
 		Lag:          p.Lag,
 		StartDelay:   p.StartDelay,
@@ -381,6 +365,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	}
 	defer c.Shutdown(context.Background())
 
+	// The watchers, then the load, with the disruption beside it.
 	var watching *watchers
 	if p.Watchers+p.GRPCWatchers > 0 {
 		grpcAddr := ""
@@ -403,50 +388,133 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	} else {
 		results = attack("http://"+c.ServiceAddr()+"/incr", p)
 	}
+	disrupted := make(chan disruption, 1)
+	go func() { disrupted <- p.disrupt(ctx, c, e, start) }()
+	row, latencies, seconds := p.tally(results, start)
+	d := <-disrupted
+	if d.err != nil {
+		return nil, fmt.Errorf("%s: rolling update: %w", p.Name, d.err)
+	}
+	if watching != nil {
+		row.Watch = watchUntilSettled(ctx, redis, watching, start)
+		row.ReconnectBound = reconnectBound(p, spec, env)
+		watching.stop()
+	}
 
-	var wg sync.WaitGroup
-	var rollout time.Duration
-	var rollErr error
-	var frozen *cluster.Pod
-	var frozenAt time.Time
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		if p.FreezeAt > 0 {
-			sleepCtx(ctx, p.FreezeAt)
-			pods := c.Pods()
-			frozen = pods[rand.IntN(len(pods))]
-			frozenAt = time.Now()
-			frozen.Freeze()
+	// Every pod drains; then every increment that will land has landed.
+	sctx, cancel := context.WithTimeout(ctx, spec.Grace+10*time.Second)
+	defer cancel()
+	if err := c.Shutdown(sctx); err != nil {
+		return nil, fmt.Errorf("%s: shutdown: %w", p.Name, err)
+	}
+	if row.Counter, err = redis.Count(ctx); err != nil {
+		return nil, err
+	}
+	row.Lost = int64(row.OK) - row.Counter
+	slices.Sort(latencies)
+	if n := len(latencies); n > 0 {
+		row.P50, row.P99 = latencies[n/2], latencies[n*99/100]
+	}
+	row.Rollout = d.took
+	row.Refused = c.Refused()
+	readPods(c, &row, setting(env, spec))
+	if d.frozen != nil {
+		row.FrozenConns = c.ConnsTo(d.frozen)
+		work, _ := time.ParseDuration(setting(env, spec)("WORK_DELAY"))
+		// Responses read after the freeze were written before it (a
+		// stopped process writes nothing): count them too.
+		row.FrozenAtRisk = c.OKsBetween(d.frozen, d.frozenAt.Add(-work), time.Now())
+		row.FreezeToRestart = restartedAfter(c.Events(), d.frozen.Name, d.frozenAt)
+	}
+	if faults != nil {
+		for _, n := range faults.Injected() {
+			row.RedisFaults += n
 		}
-		if p.Disrupt != NoDisruption {
-			sleepCtx(ctx, p.DisruptAt-time.Since(start))
-			t0 := time.Now()
-			switch p.Disrupt {
-			case DeleteAll:
-				c.DeleteAll()
-			case Drain:
-				pdb := e.PDB
-				if p.PDB != nil {
-					pdb = p.PDB
-				}
-				rollErr = c.Drain(ctx, pdb)
-			}
-			rollout = time.Since(t0)
+	}
+	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Notes: c.Notes(), Seconds: seconds}, nil
+}
+
+// spec is the manifest's pod spec with p's overrides.
+func (p Profile) spec(spec cluster.Spec) cluster.Spec {
+	if p.Replicas > 0 {
+		spec.Replicas = p.Replicas
+	}
+	if p.ReadinessFailures > 0 {
+		spec.Readiness.Failure = p.ReadinessFailures
+	}
+	if p.Grace > 0 {
+		spec.Grace = p.Grace
+	}
+	if p.Liveness != nil {
+		spec.Liveness.Period, spec.Liveness.Timeout = p.Liveness.Period, p.Liveness.Timeout
+		spec.Liveness.Failure, spec.Liveness.InitialDelay = p.Liveness.Failure, p.Liveness.InitialDelay
+		spec.Liveness.Grace = p.Liveness.Grace
+	}
+	return spec
+}
+
+// setting reads a variable of the pods' environment: the run's, else the
+// manifest's.
+func setting(env map[string]string, spec cluster.Spec) func(string) string {
+	return func(name string) string {
+		if v, ok := env[name]; ok {
+			return v
 		}
-		if p.Updates == 0 {
-			return
-		}
-		sleepCtx(ctx, p.UpdateAt-time.Since(start))
+		return spec.Env[name]
+	}
+}
+
+// disruption is what p.disrupt did: how long the rolling updates (or the
+// delete or the drain) took, and the pod it froze and when.
+type disruption struct {
+	took     time.Duration
+	frozen   *cluster.Pod
+	frozenAt time.Time
+	err      error
+}
+
+// disrupt does to the pods what p says, on p's schedule from start: a
+// freeze, a disruption of every pod, rolling updates.
+func (p Profile) disrupt(ctx context.Context, c *cluster.Cluster, e *Env, start time.Time) (d disruption) {
+	if p.FreezeAt > 0 {
+		sleepCtx(ctx, p.FreezeAt)
+		pods := c.Pods()
+		d.frozen = pods[rand.IntN(len(pods))]
+		d.frozenAt = time.Now()
+		d.frozen.Freeze()
+	}
+	if p.Disrupt != NoDisruption {
+		sleepCtx(ctx, p.DisruptAt-time.Since(start))
 		t0 := time.Now()
-		for range p.Updates {
-			if rollErr = c.RollingUpdate(ctx); rollErr != nil {
-				return
+		switch p.Disrupt {
+		case DeleteAll:
+			c.DeleteAll()
+		case Drain:
+			pdb := e.PDB
+			if p.PDB != nil {
+				pdb = p.PDB
 			}
+			d.err = c.Drain(ctx, pdb)
 		}
-		rollout = time.Since(t0)
-	}()
+		d.took = time.Since(t0)
+	}
+	if p.Updates == 0 {
+		return d
+	}
+	sleepCtx(ctx, p.UpdateAt-time.Since(start))
+	t0 := time.Now()
+	for range p.Updates {
+		if d.err = c.RollingUpdate(ctx); d.err != nil {
+			return d
+		}
+	}
+	d.took = time.Since(t0)
+	return d
+}
 
+// tally counts the load's results: the row's requests, every latency, and
+// each second's.
+func (p Profile) tally(results <-chan result, start time.Time) (Row, []time.Duration, []Second) {
 	row := Row{Profile: p.Name, Rate: p.Rate, ErrorKinds: map[string]int{}, Expect: p.Expect}
 	var latencies []time.Duration
 	seconds := make([]Second, int(p.Duration/time.Second)+2)
@@ -463,31 +531,12 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		seconds[i].Errors++
 		row.ErrorKinds[r.Kind]++
 	}
-	wg.Wait()
-	if rollErr != nil {
-		return nil, fmt.Errorf("%s: rolling update: %w", p.Name, rollErr)
-	}
-	if watching != nil {
-		row.Watch = watchUntilSettled(ctx, redis, watching, start)
-		row.ReconnectBound = reconnectBound(p, spec, env)
-		watching.stop()
-	}
-	// Every pod drains; then every increment that will land has landed.
-	sctx, cancel := context.WithTimeout(ctx, spec.Grace+10*time.Second)
-	defer cancel()
-	if err := c.Shutdown(sctx); err != nil {
-		return nil, fmt.Errorf("%s: shutdown: %w", p.Name, err)
-	}
-	if row.Counter, err = redis.Count(ctx); err != nil {
-		return nil, err
-	}
-	row.Lost = int64(row.OK) - row.Counter
-	slices.Sort(latencies)
-	if n := len(latencies); n > 0 {
-		row.P50, row.P99 = latencies[n/2], latencies[n*99/100]
-	}
-	row.Rollout = rollout
-	row.Refused = c.Refused()
+	return row, latencies, seconds
+}
+
+// readPods reads what every pod did into row: restarts, kills, and from
+// each log its late requests, its warning and how its drain ended.
+func readPods(c *cluster.Cluster, row *Row, setting func(string) string) {
 	for _, pod := range c.AllPods() {
 		row.Restarts += pod.Restarts()
 	}
@@ -496,13 +545,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 			row.Kills++
 		}
 	}
-	delay, err := time.ParseDuration(env["DRAIN_DELAY"])
-	if env["DRAIN_DELAY"] == "none" {
-		delay, err = 0, nil
-	}
-	if err != nil {
-		delay, _ = time.ParseDuration(spec.Env["DRAIN_DELAY"])
-	}
+	delay, _ := time.ParseDuration(setting("DRAIN_DELAY")) // "none": 0
 	for _, pod := range c.AllPods() {
 		log := pod.Log()
 		if strings.Contains(log, "raise DRAIN_DELAY") {
@@ -523,27 +566,8 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 			row.Late = append(row.Late, PodLate{Pod: pod.Name, LastRequest: last, Margin: delay - last})
 		}
 	}
-	if frozen != nil {
-		row.FrozenConns = c.ConnsTo(frozen)
-		work, err := time.ParseDuration(env["WORK_DELAY"])
-		if err != nil {
-			work, _ = time.ParseDuration(spec.Env["WORK_DELAY"])
-		}
-		// Responses read after the freeze were written before it (a
-		// stopped process writes nothing): count them too.
-		row.FrozenAtRisk = c.OKsBetween(frozen, frozenAt.Add(-work), time.Now())
-		row.FreezeToRestart = restartedAfter(c.Events(), frozen.Name, frozenAt)
-	}
-	if faults != nil {
-		for _, n := range faults.Injected() {
-			row.RedisFaults += n
-		}
-	}
-	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Notes: c.Notes(), Seconds: seconds}, nil
 }
 
-// restartedAfter returns how long after t the pod's container started again
-// after a liveness restart, or 0 if it did not.
 func restartedAfter(events []cluster.Event, pod string, t time.Time) time.Duration {
 	restarting := false
 	for _, e := range events {

@@ -282,12 +282,7 @@ func watchUntilSettled(ctx context.Context, redis *harness.Redis, ws *watchers, 
 // watchers that landed on a pod that drains next. A control without a
 // window is held to the same bound.
 func reconnectBound(p Profile, spec cluster.Spec, env map[string]string) int {
-	setting := func(name string) string {
-		if v, ok := env[name]; ok {
-			return v
-		}
-		return spec.Env[name]
-	}
+	setting := setting(env, spec)
 	window, err := time.ParseDuration(setting("LEAVE_WINDOW"))
 	if err != nil || window <= 0 {
 		timeout, _ := time.ParseDuration(setting("SHUTDOWN_TIMEOUT"))
