@@ -121,6 +121,7 @@ func Serve(ctx context.Context, log *slog.Logger) error {
 	hcfg.Logger = log
 	srv := health.New(hcfg, mux)
 	svc.run = srv.TryGo
+	svc.longLived = srv.LongLived
 	// Metrics: on the admin listener, which answers to the end of the
 	// drain; without one, on the main listener (until it closes).
 	reg := prometheus.NewRegistry()

@@ -25,12 +25,16 @@ import (
 //	  rpc Get(google.protobuf.Empty) returns (google.protobuf.Int64Value); // as GET /count
 //	  // The count every 100 ms, n times (n = 0: until the client cancels).
 //	  rpc Follow(google.protobuf.Int64Value) returns (stream google.protobuf.Int64Value);
+//	  // The events after `after` (0: from the first), in order, until the stream's context ends:
+//	  // each the count an increment produced, as GET /watch?after= (watch.go).
+//	  rpc Watch(google.protobuf.Int64Value after) returns (stream google.protobuf.Int64Value);
 //	}
 const (
 	GRPCService = "drainwell.example.v1.Counter"
 	GRPCIncr    = "/" + GRPCService + "/Incr"
 	GRPCGet     = "/" + GRPCService + "/Get"
 	GRPCFollow  = "/" + GRPCService + "/Follow"
+	GRPCWatch   = "/" + GRPCService + "/Watch"
 )
 
 // FollowInterval is how often Follow sends the count.
@@ -54,6 +58,7 @@ func (s *service) registerGRPC(r grpc.ServiceRegistrar) {
 		},
 		Streams: []grpc.StreamDesc{
 			{StreamName: "Follow", Handler: s.grpcFollow, ServerStreams: true},
+			{StreamName: "Watch", Handler: s.grpcWatch, ServerStreams: true},
 		},
 	}, s)
 }

@@ -16,7 +16,8 @@ import (
 )
 
 // service is the articles' guinea pig: POST /incr answers at once and
-// increments the counter WorkDelay later, as tracked background work.
+// increments the counter WorkDelay later, as tracked background work;
+// GET /watch streams the increments as they are applied (watch.go).
 type service struct {
 	log       *slog.Logger
 	counter   counter.Counter
@@ -30,12 +31,17 @@ type service struct {
 	pending    atomic.Int64
 	maxPending int64
 	throttled  logThrottle
+	// longLived declares a watch stream to the drain
+	// (*health.Server.LongLived in production; nil: no drain to leave)
+	longLived func(context.Context) (turn context.Context, left func())
+	watchPing time.Duration // 0: WatchPing
 }
 
 func (s *service) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/incr", s.handleIncr)
 	mux.HandleFunc("/count", s.handleCount)
+	mux.HandleFunc("/watch", s.handleWatch)
 	return mux
 }
 
