@@ -23,7 +23,7 @@ const GRPCRate = 6000
 const endpointLag = time.Second
 
 // scale is long in a full-length run and brief in a short (CI) one.
-func scale[T int | time.Duration | string](short bool, long, brief T) T {
+func scale[T int | time.Duration](short bool, long, brief T) T {
 	if short {
 		return brief
 	}
@@ -47,21 +47,12 @@ func Profiles(short bool) []Profile {
 		allTerminatingDuration = scale(short, 20*time.Second, 7*time.Second)
 		// The watch profiles: a rolling update or a delete, then every
 		// drain's delay and leave window, within the load.
-		watchDuration = scale(short, 35*time.Second, 22*time.Second)
+		watchDuration = scale(short, 35*time.Second, 20*time.Second)
+		deleteWatch   = scale(short, 20*time.Second, 14*time.Second)
 		watchers      = scale(short, 200, 100)
 		grpcWatchers  = scale(short, 100, 50)
-		watchWindow   = scale(short, "", "5s")
+		watchWindow   = scale(short, 0, 5*time.Second)
 	)
-	watchEnv := func(extra map[string]string) map[string]string {
-		env := map[string]string{}
-		if watchWindow != "" {
-			env["LEAVE_WINDOW"] = watchWindow
-		}
-		for k, v := range extra {
-			env[k] = v
-		}
-		return env
-	}
 	// A budget as charts render it.
 	maxUnavailableOne := intstr.FromInt32(1)
 
@@ -237,23 +228,25 @@ func Profiles(short bool) []Profile {
 		// settings).
 		{Name: "watch: rolling update", Server: "app", Expect: NoLoss, Replicas: 3,
 			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag,
-			Watchers: watchers, GRPCWatchers: grpcWatchers, Env: watchEnv(nil)},
+			Watchers: watchers, GRPCWatchers: grpcWatchers, LeaveWindow: watchWindow},
 		// Every pod deleted at once: every pod's watchers leave over the
 		// window, and reconnect to the replacements, ready by then.
 		{Name: "watch: delete all pods", Server: "app", Expect: NoLoss, Replicas: 3,
-			Rate: 50, Duration: watchDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
+			Rate: 50, Duration: deleteWatch, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
 			Disrupt: DeleteAll, DisruptAt: 2 * time.Second,
-			Watchers: watchers, GRPCWatchers: grpcWatchers, Env: watchEnv(nil)},
-		// The control of the spread: every watcher of a pod is asked at the
-		// same instant, and reconnects in the same second.
+			Watchers: watchers, GRPCWatchers: grpcWatchers, LeaveWindow: watchWindow},
+		// The control of the spread: every pod deleted, and every watcher
+		// asked at the same instant. They reconnect within a second.
 		{Name: "control: watch without a leave window", Server: "app", Expect: Spike, Replicas: 3,
-			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag,
-			Watchers: watchers, GRPCWatchers: grpcWatchers, Env: watchEnv(map[string]string{"LEAVE_WINDOW": "none"})},
+			Rate: 50, Duration: deleteWatch, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
+			Disrupt: DeleteAll, DisruptAt: 2 * time.Second,
+			Watchers: watchers, GRPCWatchers: grpcWatchers, LeaveWindow: watchWindow,
+			Env: map[string]string{"LEAVE_WINDOW": "none"}},
 		// The naive server: http.Server.Shutdown waits for the endless
 		// streams until SIGKILL, and its /watch starts from the newest value
 		// whatever the client saw. A 10 s grace period keeps the run short.
-		{Name: "control: watch, plain Shutdown", Server: "badserver", Expect: Killed, Replicas: 3,
-			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag, Grace: 10 * time.Second,
+		{Name: "control: watch under a plain Shutdown", Server: "badserver", Expect: Killed, Replicas: 3,
+			Rate: 50, Duration: watchDuration + 2*time.Second, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag, Grace: 10 * time.Second,
 			Watchers: watchers, Env: map[string]string{"MODE": "plainshutdown"}},
 	}
 }

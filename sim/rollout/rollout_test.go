@@ -29,7 +29,9 @@ var inCI = []string{
 	"articles", "heavy", "control: DRAIN_DELAY=none",
 	"redis faults", "control: redis faults, plain INCR retried",
 	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay",
-	"control: DRAIN_DELAY below the endpoint lag"}
+	"control: DRAIN_DELAY below the endpoint lag",
+	"watch: rolling update", "watch: delete all pods",
+	"control: watch without a leave window", "control: watch under a plain Shutdown"}
 
 func TestRollout(t *testing.T) {
 	if testing.Short() {

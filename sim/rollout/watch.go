@@ -3,7 +3,6 @@ package rollout
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -75,9 +74,14 @@ func (w *watcher) lastSeen() int64 {
 	return w.last
 }
 
-// retryAfter is how long a watcher waits before it reconnects after a
-// failed attempt: EventSource's default is about this.
+// retryAfter is how long a watcher waits before it tries again after a
+// failed attempt.
 const retryAfter = 200 * time.Millisecond
+
+// sseRetry is how long an SSE watcher waits before it reconnects after a
+// stream ended, unless the server said otherwise (retry:). It is
+// EventSource's default in the browsers (3 s).
+const sseRetry = 3 * time.Second
 
 // watchSSE keeps w watching GET /watch at base until ctx ends.
 func watchSSE(ctx context.Context, client *http.Client, base string, w *watcher) {
@@ -98,27 +102,36 @@ func watchSSE(ctx context.Context, client *http.Client, base string, w *watcher)
 			sleepCtx(ctx, retryAfter)
 			continue
 		}
-		err = readEvents(resp.Body, w)
+		retry, err := readEvents(resp.Body, w)
 		resp.Body.Close()
 		if err != nil && ctx.Err() == nil {
 			w.failed(err)
 		}
+		sleepCtx(ctx, retry)
 	}
 }
 
-// readEvents reads an SSE stream into w until it ends.
-func readEvents(body io.Reader, w *watcher) error {
+// readEvents reads an SSE stream into w until it ends, and returns how
+// long to wait before reconnecting.
+func readEvents(body io.Reader, w *watcher) (retry time.Duration, _ error) {
+	retry = sseRetry
 	sc := bufio.NewScanner(body)
 	first := true
 	for sc.Scan() {
 		line := sc.Text()
+		if ms, ok := strings.CutPrefix(line, "retry: "); ok {
+			if n, err := strconv.Atoi(ms); err == nil {
+				retry = time.Duration(n) * time.Millisecond
+			}
+			continue
+		}
 		data, ok := strings.CutPrefix(line, "data: ")
 		if !ok {
 			continue
 		}
 		v, err := strconv.ParseInt(data, 10, 64)
 		if err != nil {
-			return fmt.Errorf("event data %q: %w", data, err)
+			return retry, fmt.Errorf("event data %q: %w", data, err)
 		}
 		if first {
 			w.started()
@@ -127,9 +140,9 @@ func readEvents(body io.Reader, w *watcher) error {
 		w.see(v)
 	}
 	if err := sc.Err(); err != nil {
-		return err
+		return retry, err
 	}
-	return errors.New("stream ended") // the server's turn to leave, or its end
+	return retry, nil
 }
 
 // watchGRPC keeps w watching the Watch RPC on cc until ctx ends.
@@ -277,14 +290,16 @@ func watchUntilSettled(ctx context.Context, redis *harness.Redis, ws *watchers, 
 // reconnectBound is the most reconnections a second that the spread
 // allows. A draining pod asks its watchers to leave over its leave window.
 // At worst every pod's window overlaps (a delete of every pod, or a rolling
-// update faster than a drain), so every watcher reconnects within one
-// window: all of them over its length, rounded up. Two more allow for
-// watchers that landed on a pod that drains next. A control without a
-// window is held to the same bound.
+// update faster than a drain), so every watcher is asked within one
+// window: n over its length a second. An SSE client then waits the
+// server's retry: hint (0.5-1 s in the app) before it reconnects, and a
+// gRPC one does not wait. So one second's reconnections come from up to
+// 1.5 s of asking. Two more allow for watchers that landed on a pod that
+// drains next. A control without a window is held to the same bound.
 func reconnectBound(p Profile, spec cluster.Spec, env map[string]string) int {
 	setting := setting(env, spec)
-	window, err := time.ParseDuration(setting("LEAVE_WINDOW"))
-	if err != nil || window <= 0 {
+	window := p.LeaveWindow
+	if window <= 0 {
 		timeout, _ := time.ParseDuration(setting("SHUTDOWN_TIMEOUT"))
 		delay, _ := time.ParseDuration(setting("DRAIN_DELAY"))
 		if timeout <= 0 {
@@ -293,5 +308,5 @@ func reconnectBound(p Profile, spec cluster.Spec, env map[string]string) int {
 		end := timeout - min(timeout/10, time.Second) // the steps' end: health.Config.LeaveWindow
 		window = (end - max(delay, 0)) / 2
 	}
-	return int(math.Ceil(float64(p.Watchers+p.GRPCWatchers)/window.Seconds())) + 2
+	return int(math.Ceil(1.5*float64(p.Watchers+p.GRPCWatchers)/window.Seconds())) + 2
 }
