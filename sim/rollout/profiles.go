@@ -224,8 +224,7 @@ func Profiles(short bool) []Profile {
 		// reconnections. The pods ask their watchers to leave one at a
 		// time over the leave window, so the survivors see a bounded rate
 		// of reconnections (ReconnectBound). The short shape sets a 5 s
-		// window; the full one takes the default (9.5 s with deploy/'s
-		// settings).
+		// window; the full one takes deploy/'s LEAVE_WINDOW (9 s).
 		{Name: "watch: rolling update", Server: "app", Expect: NoLoss, Replicas: 3,
 			Rate: 50, Duration: watchDuration, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag,
 			Watchers: watchers, GRPCWatchers: grpcWatchers, LeaveWindow: watchWindow},

@@ -300,6 +300,9 @@ func reconnectBound(p Profile, spec cluster.Spec, env map[string]string) int {
 	setting := setting(env, spec)
 	window := p.LeaveWindow
 	if window <= 0 {
+		window, _ = time.ParseDuration(setting("LEAVE_WINDOW")) // the manifest's
+	}
+	if window <= 0 {
 		timeout, _ := time.ParseDuration(setting("SHUTDOWN_TIMEOUT"))
 		delay, _ := time.ParseDuration(setting("DRAIN_DELAY"))
 		if timeout <= 0 {
