@@ -321,9 +321,20 @@ func TestStreamIgnoringItsTurnIsCut(t *testing.T) {
 	}
 	t0 := time.Now()
 	r.stop()
-	// The handler returns once it is counted cut, so that the gRPC
-	// server's Stop returns and reports the RPC it cut.
+	// The handler returns once the gRPC server's Stop has cut its
+	// connection (the client's stream then fails), so that Stop returns
+	// and reports the RPC it cut. Stop comes after the count: released
+	// earlier, as soon as the drain counted the stream cut, the handler
+	// could return before it and leave nothing to count.
 	testutil.WaitFor(t, "the stream counted cut", func() bool { return r.srv.Stats().LongLivedCut == 1 })
+	for {
+		if _, err := stream.Recv(); err != nil {
+			if status.Code(err) == codes.OK {
+				t.Fatalf("stream ended cleanly, want cut: %v", err)
+			}
+			break
+		}
+	}
 	r.release()
 	err = r.wait()
 	if !errors.Is(err, health.ErrShutdownTimeout) || !strings.Contains(err.Error(), "1 RPCs cut") {
@@ -339,14 +350,6 @@ func TestStreamIgnoringItsTurnIsCut(t *testing.T) {
 	}
 	if log := r.log.String(); !strings.Contains(log, "rpcs_cut=1") || !strings.Contains(log, "grpc shutdown") || !strings.Contains(log, "long_lived_cut=1") {
 		t.Fatalf("log does not count the cut RPC in phase grpc shutdown:\n%s", log)
-	}
-	for {
-		if _, err := stream.Recv(); err != nil {
-			if status.Code(err) == codes.OK {
-				t.Fatalf("stream ended cleanly, want cut: %v", err)
-			}
-			break
-		}
 	}
 }
 
