@@ -37,6 +37,9 @@ func (e secondSignal) Error() string { return "second signal: " + e.sig.String()
 
 // run walks the drain from the signal to the end. Every wait in it ends
 // at the deadline or at a second signal, and then giveUp is the way out.
+// A drain that a failure started (a listener or component that stopped
+// serving) keeps the others serving through the delay too: endpoint lag
+// still routes requests to them, as to any pod.
 func (d *drain) run() error {
 	s := d.s
 
