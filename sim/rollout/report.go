@@ -111,6 +111,9 @@ func watchTable(w io.Writer, rows []Row) {
 		fmt.Fprintln(w)
 	}
 	for _, r := range rows {
+		if r.Watch.Failures > 0 {
+			fmt.Fprintf(w, "- %s: %d of the watchers' attempts failed before their first event (each retried)\n", r.Profile, r.Watch.Failures)
+		}
 		if len(r.DeadlinePhases) > 0 {
 			fmt.Fprintf(w, "- %s: drains the deadline ended, by what they waited for: %s\n", r.Profile, strings.Join(r.DeadlinePhases, "; "))
 		}

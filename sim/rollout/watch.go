@@ -31,13 +31,12 @@ const grpcWatch = "/drainwell.example.v1.Counter/Watch"
 type watcher struct {
 	kind string // "sse" or "grpc"
 
-	mu        sync.Mutex
-	last      int64
-	missed    int64       // values skipped over
-	dups      int64       // values seen again, or out of order
-	starts    []time.Time // each stream's first event
-	failures  int         // connection attempts that failed
-	lastError string
+	mu       sync.Mutex
+	last     int64
+	missed   int64       // values skipped over
+	dups     int64       // values seen again, or out of order
+	starts   []time.Time // each stream's first event
+	failures int         // attempts that failed before their first event
 }
 
 // see records value v.
@@ -61,10 +60,9 @@ func (w *watcher) started() {
 	w.mu.Unlock()
 }
 
-func (w *watcher) failed(err error) {
+func (w *watcher) failed() {
 	w.mu.Lock()
 	w.failures++
-	w.lastError = err.Error()
 	w.mu.Unlock()
 }
 
@@ -91,21 +89,21 @@ func watchSSE(ctx context.Context, client *http.Client, base string, w *watcher)
 		resp, err := client.Do(req)
 		if err != nil {
 			if ctx.Err() == nil {
-				w.failed(err)
+				w.failed()
 				sleepCtx(ctx, retryAfter)
 			}
 			continue
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
-			w.failed(fmt.Errorf("status %d", resp.StatusCode))
+			w.failed()
 			sleepCtx(ctx, retryAfter)
 			continue
 		}
 		retry, err := readEvents(resp.Body, w)
 		resp.Body.Close()
 		if err != nil && ctx.Err() == nil {
-			w.failed(err)
+			w.failed()
 		}
 		sleepCtx(ctx, retry)
 	}
@@ -171,8 +169,8 @@ func watchGRPC(ctx context.Context, cc *grpc.ClientConn, w *watcher) {
 		if ctx.Err() != nil {
 			return
 		}
-		w.failed(err)
-		if first { // no event: back off as a client would
+		if first { // no event: a failed attempt; back off as a client would
+			w.failed()
 			sleepCtx(ctx, retryAfter)
 		}
 	}
@@ -181,10 +179,11 @@ func watchGRPC(ctx context.Context, cc *grpc.ClientConn, w *watcher) {
 // watchers runs p's watchers through the Service until stop is called,
 // which waits for them to end.
 type watchers struct {
-	all    []*watcher
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	conns  []*grpc.ClientConn
+	all      []*watcher
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	conns    []*grpc.ClientConn
+	stopOnce sync.Once
 }
 
 func startWatchers(httpAddr, grpcAddr string, p Profile) (*watchers, error) {
@@ -222,12 +221,16 @@ func (ws *watchers) caughtUp(n int64) bool {
 	return true
 }
 
+// stop ends the watchers and waits for them, once (Run stops them before
+// the last drain, and on every early return).
 func (ws *watchers) stop() {
-	ws.cancel()
-	ws.wg.Wait()
-	for _, cc := range ws.conns {
-		cc.Close()
-	}
+	ws.stopOnce.Do(func() {
+		ws.cancel()
+		ws.wg.Wait()
+		for _, cc := range ws.conns {
+			cc.Close()
+		}
+	})
 }
 
 // WatchStats is what the watchers saw over a run.
@@ -240,7 +243,7 @@ type WatchStats struct {
 	// PeakPerSecond is the most reconnections that began in one second
 	// of the run, over every watcher.
 	PeakPerSecond int
-	Failures      int // connection attempts or streams that failed
+	Failures      int // attempts that failed before their first event
 }
 
 func (ws *watchers) stats(final int64, start time.Time) WatchStats {
@@ -297,14 +300,14 @@ func watchUntilSettled(ctx context.Context, redis *harness.Redis, ws *watchers, 
 // 1.5 s of asking. Two more allow for watchers that landed on a pod that
 // drains next. A control without a window is held to the same bound.
 func reconnectBound(p Profile, spec cluster.Spec, env map[string]string) int {
-	setting := setting(env, spec)
+	get := setting(env, spec)
 	window := p.LeaveWindow
 	if window <= 0 {
-		window, _ = time.ParseDuration(setting("LEAVE_WINDOW")) // the manifest's
+		window, _ = time.ParseDuration(get("LEAVE_WINDOW")) // the manifest's
 	}
 	if window <= 0 {
-		timeout, _ := time.ParseDuration(setting("SHUTDOWN_TIMEOUT"))
-		delay, _ := time.ParseDuration(setting("DRAIN_DELAY"))
+		timeout, _ := time.ParseDuration(get("SHUTDOWN_TIMEOUT"))
+		delay, _ := time.ParseDuration(get("DRAIN_DELAY"))
 		if timeout <= 0 {
 			timeout = 25 * time.Second
 		}
