@@ -107,8 +107,11 @@ func checkPDBAllowsAll(c *checker, w *Workload) []Finding {
 		if b.desired > 0 {
 			continue
 		}
-		out = append(out, pdbFinding(b.obj, fmt.Sprintf("the budget lets a drain evict all %d replicas of %s at once", w.Replicas, w.Name()),
-			"minAvailable 1, or maxUnavailable below the replicas"))
+		msg := fmt.Sprintf("the budget lets a drain evict all %d replicas of %s at once", w.Replicas, w.Name())
+		if hooks := c.failClosedHooks(w).pod; len(hooks) > 0 {
+			msg += fmt.Sprintf(": they serve %s, and the API server refuses every request the webhook is called for until one is ready", describe(hooks))
+		}
+		out = append(out, pdbFinding(b.obj, msg, "minAvailable 1, or maxUnavailable below the replicas"))
 	}
 	return out
 }

@@ -42,18 +42,25 @@ var shellPrograms = map[string]bool{"sh": true, "bash": true, "ash": true, "dash
 // scratch and static images (Google's and Chainguard's static bases).
 // Distroless :debug tags carry busybox and are not counted.
 func noShell(image string) bool {
-	repo, tag := image, ""
+	repo, tag := imageRepo(image)
+	if strings.Contains(repo, "distroless") {
+		return !strings.HasPrefix(tag, "debug")
+	}
+	base := path.Base(repo)
+	return base == "scratch" || base == "static" || strings.HasPrefix(base, "static-")
+}
+
+// imageRepo splits an image reference into its repository and tag, with
+// no digest.
+func imageRepo(image string) (repo, tag string) {
+	repo = image
 	if i := strings.LastIndexByte(repo, '@'); i >= 0 {
 		repo = repo[:i]
 	}
 	if i := strings.LastIndexByte(repo, ':'); i > strings.LastIndexByte(repo, '/') {
 		repo, tag = repo[:i], repo[i+1:]
 	}
-	if strings.Contains(repo, "distroless") {
-		return !strings.HasPrefix(tag, "debug")
-	}
-	base := path.Base(repo)
-	return base == "scratch" || base == "static" || strings.HasPrefix(base, "static-")
+	return repo, tag
 }
 
 func checkExecProgram(_ *checker, w *Workload) []Finding {

@@ -12,6 +12,8 @@ import (
 	"sort"
 	"strings"
 
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	admissionv1beta1 "k8s.io/api/admissionregistration/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -59,11 +61,12 @@ type Set struct {
 
 	seen        map[string][]byte // an object's JSON by apiVersion, kind, namespace and name
 	autoscalers []*autoscaler     // a workload one scales has its count
+	webhooks    []*webhookConfig  // admission webhooks, by the Services they call
 }
 
 // Empty reports whether nothing was read: no object, checked or skipped.
 func (s *Set) Empty() bool {
-	return len(s.Workloads)+len(s.Services)+len(s.PDBs)+len(s.autoscalers)+s.Skipped+s.Duplicates == 0
+	return len(s.Workloads)+len(s.Services)+len(s.PDBs)+len(s.autoscalers)+len(s.webhooks)+s.Skipped+s.Duplicates == 0
 }
 
 // Object is a decoded document and where it came from.
@@ -332,6 +335,9 @@ func (s *Set) addDoc(src *source) {
 		s.PDBs = append(s.PDBs, &Object[policyv1.PodDisruptionBudget]{Obj: o, Kind: tm.Kind, Meta: &o.ObjectMeta, src: src})
 	case *autoscaler:
 		s.autoscalers = append(s.autoscalers, o)
+	case *admissionv1.ValidatingWebhookConfiguration, *admissionv1.MutatingWebhookConfiguration,
+		*admissionv1beta1.ValidatingWebhookConfiguration, *admissionv1beta1.MutatingWebhookConfiguration:
+		s.webhooks = append(s.webhooks, newWebhookConfig(tm.Kind, o, src))
 	default:
 		s.Workloads = append(s.Workloads, newWorkload(tm.Kind, obj, src))
 	}
@@ -367,6 +373,11 @@ var checkedKinds = map[string]func() any{
 	"v1 Service":                             func() any { return &corev1.Service{} },
 	"policy/v1 PodDisruptionBudget":          func() any { return &policyv1.PodDisruptionBudget{} },
 	"autoscaling/v2 HorizontalPodAutoscaler": func() any { return &autoscaler{} },
+	// v1beta1 was served until 1.22; --kube-version reaches back to 1.10.
+	"admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration":      func() any { return &admissionv1.ValidatingWebhookConfiguration{} },
+	"admissionregistration.k8s.io/v1 MutatingWebhookConfiguration":        func() any { return &admissionv1.MutatingWebhookConfiguration{} },
+	"admissionregistration.k8s.io/v1beta1 ValidatingWebhookConfiguration": func() any { return &admissionv1beta1.ValidatingWebhookConfiguration{} },
+	"admissionregistration.k8s.io/v1beta1 MutatingWebhookConfiguration":   func() any { return &admissionv1beta1.MutatingWebhookConfiguration{} },
 }
 
 // builtinGroup reports an apiVersion of Kubernetes' own API groups, whose

@@ -17,7 +17,7 @@ const realWorld = "testdata/realworld"
 
 // realWorldUnits are what is checked as one input: a project, or one of
 // its installs that hold the same objects (linkerd's default and HA).
-var realWorldUnits = []string{"argo-cd", "ingress-nginx", "istio-bookinfo", "kube-prometheus", "kubernetes-examples",
+var realWorldUnits = []string{"argo-cd", "cloudnative-pg", "gatekeeper", "ingress-nginx", "istio-bookinfo", "kube-prometheus", "kubernetes-examples",
 	"linkerd2/default", "linkerd2/ha", "metallb", "microservices-demo"}
 
 // judgement is one row of JUDGEMENTS.md's table.

@@ -32,6 +32,9 @@ var rules = []Rule{
 	ruleStopSignal,
 	ruleSidecarGrace,
 	ruleKubeVersion,
+	ruleWebhookSingleReplica,
+	ruleWebhookPDBMissing,
+	ruleWebhookNoDelay,
 }
 
 // pkg/health's defaults. A variable set to 0 takes them too (healthenv).
@@ -57,13 +60,8 @@ func (c *checker) routedContainers(w *Workload) []int {
 			if strings.Contains(sp.Name, "metrics") {
 				continue
 			}
-			target := sp.TargetPort
-			if target.Type == intstr.Int && target.IntVal == 0 {
-				target = intstr.FromInt32(sp.Port)
-			}
 			for i := range w.Pod.Containers {
-				ct := &w.Pod.Containers[i]
-				if n, ok := containerPort(ct, target); ok && declares(ct, n) {
+				if reaches(sp, &w.Pod.Containers[i]) {
 					routed[i] = true
 				}
 			}
@@ -97,6 +95,18 @@ func (c *checker) servesTraffic(w *Workload) bool {
 		}
 	}
 	return false
+}
+
+// reaches reports whether a Service port routes to a port container c
+// declares. Its targetPort, by default the port itself, is a number or the
+// name of a containerPort.
+func reaches(sp corev1.ServicePort, c *corev1.Container) bool {
+	target := sp.TargetPort
+	if target.Type == intstr.Int && target.IntVal == 0 {
+		target = intstr.FromInt32(sp.Port)
+	}
+	n, ok := containerPort(c, target)
+	return ok && declares(c, n)
 }
 
 // containerPort resolves a probe's or a Service's port against a
@@ -223,6 +233,47 @@ func preStopTime(c *corev1.Container) time.Duration {
 		}
 	}
 	return 0
+}
+
+// servingDelay is how long container c keeps accepting after its pod is
+// deleted: its preStop hook's sleep, then the library's DRAIN_DELAY or the
+// delay of a program known to wait by itself. timed is false for a preStop
+// hook vet cannot time (an httpGet, an exec that is not a sleep): such a
+// hook may wait, and is given the benefit of the doubt.
+func servingDelay(c *corev1.Container) (d time.Duration, timed bool) {
+	d = preStopTime(c) + libraryEnv(c).delay + programDelay(c)
+	lc := c.Lifecycle
+	timed = lc == nil || lc.PreStop == nil || lc.PreStop.Sleep != nil || preStopTime(c) > 0
+	return d, timed
+}
+
+// gatekeeperDelay is how long Gatekeeper's manager waits after SIGTERM
+// before it stops its webhook server, unless --shutdown-delay says
+// otherwise (its main.go, after controller-runtime issue 3113).
+const gatekeeperDelay = 10 * time.Second
+
+// programDelay is the delay at SIGTERM of a program known to keep serving
+// by itself, read from its image and flags: Gatekeeper's manager. Other
+// programs are unknown here, and 0.
+func programDelay(c *corev1.Container) time.Duration {
+	if repo, _ := imageRepo(c.Image); path.Base(repo) != "gatekeeper" || !strings.Contains(repo, "openpolicyagent/") {
+		return 0
+	}
+	d := gatekeeperDelay
+	args := append(append([]string(nil), c.Command...), c.Args...)
+	for i, a := range args {
+		name, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != "shutdown-delay" {
+			continue
+		}
+		if !hasValue && i+1 < len(args) {
+			v = args[i+1]
+		}
+		if n, err := strconv.Atoi(v); err == nil {
+			d = time.Duration(n) * time.Second
+		}
+	}
+	return d
 }
 
 func eachContainer(w *Workload, f func(i int, c *corev1.Container)) {

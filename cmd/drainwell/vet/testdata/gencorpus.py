@@ -193,6 +193,56 @@ case("grace-short",
   variant(lambda d, s, p: (plain(d), pod(d).update(terminationGracePeriodSeconds=30),
                            ctr(d).update(lifecycle={"preStop": {"sleep": {"seconds": 5}}}))))
 
+def webhook(replicas=2, budget=True, prestop=5, policy=None):
+    # A kubebuilder-scaffolded operator: the manager serves its admission
+    # webhook on 9443 behind webhook-service, called by a
+    # ValidatingWebhookConfiguration. policy None is the v1 default, Fail.
+    labels = {"control-plane": "controller-manager"}
+    c = {"name": "manager", "image": "registry.example/operator:1.0", "command": ["/manager"], "args": ["--leader-elect"],
+         "ports": [{"name": "webhook-server", "containerPort": 9443}],
+         "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8081}, "periodSeconds": 10},
+         "livenessProbe": {"httpGet": {"path": "/healthz", "port": 8081}, "periodSeconds": 10}}
+    if prestop:
+        c["lifecycle"] = {"preStop": {"sleep": {"seconds": prestop}}}
+    dep = {"apiVersion": "apps/v1", "kind": "Deployment",
+           "metadata": {"name": "controller-manager", "namespace": "operator-system"},
+           "spec": {"replicas": replicas, "selector": {"matchLabels": labels},
+                    "template": {"metadata": {"labels": labels},
+                                 "spec": {"terminationGracePeriodSeconds": 30, "containers": [c]}}}}
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "webhook-service", "namespace": "operator-system"},
+           "spec": {"selector": labels, "ports": [{"port": 443, "targetPort": "webhook-server"}]}}
+    hook = {"name": "vwidget.example.com", "admissionReviewVersions": ["v1"], "sideEffects": "None",
+            "clientConfig": {"service": {"name": "webhook-service", "namespace": "operator-system", "path": "/validate-widget"}},
+            "rules": [{"apiGroups": ["example.com"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"], "resources": ["widgets"]}]}
+    if policy:
+        hook["failurePolicy"] = policy
+    cfg = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+           "metadata": {"name": "operator-validating-webhook-configuration"}, "webhooks": [hook]}
+    docs = [dep, svc, cfg]
+    if budget:
+        docs.append({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                     "metadata": {"name": "controller-manager", "namespace": "operator-system"},
+                     "spec": {"minAvailable": 1, "selector": {"matchLabels": labels}}})
+    return docs
+
+case("webhook-single-replica",
+  "kubebuilder's scaffold: one replica serves a webhook whose failurePolicy defaults to Fail",
+  webhook(replicas=1, budget=False),
+  "two replicas and a budget of minAvailable 1",
+  webhook())
+
+case("webhook-pdb-missing",
+  "three replicas serve a failurePolicy Fail webhook and no budget selects them",
+  webhook(replicas=3, budget=False, policy="Fail"),
+  "the same with a budget of minAvailable 1",
+  webhook(replicas=3, policy="Fail"))
+
+case("webhook-no-delay",
+  "the webhook server stops at SIGTERM: no preStop sleep, no DRAIN_DELAY",
+  webhook(prestop=0),
+  "the same with a preStop sleep of 5s",
+  webhook())
+
 root = "cmd/drainwell/vet/testdata/corpus"
 for rule, ((nf, f), (nm, m)) in cases.items():
     os.makedirs(os.path.join(root, rule), exist_ok=True)
