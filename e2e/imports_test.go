@@ -13,7 +13,7 @@ func TestBinariesLinkNoTesting(t *testing.T) {
 	t.Parallel()
 	binaries := []string{
 		"./cmd/probe", "./cmd/probe-tls", "./cmd/app", "./cmd/drainwell",
-		"./e2e/badserver", "./sim/cmd/rollout", "./sim/cmd/bench",
+		"./e2e/badserver", "./sim/cmd/rollout", "./sim/cmd/bench", "./sim/webhookpod",
 		"./tools/releasetool", "./tools/apitext",
 	}
 	// Packages of others that import testing, and why they are linked.
@@ -34,7 +34,7 @@ func TestBinariesLinkNoTesting(t *testing.T) {
 		}
 	}
 	// Every module's packages, without their tests.
-	patterns := []string{"./...", "./pkg/grpcdrain/...", "./pkg/metrics/...", "./cmd/drainwell/...",
+	patterns := []string{"./...", "./pkg/grpcdrain/...", "./pkg/metrics/...", "./pkg/ctrldrain/...", "./cmd/drainwell/...",
 		"./cmd/app/...", "./e2e/...", "./sim/...", "./tools/..."}
 	for pkg, imports := range deps(t, patterns...) {
 		if imports["github.com/drainwell/drainwell/internal/testutil"] {

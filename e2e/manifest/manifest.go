@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -27,6 +28,7 @@ type Set struct {
 	Deployments []*appsv1.Deployment
 	Services    []*corev1.Service
 	PDBs        []*policyv1.PodDisruptionBudget
+	Webhooks    []*admissionregistrationv1.ValidatingWebhookConfiguration
 }
 
 // Deployment returns the Deployment called name, or nil.
@@ -95,6 +97,11 @@ func (s *Set) Add(name string, data []byte) error {
 			p := &policyv1.PodDisruptionBudget{}
 			if err = decodeStrict(doc, p); err == nil {
 				s.PDBs = append(s.PDBs, p)
+			}
+		case "admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration":
+			w := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+			if err = decodeStrict(doc, w); err == nil {
+				s.Webhooks = append(s.Webhooks, w)
 			}
 		default:
 			err = fmt.Errorf("unsupported kind %q", tm.APIVersion+" "+tm.Kind)

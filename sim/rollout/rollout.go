@@ -31,7 +31,7 @@ import (
 // Profile is one run: a server, a load and what happens to the pods.
 type Profile struct {
 	Name     string
-	Server   string            // "app" or "badserver"
+	Server   string            // "app", "badserver", or "webhookpod" (admissions)
 	Env      map[string]string // overrides of the manifest's env
 	Replicas int               // 0: the manifest's
 	Rate     int               // requests per second, over all clients
@@ -177,6 +177,9 @@ type Row struct {
 	DrainLongest   time.Duration
 	DeadlineEnds   int
 	DeadlinePhases []string // what each drain the deadline ended was waiting for
+	// AnsweredTwice counts the admission requests a webhook answered
+	// more than once (the admission profiles).
+	AnsweredTwice int
 }
 
 // PodLate is when a pod's last request after SIGTERM came: the endpoint
@@ -202,7 +205,8 @@ const MaxFreezeToRestart = time.Minute
 // Lossy reports whether the run lost anything: a request, an increment,
 // or a value a watcher should have seen once.
 func (r Row) Lossy() bool {
-	return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent || r.Watch.Missed != 0 || r.Watch.Duplicated != 0
+	return r.Errors > 0 || r.Lost != 0 || r.OK != r.Sent || r.Watch.Missed != 0 || r.Watch.Duplicated != 0 ||
+		r.AnsweredTwice != 0
 }
 
 // spread reports whether the watchers reconnected within the bound, and
@@ -286,6 +290,12 @@ type Env struct {
 	PDB  *policyv1.PodDisruptionBudgetSpec // the manifest's, if any
 	Dir  string
 	Log  io.Writer
+	// WebhookDir holds the admission profiles' manifests
+	// (sim/webhookpod/config). Their pod is built on first use.
+	WebhookDir  string
+	webhookOnce sync.Once
+	webhookEnv  *webhookEnv
+	webhookErr  error
 }
 
 // Setup builds the binaries and reads the app's Deployment from deployDir.
@@ -306,7 +316,8 @@ func Setup(dir, deployDir string) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Env{Bins: bins, Spec: spec, Dir: dir, Log: io.Discard}
+	e := &Env{Bins: bins, Spec: spec, Dir: dir, Log: io.Discard,
+		WebhookDir: filepath.Join(deployDir, "..", "sim", "webhookpod", "config")}
 	for _, pdb := range set.PDBs {
 		if pdb.Name == "app" {
 			e.PDB = &pdb.Spec
@@ -331,6 +342,9 @@ type Second struct{ OK, Errors int }
 // Run runs profile p: Redis and the cluster, the load and the watchers,
 // the disruption beside them, then every pod's drain, and the row.
 func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
+	if p.Server == "webhookpod" {
+		return runAdmissions(ctx, e, p)
+	}
 	redisDir := filepath.Join(e.Dir, "redis-"+p.Name)
 	if err := os.MkdirAll(redisDir, 0o755); err != nil {
 		return nil, err
@@ -420,10 +434,7 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		return nil, err
 	}
 	row.Lost = int64(row.OK) - row.Counter
-	slices.Sort(latencies)
-	if n := len(latencies); n > 0 {
-		row.P50, row.P99 = latencies[n/2], latencies[n*99/100]
-	}
+	setLatencies(&row, latencies)
 	row.Rollout = d.took
 	row.Refused = c.Refused()
 	readPods(c, &row, setting(env, spec))
@@ -441,6 +452,14 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		}
 	}
 	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Notes: c.Notes(), Seconds: seconds}, nil
+}
+
+// setLatencies sets row's percentiles of latencies.
+func setLatencies(row *Row, latencies []time.Duration) {
+	slices.Sort(latencies)
+	if n := len(latencies); n > 0 {
+		row.P50, row.P99 = latencies[n/2], latencies[n*99/100]
+	}
 }
 
 // spec is the manifest's pod spec with p's overrides.

@@ -33,7 +33,10 @@ var inCI = []string{
 	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay",
 	"control: DRAIN_DELAY below the endpoint lag",
 	"watch: rolling update", "watch: delete all pods",
-	"control: watch without a leave window", "control: watch under a plain Shutdown"}
+	"control: watch without a leave window", "control: watch under a plain Shutdown",
+	"admission: rolling update", "admission: delete all pods",
+	"control: admission under the stock manager: rolling update",
+	"control: admission under the stock manager: delete all pods"}
 
 func TestRollout(t *testing.T) {
 	if testing.Short() {

@@ -29,7 +29,7 @@ const Root = "github.com/drainwell/drainwell"
 
 // Published are the published modules' folders, the root first: each is
 // tagged FOLDER/vX.Y.Z ("." is tagged vX.Y.Z).
-var Published = []string{".", "pkg/grpcdrain", "pkg/metrics", "cmd/drainwell"}
+var Published = []string{".", "pkg/grpcdrain", "pkg/metrics", "pkg/ctrldrain", "cmd/drainwell"}
 
 // ModulePath is the module path of a published folder.
 func ModulePath(dir string) string {
