@@ -226,5 +226,9 @@ func main() {
 		setupLog.Error(err, "unable to run the manager under the drain")
 		os.Exit(1)
 	}
-	os.Exit(health.ExitCode(srv.Run(context.Background())))
+	err = srv.Run(context.Background())
+	if err != nil {
+		setupLog.Error(err, "the drain ended badly")
+	}
+	os.Exit(health.ExitCode(err))
 }
