@@ -19,7 +19,8 @@ func with(r Row, f func(*Row)) Row {
 }
 
 // A run is lossy when a request failed, an increment did not land (or
-// landed twice), or a request got no 2xx.
+// landed twice), a request got no 2xx, or a webhook answered an admission
+// twice.
 func TestLossy(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -32,6 +33,7 @@ func TestLossy(t *testing.T) {
 		{"a 2xx whose increment never landed", with(clean(NoLoss), func(r *Row) { r.Lost, r.Counter = 1, 99 }), true},
 		{"an increment counted twice", with(clean(NoLoss), func(r *Row) { r.Lost, r.Counter = -1, 101 }), true},
 		{"a request without an answer", with(clean(NoLoss), func(r *Row) { r.OK = 99 }), true},
+		{"an admission answered twice", with(clean(NoLoss), func(r *Row) { r.AnsweredTwice = 1 }), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.row.Lossy(); got != tc.want {
