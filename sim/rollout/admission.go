@@ -313,4 +313,3 @@ func admissionErrorKind(err error) string {
 	}
 	return msg
 }
-
