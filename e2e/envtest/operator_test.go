@@ -157,13 +157,6 @@ func (op *operator) code() int {
 	return op.exitCode
 }
 
-// drainTook is how long the process took from SIGTERM to its exit.
-func (op *operator) drainTook() time.Duration {
-	op.mu.Lock()
-	defer op.mu.Unlock()
-	return op.exitedAt.Sub(op.termAt)
-}
-
 // freePort returns a port the kernel had free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
