@@ -15,8 +15,9 @@ import (
 // component is done. Its context is cancelled at the shutdown deadline
 // (give up: abandon what is left) or when the Server stops. A Run that
 // returns before the drain begins, with or without an error, starts the
-// drain (without the drain delay: the pod is failing anyway), and its error
-// is returned by Server.Run.
+// drain, and its error is returned by Server.Run with ErrServerStopped
+// (exit 3). That drain still serves the delay on the other listeners: the
+// endpoint lag still routes requests to them.
 //
 // Shutdown is called once, after the drain delay, beside the Server's own
 // listeners and every other component's Shutdown: stop taking new work,
