@@ -69,9 +69,22 @@ type operator struct {
 // Stock: webhook.NewServer and mgr.Start on a context the test cancels.
 func startOperator(t *testing.T, stock bool, cfg health.Config, opts webhook.Options) *operator {
 	t.Helper()
+	return startOperatorWith(t, stock, cfg, opts, nil)
+}
+
+// startOperatorWith is startOperator with more options: withDir may change
+// opts, given the CertDir, and return the client certificate the test's
+// client shows (or nil).
+func startOperatorWith(t *testing.T, stock bool, cfg health.Config, opts webhook.Options,
+	withDir func(opts *webhook.Options, dir string) *tls.Certificate) *operator {
+	t.Helper()
 	o := &operator{t: t, log: &testutil.Buffer{}, result: make(chan error, 1), release: make(chan struct{})}
 	dir := t.TempDir()
 	pool := writeCert(t, dir)
+	var clientCert *tls.Certificate
+	if withDir != nil {
+		clientCert = withDir(&opts, dir)
+	}
 	opts.CertDir = dir
 	o.certDir = dir
 	ln := testutil.Listen(t)
@@ -129,6 +142,9 @@ func startOperator(t *testing.T, stock bool, cfg health.Config, opts webhook.Opt
 		}
 	})
 	o.client = newClient(pool, nil)
+	if clientCert != nil {
+		o.client.Transport.(*http.Transport).TLSClientConfig.Certificates = []tls.Certificate{*clientCert}
+	}
 	testutil.WaitFor(t, "the webhook to answer", func() bool { return o.review(o.client, "first") == nil })
 	return o
 }
@@ -397,4 +413,64 @@ func TestCertificateReloaded(t *testing.T) {
 	testutil.WaitFor(t, "the new certificate to be served", func() bool {
 		return o.review(newClient(pool, nil), "reloaded") == nil
 	})
+}
+
+// With ClientCAName, as with controller-runtime's server, a client must
+// show a certificate that the CA signed: the API server's, when its
+// admission configuration gives it one.
+func TestClientCertificateRequired(t *testing.T) {
+	for _, stock := range []bool{false, true} {
+		o := startOperatorWith(t, stock, health.Config{DrainDelay: health.NoDrainDelay}, webhook.Options{},
+			func(opts *webhook.Options, dir string) *tls.Certificate {
+				opts.ClientCAName = "client-ca.crt"
+				return writeClientCA(t, filepath.Join(dir, opts.ClientCAName))
+			})
+		pool := o.client.Transport.(*http.Transport).TLSClientConfig.RootCAs
+		if err := o.review(newClient(pool, nil), "no-client-cert"); err == nil {
+			t.Errorf("stock=%v: an admission without a client certificate was served", stock)
+		}
+		if err := o.review(o.client, "with-client-cert"); err != nil {
+			t.Errorf("stock=%v: an admission with a client certificate: %v", stock, err)
+		}
+	}
+}
+
+// writeClientCA writes a new CA to path and returns a client certificate
+// it signed.
+func writeClientCA(t *testing.T, path string) *tls.Certificate {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client-ca"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageCertSign, IsCA: true, BasicConstraintsValid: true,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kube-apiserver"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
