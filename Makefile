@@ -67,9 +67,11 @@ $(TOOLS)/%: Makefile
 # tests at the lowest priority (nice 19). The tests spend much of their time
 # waiting on processes and drains, and the compilers take that idle time
 # without slowing them: the scheduler gives a nice-19 process about 1.5% of
-# a core that a test wants. Their output follows the tests'.
+# a core that a test wants. The two run side by side, so that the longest
+# of the oldest Go's compilations starts early. Their output follows the
+# tests'.
 test: deps vet apicheck
-	@nice -n 19 $(MAKE) --no-print-directory lint toolchains > $(BACKGROUND_LOG) 2>&1 & bg=$$!; \
+	@nice -n 19 $(MAKE) --no-print-directory -j2 --output-sync=target lint toolchains > $(BACKGROUND_LOG) 2>&1 & bg=$$!; \
 	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
 	rollout=1; [ $$tests != 0 ] || { CGO_ENABLED=0 $(GO) test -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout; rollout=$$?; }; \
 	wait $$bg; background=$$?; echo "--- make lint toolchains (beside the tests):"; cat $(BACKGROUND_LOG); \
@@ -123,15 +125,16 @@ api: $(TOOLS)/apidiff
 	done
 
 # The published modules with the oldest supported Go, their go line: the
-# library, then, on its compiled standard library, the two integration
-# modules side by side. (cmd/drainwell: the release check installs it with
+# library, then, on its compiled standard library, the three integration
+# modules side by side (pkg/ctrldrain, the longest, at controller-runtime
+# v0.21.0 and client-go v0.33.0). (cmd/drainwell: the release check installs it with
 # that Go.) `make toolchains-newest` tests the library with the newest.
 toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
 	@(cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...) & a=$$!; \
 	(cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...) & b=$$!; \
-	wait $$a; ra=$$?; wait $$b; rb=$$?; [ $$ra = 0 ] && [ $$rb = 0 ]
-	cd pkg/ctrldrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
+	(cd pkg/ctrldrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...) & c=$$!; \
+	wait $$a; ra=$$?; wait $$b; rb=$$?; wait $$c; rc=$$?; [ $$ra = 0 ] && [ $$rb = 0 ] && [ $$rc = 0 ]
 
 toolchains-newest:
 	GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
