@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -113,19 +112,10 @@ func runAdmissions(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	spec := p.spec(w.spec)
 	args := []string{"--webhook-cert-path=" + w.certDir,
 		fmt.Sprintf("--webhook-port=%d", spec.Ports["webhook-server"]), fmt.Sprintf("--health-probe-port=%d", spec.ProbePort)}
-	c, err := cluster.Start(ctx, cluster.Config{
-		ServicePorts: []string{"webhook-server"},
-		Spec:         spec,
-		Bin:          w.bin,
-		Args:         args,
-		Env:          p.Env,
-		Dir:          filepath.Join(e.Dir, "pods-"+p.Name),
-		Net:          fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250)),
-		Lag:          p.Lag,
-		StartDelay:   p.StartDelay,
-	})
+	c, err := p.startCluster(ctx, e, cluster.Config{
+		ServicePorts: []string{"webhook-server"}, Spec: spec, Bin: w.bin, Args: args, Env: p.Env})
 	if err != nil {
-		return nil, fmt.Errorf("%s: start: %w", p.Name, err)
+		return nil, err
 	}
 	defer c.Shutdown(context.Background())
 
@@ -147,10 +137,8 @@ func runAdmissions(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		return nil, fmt.Errorf("%s: rolling update: %w", p.Name, d.err)
 	}
 
-	sctx, cancel := context.WithTimeout(ctx, spec.Grace+10*time.Second)
-	defer cancel()
-	if err := c.Shutdown(sctx); err != nil {
-		return nil, fmt.Errorf("%s: shutdown: %w", p.Name, err)
+	if err := p.drainAll(ctx, c, spec); err != nil {
+		return nil, err
 	}
 	answered := map[string]int{}
 	for _, pod := range c.AllPods() {

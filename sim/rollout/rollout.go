@@ -373,18 +373,9 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	if p.GRPC || p.GRPCWatchers > 0 {
 		ports = []string{"http", "grpc"}
 	}
-	c, err := cluster.Start(ctx, cluster.Config{
-		ServicePorts: ports,
-		Spec:         spec,
-		Bin:          e.Bins[p.Server],
-		Env:          env,
-		Dir:          filepath.Join(e.Dir, "pods-"+p.Name),
-		Net:          fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250)),
-		Lag:          p.Lag,
-		StartDelay:   p.StartDelay,
-	})
+	c, err := p.startCluster(ctx, e, cluster.Config{ServicePorts: ports, Spec: spec, Bin: e.Bins[p.Server], Env: env})
 	if err != nil {
-		return nil, fmt.Errorf("%s: start: %w", p.Name, err)
+		return nil, err
 	}
 	defer c.Shutdown(context.Background())
 
@@ -425,10 +416,8 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 	}
 
 	// Every pod drains; then every increment that will land has landed.
-	sctx, cancel := context.WithTimeout(ctx, spec.Grace+10*time.Second)
-	defer cancel()
-	if err := c.Shutdown(sctx); err != nil {
-		return nil, fmt.Errorf("%s: shutdown: %w", p.Name, err)
+	if err := p.drainAll(ctx, c, spec); err != nil {
+		return nil, err
 	}
 	if row.Counter, err = redis.Count(ctx); err != nil {
 		return nil, err
@@ -452,6 +441,30 @@ func Run(ctx context.Context, e *Env, p Profile) (*Result, error) {
 		}
 	}
 	return &Result{Row: row, Start: c.Started(), Load: start, Events: c.Events(), Notes: c.Notes(), Seconds: seconds}, nil
+}
+
+// startCluster starts cfg's cluster with p's endpoint lag and start delay,
+// on a loopback network of its own.
+func (p Profile) startCluster(ctx context.Context, e *Env, cfg cluster.Config) (*cluster.Cluster, error) {
+	cfg.Dir = filepath.Join(e.Dir, "pods-"+p.Name)
+	cfg.Net = fmt.Sprintf("127.%d.%d", 10+rand.IntN(240), rand.IntN(250))
+	cfg.Lag, cfg.StartDelay = p.Lag, p.StartDelay
+	c, err := cluster.Start(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: start: %w", p.Name, err)
+	}
+	return c, nil
+}
+
+// drainAll deletes every pod and waits for each to exit, within its grace
+// period and a margin.
+func (p Profile) drainAll(ctx context.Context, c *cluster.Cluster, spec cluster.Spec) error {
+	ctx, cancel := context.WithTimeout(ctx, spec.Grace+10*time.Second)
+	defer cancel()
+	if err := c.Shutdown(ctx); err != nil {
+		return fmt.Errorf("%s: shutdown: %w", p.Name, err)
+	}
+	return nil
 }
 
 // setLatencies sets row's percentiles of latencies.
