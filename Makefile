@@ -40,19 +40,27 @@ API_TEXT := health:pkg/health healthenv:pkg/healthenv probe:pkg/probe marker:int
 	metrics:pkg/metrics ctrldrain:pkg/ctrldrain vet:cmd/drainwell/vet
 APITEXT := $(GO) run ./tools/apitext
 
-.PHONY: test deps vet lint gosec toolchains toolchains-newest apicheck api run build clean rollout bench test-envtest release release-check
+.PHONY: test proofs deps vet lint gosec toolchains toolchains-newest apicheck api run build clean rollout bench test-envtest release release-check
 
 # The linters and apidiff are built once, without -race, into .cache/bin.
 # What they read is compiled with -race, as the tests compile it
-# (GOFLAGS reaches the go list they run): one compilation of the modules
-# and their dependencies serves vet, the linters, apidiff and the tests. A
-# cold run compiled everything twice without it.
+# (GOFLAGS reaches the go list they run), so that one compilation of the
+# modules and their dependencies serves the tests, vet, the linters and
+# apidiff. A cold run compiled everything twice without it.
 TOOLS := $(CURDIR)/.cache/bin
 READ  := GOFLAGS=-race
 $(TOOLS)/%: Makefile
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) GOWORK=off GOFLAGS= $(GO) install $(TOOL_$*)
 
+# make test is one go test of every module with -race and every vet
+# check (-vet=all, what make vet runs). Each package is compiled, vetted
+# and tested in one pipeline, so that the tests that wait on processes and
+# drains run while other packages compile. A separate vet step held every
+# test back until the whole compilation was done, and vetted every
+# dependency twice: go test's own vet uses other flags, so it shares no
+# cached result with go vet's.
+#
 # The rolling-update load profiles run last and alone: nothing that waits
 # on a process or a socket runs beside their load. They run without -race:
 # the pods are built without it, and under it the harness (the load, the
@@ -63,20 +71,24 @@ $(TOOLS)/%: Makefile
 # the harness builds the pods (static, -trimpath), so that the packages the
 # two share compile once.
 #
-# The linters and the oldest Go's run (lint, toolchains) go on beside the
-# tests at the lowest priority (nice 19). The tests spend much of their time
-# waiting on processes and drains, and the compilers take that idle time
-# without slowing them: the scheduler gives a nice-19 process about 1.5% of
-# a core that a test wants. The two run side by side, so that the longest
-# of the oldest Go's compilations starts early. Their output follows the
-# tests'.
-test: deps vet apicheck
-	@nice -n 19 $(MAKE) --no-print-directory -j2 --output-sync=target lint toolchains > $(BACKGROUND_LOG) 2>&1 & bg=$$!; \
-	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
-	rollout=1; [ $$tests != 0 ] || { CGO_ENABLED=0 $(GO) test -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout; rollout=$$?; }; \
-	wait $$bg; background=$$?; echo "--- make lint toolchains (beside the tests):"; cat $(BACKGROUND_LOG); \
+# The oldest Go's runs, the linters and apidiff (toolchains, lint,
+# apicheck) go on beside the tests at the lowest priority (nice 19), one
+# after the other. The tests spend much of their time waiting on processes
+# and drains, and the compilers take that idle time without slowing them:
+# the scheduler gives a nice-19 process about 1.5% of a core that a test
+# wants. The oldest Go's runs go first, as they share no compilation with
+# the tests; the linters and apidiff then read the tests' compilation.
+# Their output follows the tests'.
+#
+# The heavier proofs are in make proofs, not here (docs/ci-time.md): a
+# fresh clone's make test must stay under 10 minutes on a 2-core machine.
+test: deps
+	@nice -n 19 $(MAKE) --no-print-directory -k --output-sync=target toolchains lint apicheck > $(BACKGROUND_LOG) 2>&1 & bg=$$!; \
+	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -vet=all -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
+	rollout=1; [ $$tests != 0 ] || { CGO_ENABLED=0 $(GO) test -vet=off -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout; rollout=$$?; }; \
+	wait $$bg; background=$$?; echo "--- make toolchains lint apicheck (beside the tests):"; cat $(BACKGROUND_LOG); \
 	[ $$tests = 0 ] && [ $$rollout = 0 ] && [ $$background = 0 ]
-BACKGROUND_LOG := $(CURDIR)/.cache/lint-toolchains.log
+BACKGROUND_LOG := $(CURDIR)/.cache/background.log
 
 # The SARIF 2.1.0 JSON schema that drainwell vet's output is validated
 # against (e2e/deploy TestSARIFSchema), from the npm package of Microsoft's
@@ -125,16 +137,32 @@ api: $(TOOLS)/apidiff
 	done
 
 # The published modules with the oldest supported Go, their go line: the
-# library, then, on its compiled standard library, the three integration
-# modules side by side (pkg/ctrldrain, the longest, at controller-runtime
-# v0.21.0 and client-go v0.33.0). (cmd/drainwell: the release check installs it with
-# that Go.) `make toolchains-newest` tests the library with the newest.
+# library, then, on its compiled standard library, pkg/grpcdrain and
+# pkg/metrics side by side, at the versions their go.mod require (their
+# floor). (cmd/drainwell: the release check installs it with that Go;
+# pkg/ctrldrain: make proofs.) Vet ran on the tests' compilation: the
+# oldest Go's runs compile and test only. `make toolchains-newest` tests
+# the library with the newest.
 toolchains:
-	GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...
-	@(cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...) & a=$$!; \
-	(cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...) & b=$$!; \
-	(cd pkg/ctrldrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -count=1 ./...) & c=$$!; \
-	wait $$a; ra=$$?; wait $$b; rb=$$?; wait $$c; rc=$$?; [ $$ra = 0 ] && [ $$rb = 0 ] && [ $$rc = 0 ]
+	GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...
+	@(cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...) & a=$$!; \
+	(cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...) & b=$$!; \
+	wait $$a; ra=$$?; wait $$b; rb=$$?; [ $$ra = 0 ] && [ $$rb = 0 ]
+
+# The heavier proofs, which make test leaves out to stay under 10 minutes
+# from a fresh clone (docs/ci-time.md); make release runs them. Each
+# compiles controller-runtime and client-go once more, and would double
+# make test's compilation:
+#   - pkg/ctrldrain at its floor (controller-runtime v0.21.0, client-go
+#     v0.33.0) with the oldest supported Go;
+#   - the admission profiles in the simulated cluster (TestAdmission, the
+#     admission build tag): a controller-runtime webhook pod, called by
+#     k8s.io/apiserver's webhook client as three API servers.
+# make test runs pkg/ctrldrain's tests at the workspace's versions.
+proofs: deps
+	cd pkg/ctrldrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...
+	$(GO) vet -tags admission ./sim/rollout
+	CGO_ENABLED=0 $(GO) test -tags admission -vet=off -trimpath -count=1 -run '^TestAdmission$$' ./sim/rollout
 
 toolchains-newest:
 	GOWORK=off GOTOOLCHAIN=$(GO_NEWEST) $(GO) test -count=1 ./...
@@ -175,7 +203,7 @@ run:
 # Every rollout profile and negative control at full length (about 6 minutes),
 # with the timeline picture. `make test` runs the short shapes.
 rollout: deps
-	$(GO) run ./sim/cmd/rollout -report rollout.html
+	$(GO) run -tags admission ./sim/cmd/rollout -report rollout.html
 
 # Probe cost, binary sizes, request overhead, drain timings, heartbeat cost and
 # the rollout harness's highest zero-loss rate; writes BENCHMARKS.md (a few minutes).
@@ -222,7 +250,8 @@ clean:
 
 # Cuts release VERSION (make release VERSION=v0.1.0): the release commit
 # (every require of our modules at VERSION, CHANGELOG's Unreleased under
-# VERSION), checked by make test, then the tags to push, all at once.
+# VERSION), checked by make test and make proofs, then the tags to push,
+# all at once.
 # A published version is never moved: a tag that exists stops it.
 release:
 	@case "$(VERSION)" in v[0-9]*.[0-9]*.[0-9]*) ;; *) echo "usage: make release VERSION=vX.Y.Z"; exit 2;; esac
@@ -231,7 +260,7 @@ release:
 	  if git rev-parse -q --verify "refs/tags/$$tag" >/dev/null; then echo "release: tag $$tag exists: a published version is never moved"; exit 1; fi; \
 	done
 	$(GO) run ./tools/releasetool prepare $(VERSION)
-	$(MAKE) gosec test
+	$(MAKE) gosec test proofs
 	git commit -qam "Release $(VERSION)"
 	@$(GO) run ./tools/releasetool tags $(VERSION)
 

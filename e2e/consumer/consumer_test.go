@@ -227,8 +227,11 @@ func goOut(t *testing.T, dir string, args ...string) string {
 	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
 	// Outside the workspace, with the Go in use: a go line the consumer
-	// did not ask for must show up in its go.mod, not in a download.
-	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod")
+	// did not ask for must show up in its go.mod, not in a download. The
+	// harness's build flags (static, -trimpath), so that the standard
+	// library and the dependencies at the workspace's versions compile
+	// once for both.
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOTOOLCHAIN=local", "GOFLAGS=-mod=mod -trimpath", "CGO_ENABLED=0")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

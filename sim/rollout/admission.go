@@ -1,3 +1,5 @@
+//go:build admission
+
 package rollout
 
 import (
@@ -37,6 +39,45 @@ import (
 // dispatcher's call (a POST with the webhook's timeout, never retried).
 // The Service is resolved to the cluster's Service proxy, as the API
 // server resolves it to the ClusterIP that kube-proxy routes.
+
+// admissionProfiles are an operator's validating webhook (sim/webhookpod,
+// deployed by sim/webhookpod/config: two replicas, DRAIN_DELAY 8s), called
+// as the API server calls it. They are built with the admission tag only
+// (`make proofs`, `make rollout`): k8s.io/apiserver's webhook client and
+// a controller-runtime pod are the heaviest compilation the simulator has.
+func admissionProfiles(short bool) []Profile {
+	var (
+		// A rolling update or a delete at 3 s, then the last old pod's
+		// DRAIN_DELAY and the lag, within the load.
+		admissionRate     = scale(short, 500, 200)
+		admissionDuration = scale(short, 30*time.Second, 20*time.Second)
+		// Three API servers (a control plane's), each with its own
+		// connections, and a webhook that takes 20 ms: a few connections
+		// each.
+		apiServers = 3
+		admitDelay = "20ms"
+	)
+	return []Profile{
+		// Each call goes on a kept-alive connection of its API server's
+		// pool. A failed call is a refused write: the API server does not
+		// retry it. Under the drain the webhook answers every call once,
+		// through a rolling update and a delete of every pod.
+		{Name: "admission: rolling update", Server: "webhookpod", Expect: NoLoss,
+			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
+			UpdateAt: 3 * time.Second, Updates: 1, Clients: apiServers, Env: map[string]string{"ADMIT_DELAY": admitDelay}},
+		{Name: "admission: delete all pods", Server: "webhookpod", Expect: NoLoss,
+			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
+			Disrupt: DeleteAll, DisruptAt: 3 * time.Second, Clients: apiServers, Env: map[string]string{"ADMIT_DELAY": admitDelay}},
+		// The same pod as kubebuilder scaffolds it: its listener closes at
+		// SIGTERM while the Service still routes to it.
+		{Name: "control: admission under the stock manager: rolling update", Server: "webhookpod", Expect: Loss,
+			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
+			UpdateAt: 3 * time.Second, Updates: 1, Clients: apiServers, Env: map[string]string{"MANAGER": "stock", "ADMIT_DELAY": admitDelay}},
+		{Name: "control: admission under the stock manager: delete all pods", Server: "webhookpod", Expect: Loss,
+			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
+			Disrupt: DeleteAll, DisruptAt: 3 * time.Second, Clients: apiServers, Env: map[string]string{"MANAGER": "stock", "ADMIT_DELAY": admitDelay}},
+	}
+}
 
 // webhookEnv is what the admission profiles share: the pod's binary, its
 // Deployment, its webhook and the serving certificate's folder.

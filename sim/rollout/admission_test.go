@@ -1,3 +1,5 @@
+//go:build admission
+
 package rollout
 
 import (
@@ -21,4 +23,11 @@ func TestAdmissionErrorKind(t *testing.T) {
 			t.Errorf("admissionErrorKind(%q) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
+}
+
+// TestAdmission runs the admission profiles in their short shapes: under
+// the drain the webhook answers every call once; under the stock manager
+// some calls fail (`make proofs`).
+func TestAdmission(t *testing.T) {
+	runProfiles(t, admissionProfiles(true))
 }

@@ -52,20 +52,11 @@ func Profiles(short bool) []Profile {
 		watchers      = scale(short, 200, 100)
 		grpcWatchers  = scale(short, 100, 50)
 		watchWindow   = scale(short, 0, 5*time.Second)
-		// The admission profiles: a rolling update or a delete at 3 s,
-		// then the last old pod's DRAIN_DELAY and the lag, within the load.
-		admissionRate     = scale(short, 500, 200)
-		admissionDuration = scale(short, 30*time.Second, 20*time.Second)
-		// Three API servers (a control plane's), each with its own
-		// connections, and a webhook that takes 20 ms: a few connections
-		// each.
-		apiServers = 3
-		admitDelay = "20ms"
 	)
 	// A budget as charts render it.
 	maxUnavailableOne := intstr.FromInt32(1)
 
-	return []Profile{
+	profiles := []Profile{
 		// Every endpoint terminates at once: every pod is deleted, or the
 		// only replica. kube-proxy then falls back to the terminating
 		// endpoints that still serve, until the replacements are ready.
@@ -256,25 +247,6 @@ func Profiles(short bool) []Profile {
 		{Name: "control: watch under a plain Shutdown", Server: "badserver", Expect: Killed, Replicas: 3,
 			Rate: 50, Duration: watchDuration + 2*time.Second, UpdateAt: 2 * time.Second, Updates: 1, Lag: endpointLag, Grace: 10 * time.Second,
 			Watchers: watchers, Env: map[string]string{"MODE": "plainshutdown"}},
-		// An operator's validating webhook (sim/webhookpod, deployed by
-		// sim/webhookpod/config: two replicas, DRAIN_DELAY 8s), called as
-		// the API server calls it, each call on a kept-alive connection
-		// of its pool. A failed call is a refused write: the API server
-		// does not retry it. Under the drain the webhook answers every
-		// call once, through a rolling update and a delete of every pod.
-		{Name: "admission: rolling update", Server: "webhookpod", Expect: NoLoss,
-			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
-			UpdateAt: 3 * time.Second, Updates: 1, Clients: apiServers, Env: map[string]string{"ADMIT_DELAY": admitDelay}},
-		{Name: "admission: delete all pods", Server: "webhookpod", Expect: NoLoss,
-			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
-			Disrupt: DeleteAll, DisruptAt: 3 * time.Second, Clients: apiServers, Env: map[string]string{"ADMIT_DELAY": admitDelay}},
-		// The same pod as kubebuilder scaffolds it: its listener closes at
-		// SIGTERM while the Service still routes to it.
-		{Name: "control: admission under the stock manager: rolling update", Server: "webhookpod", Expect: Loss,
-			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
-			UpdateAt: 3 * time.Second, Updates: 1, Clients: apiServers, Env: map[string]string{"MANAGER": "stock", "ADMIT_DELAY": admitDelay}},
-		{Name: "control: admission under the stock manager: delete all pods", Server: "webhookpod", Expect: Loss,
-			Rate: admissionRate, Duration: admissionDuration, Lag: endpointLag, StartDelay: 1500 * time.Millisecond,
-			Disrupt: DeleteAll, DisruptAt: 3 * time.Second, Clients: apiServers, Env: map[string]string{"MANAGER": "stock", "ADMIT_DELAY": admitDelay}},
 	}
+	return append(profiles, admissionProfiles(short)...)
 }

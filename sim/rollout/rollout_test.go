@@ -22,7 +22,8 @@ import (
 // show the Watch hold and its fix in every run. The hard-shutdown and
 // no-wait-for-work controls run there too: the same naive servers fail
 // e2e's drain scenario in every run (TestDrainNegativeControls), and the
-// controls below show this harness catching a loss.
+// controls below show this harness catching a loss. The admission profiles
+// run in `make proofs` (TestAdmission, built with the admission tag).
 var inCI = []string{
 	"delete all pods", "control: not ready at the signal: delete all pods",
 	"delete the only replica", "control: not ready at the signal: delete the only replica",
@@ -33,12 +34,16 @@ var inCI = []string{
 	"grpc", "control: grpc Stop at SIGTERM", "control: grpc GracefulStop without delay",
 	"control: DRAIN_DELAY below the endpoint lag",
 	"watch: rolling update", "watch: delete all pods",
-	"control: watch without a leave window", "control: watch under a plain Shutdown",
-	"admission: rolling update", "admission: delete all pods",
-	"control: admission under the stock manager: rolling update",
-	"control: admission under the stock manager: delete all pods"}
+	"control: watch without a leave window", "control: watch under a plain Shutdown"}
 
 func TestRollout(t *testing.T) {
+	runProfiles(t, slices.DeleteFunc(Profiles(true), func(p Profile) bool { return !contains(inCI, p.Name) }))
+}
+
+// runProfiles runs profiles in their short shapes, three at a time, and
+// fails each whose verdict is not ok.
+func runProfiles(t *testing.T, profiles []Profile) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("rollout runs take a minute or two")
 	}
@@ -84,7 +89,6 @@ func TestRollout(t *testing.T) {
 		slots := make(chan struct{}, 3)
 		var wg sync.WaitGroup
 		// The longest first, so that the slots end together.
-		profiles := slices.DeleteFunc(Profiles(true), func(p Profile) bool { return !contains(inCI, p.Name) })
 		slices.SortStableFunc(profiles, func(a, b Profile) int { return cmp.Compare(b.Duration, a.Duration) })
 		for _, p := range profiles {
 			wg.Go(func() {
