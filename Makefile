@@ -12,7 +12,8 @@ LDFLAGS := -s -w
 # neither the library nor the probe). Never published: the example service
 # in cmd/app, the process tests and their harness in e2e, the simulated
 # cluster in sim, and the release and API tools in tools (docs/layout.md).
-PKGS := ./... ./pkg/grpcdrain/... ./pkg/metrics/... ./pkg/ctrldrain/... ./cmd/drainwell/... ./cmd/app/... ./e2e/... ./sim/... ./tools/...
+# The longest tests first: go test starts packages in this order.
+PKGS := ./e2e/... ./tools/... ./pkg/grpcdrain/... ./... ./pkg/metrics/... ./pkg/ctrldrain/... ./cmd/drainwell/... ./cmd/app/... ./sim/...
 
 # The published modules' go line is the oldest supported Go; make test
 # builds and tests them with that exact release, from the module proxy
@@ -49,9 +50,11 @@ APITEXT := $(GO) run ./tools/apitext
 # apidiff. A cold run compiled everything twice without it.
 TOOLS := $(CURDIR)/.cache/bin
 READ  := GOFLAGS=-race
+# They build with the pods' flags (static, -trimpath), so that they share
+# the standard library's compilation with the process tests' binaries.
 $(TOOLS)/%: Makefile
 	@mkdir -p $(TOOLS)
-	GOBIN=$(TOOLS) GOWORK=off GOFLAGS= $(GO) install $(TOOL_$*)
+	GOBIN=$(TOOLS) GOWORK=off GOFLAGS=-trimpath CGO_ENABLED=0 $(GO) install $(TOOL_$*)
 
 # make test is one go test of every module with -race and every vet
 # check (-vet=all, what make vet runs). Each package is compiled, vetted
@@ -59,7 +62,9 @@ $(TOOLS)/%: Makefile
 # drains run while other packages compile. A separate vet step held every
 # test back until the whole compilation was done, and vetted every
 # dependency twice: go test's own vet uses other flags, so it shares no
-# cached result with go vet's.
+# cached result with go vet's. The longest tests come first in PKGS (go
+# test starts packages in that order), and a running test holds one of
+# go test's -p slots: with 3, two long tests leave a slot to the compiler.
 #
 # The rolling-update load profiles run last and alone: nothing that waits
 # on a process or a socket runs beside their load. They run without -race:
@@ -84,7 +89,7 @@ $(TOOLS)/%: Makefile
 # fresh clone's make test must stay under 10 minutes on a 2-core machine.
 test: deps
 	@nice -n 19 $(MAKE) --no-print-directory -k --output-sync=target toolchains lint apicheck > $(BACKGROUND_LOG) 2>&1 & bg=$$!; \
-	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -race -vet=all -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
+	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -p 3 -race -vet=all -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
 	rollout=1; [ $$tests != 0 ] || { CGO_ENABLED=0 $(GO) test -vet=off -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout; rollout=$$?; }; \
 	wait $$bg; background=$$?; echo "--- make toolchains lint apicheck (beside the tests):"; cat $(BACKGROUND_LOG); \
 	[ $$tests = 0 ] && [ $$rollout = 0 ] && [ $$background = 0 ]

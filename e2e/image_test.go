@@ -169,12 +169,14 @@ func TestBinariesAreStatic(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	// Negative control: the same probe built with cgo links libc.
+	// Negative control: the same probe built with cgo links libc. The
+	// race detector needs cgo, and the tests' own -race compilation has
+	// the packages built already.
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc for the cgo control")
 	}
 	dyn := filepath.Join(t.TempDir(), "probe-cgo")
-	cmd := exec.Command("go", "build", "-o", dyn, "github.com/drainwell/drainwell/cmd/probe")
+	cmd := exec.Command("go", "build", "-race", "-o", dyn, "github.com/drainwell/drainwell/cmd/probe")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cgo build: %v %s", err, out)
