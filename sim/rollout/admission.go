@@ -89,12 +89,7 @@ type webhookEnv struct {
 	caPEM   []byte
 }
 
-// webhook builds the webhook pod and reads its manifests, once.
-func (e *Env) webhook() (*webhookEnv, error) {
-	e.webhookOnce.Do(func() { e.webhookEnv, e.webhookErr = setupWebhook(e.Dir, e.WebhookDir) })
-	return e.webhookEnv, e.webhookErr
-}
-
+// setupWebhook builds the webhook pod and reads its manifests.
 func setupWebhook(dir, configDir string) (*webhookEnv, error) {
 	bins, err := harness.Build(dir, "github.com/drainwell/drainwell/sim/webhookpod")
 	if err != nil {

@@ -291,11 +291,10 @@ type Env struct {
 	Dir  string
 	Log  io.Writer
 	// WebhookDir holds the admission profiles' manifests
-	// (sim/webhookpod/config). Their pod is built on first use.
-	WebhookDir  string
-	webhookOnce sync.Once
-	webhookEnv  *webhookEnv
-	webhookErr  error
+	// (sim/webhookpod/config).
+	WebhookDir string
+	// webhook builds their pod and reads WebhookDir, on first use.
+	webhook func() (*webhookEnv, error)
 }
 
 // Setup builds the binaries and reads the app's Deployment from deployDir.
@@ -318,6 +317,7 @@ func Setup(dir, deployDir string) (*Env, error) {
 	}
 	e := &Env{Bins: bins, Spec: spec, Dir: dir, Log: io.Discard,
 		WebhookDir: filepath.Join(deployDir, "..", "sim", "webhookpod", "config")}
+	e.webhook = sync.OnceValues(func() (*webhookEnv, error) { return setupWebhook(e.Dir, e.WebhookDir) })
 	for _, pdb := range set.PDBs {
 		if pdb.Name == "app" {
 			e.PDB = &pdb.Spec
