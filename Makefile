@@ -56,43 +56,47 @@ $(TOOLS)/%: Makefile
 	@mkdir -p $(TOOLS)
 	GOBIN=$(TOOLS) GOWORK=off GOFLAGS=-trimpath CGO_ENABLED=0 $(GO) install $(TOOL_$*)
 
-# make test is one go test of every module with -race and every vet
-# check (-vet=all, what make vet runs). Each package is compiled, vetted
-# and tested in one pipeline, so that the tests that wait on processes and
-# drains run while other packages compile. A separate vet step held every
-# test back until the whole compilation was done, and vetted every
-# dependency twice: go test's own vet uses other flags, so it shares no
-# cached result with go vet's. The longest tests come first in PKGS (go
-# test starts packages in that order), and a running test holds one of
-# go test's -p slots: with 3, two long tests leave a slot to the compiler.
+# make test is three jobs at once, at three priorities (nice), as a
+# fresh clone's run is bound by the two cores' CPU from start to end:
 #
-# The rolling-update load profiles run last and alone: nothing that waits
-# on a process or a socket runs beside their load. They run without -race:
-# the pods are built without it, and under it the harness (the load, the
-# Service proxies and the kubelet's prober, one process) took most of the
-# two cores, so that the prober's 1 s timeouts and the proxy's dials failed
-# and flipped endpoints a real cluster would keep (docs/tests.md). The
-# harness's own code is raced by sim/cluster's tests above. They build as
-# the harness builds the pods (static, -trimpath), so that the packages the
-# two share compile once.
+# The rolling-update load profiles (TestRollout), at full priority. Their
+# verdicts rest on the prober's ticks and the proxy's dials, so nothing
+# may take the CPU they want: below them, the scheduler gives a nice-10
+# process about a tenth of a core they want, a nice-19 one 1.5%. They run
+# without -race: the pods are built without it, and under it the harness
+# (the load, the Service proxies and the kubelet's prober, one process)
+# took most of the two cores, so that the prober's 1 s timeouts and the
+# proxy's dials failed and flipped endpoints a real cluster would keep
+# (docs/tests.md). The harness's own code is raced by sim/cluster's tests.
+# They build as the harness builds the pods (static, -trimpath), so that
+# the packages the two share compile once.
+#
+# Every module's tests, with -race and every vet check (-vet=all, what
+# make vet runs), at nice 10. Each package is compiled, vetted and tested
+# in one pipeline, so that the tests that wait on processes and drains run
+# while other packages compile. A separate vet step held every test back
+# until the whole compilation was done, and vetted every dependency twice:
+# go test's own vet uses other flags, so it shares no cached result with
+# go vet's. The longest tests come first in PKGS (go test starts packages
+# in that order), and a running test holds one of go test's -p slots: with
+# 3, two long tests leave a slot to the compiler.
 #
 # The oldest Go's runs, the linters and apidiff (toolchains, lint,
-# apicheck) go on beside the tests at the lowest priority (nice 19), one
-# after the other. The tests spend much of their time waiting on processes
-# and drains, and the compilers take that idle time without slowing them:
-# the scheduler gives a nice-19 process about 1.5% of a core that a test
-# wants. The oldest Go's runs go first, as they share no compilation with
-# the tests; the linters and apidiff then read the tests' compilation.
-# Their output follows the tests'.
+# apicheck), at nice 19, one after the other. The oldest Go's runs go
+# first, as they share no compilation with the tests; the linters and
+# apidiff then read the tests' compilation.
 #
-# The heavier proofs are in make proofs, not here (docs/ci-time.md): a
-# fresh clone's make test must stay under 10 minutes on a 2-core machine.
+# Their output follows the tests', in that order. The heavier proofs are
+# in make proofs, not here (docs/ci-time.md): a fresh clone's make test
+# must stay under 10 minutes on a 2-core machine.
 test: deps
 	@nice -n 19 $(MAKE) --no-print-directory -k --output-sync=target toolchains lint apicheck > $(BACKGROUND_LOG) 2>&1 & bg=$$!; \
-	SARIF_SCHEMA=$(SARIF_SCHEMA) $(GO) test -p 3 -race -vet=all -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
-	rollout=1; [ $$tests != 0 ] || { CGO_ENABLED=0 $(GO) test -vet=off -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout; rollout=$$?; }; \
+	CGO_ENABLED=0 $(GO) test -vet=off -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout > $(ROLLOUT_LOG) 2>&1 & rollout=$$!; \
+	SARIF_SCHEMA=$(SARIF_SCHEMA) nice -n 10 $(GO) test -p 3 -race -vet=all -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
+	wait $$rollout; rollout=$$?; echo "--- TestRollout (beside the tests):"; cat $(ROLLOUT_LOG); \
 	wait $$bg; background=$$?; echo "--- make toolchains lint apicheck (beside the tests):"; cat $(BACKGROUND_LOG); \
 	[ $$tests = 0 ] && [ $$rollout = 0 ] && [ $$background = 0 ]
+ROLLOUT_LOG    := $(CURDIR)/.cache/rollout.log
 BACKGROUND_LOG := $(CURDIR)/.cache/background.log
 
 # The SARIF 2.1.0 JSON schema that drainwell vet's output is validated
