@@ -41,7 +41,7 @@ API_TEXT := health:pkg/health healthenv:pkg/healthenv probe:pkg/probe marker:int
 	metrics:pkg/metrics ctrldrain:pkg/ctrldrain vet:cmd/drainwell/vet
 APITEXT := $(GO) run ./tools/apitext
 
-.PHONY: test proofs deps vet lint gosec toolchains toolchains-newest apicheck api run build clean rollout bench test-envtest release release-check
+.PHONY: test proofs floors deps vet lint gosec toolchains toolchains-newest apicheck api run build clean rollout bench test-envtest release release-check
 
 # The linters and apidiff are built once, without -race, into .cache/bin.
 # What they read is compiled with -race, as the tests compile it
@@ -79,12 +79,14 @@ $(TOOLS)/%: Makefile
 # go test's own vet uses other flags, so it shares no cached result with
 # go vet's. The longest tests come first in PKGS (go test starts packages
 # in that order), and a running test holds one of go test's -p slots: with
-# 3, two long tests leave a slot to the compiler.
+# 3, two long tests leave a slot to the compiler. The test binaries are
+# linked without DWARF (-ldflags=-w): stack traces and race reports read
+# the symbol table, not DWARF, and the race links took minutes of CPU.
 #
-# The oldest Go's runs, the linters and apidiff (toolchains, lint,
-# apicheck), at nice 19, one after the other. The oldest Go's runs go
-# first, as they share no compilation with the tests; the linters and
-# apidiff then read the tests' compilation.
+# The library's run with the oldest Go, the linters and apidiff
+# (toolchains, lint, apicheck), at nice 19, one after the other. The
+# oldest Go's run goes first, as it shares no compilation with the tests;
+# the linters and apidiff then read the tests' compilation.
 #
 # Their output follows the tests', in that order. The heavier proofs are
 # in make proofs, not here (docs/ci-time.md): a fresh clone's make test
@@ -92,7 +94,7 @@ $(TOOLS)/%: Makefile
 test: deps
 	@nice -n 19 $(MAKE) --no-print-directory -k --output-sync=target toolchains lint apicheck > $(BACKGROUND_LOG) 2>&1 & bg=$$!; \
 	CGO_ENABLED=0 $(GO) test -vet=off -trimpath -count=1 -run '^TestRollout$$' ./sim/rollout > $(ROLLOUT_LOG) 2>&1 & rollout=$$!; \
-	SARIF_SCHEMA=$(SARIF_SCHEMA) nice -n 10 $(GO) test -p 3 -race -vet=all -count=1 -skip '^TestRollout$$' $(PKGS); tests=$$?; \
+	SARIF_SCHEMA=$(SARIF_SCHEMA) nice -n 10 $(GO) test -p 3 -race -vet=all -ldflags=-w -count=1 -skip '^(TestRollout|TestReleaseCheck)$$' $(PKGS); tests=$$?; \
 	wait $$rollout; rollout=$$?; echo "--- TestRollout (beside the tests):"; cat $(ROLLOUT_LOG); \
 	wait $$bg; background=$$?; echo "--- make toolchains lint apicheck (beside the tests):"; cat $(BACKGROUND_LOG); \
 	[ $$tests = 0 ] && [ $$rollout = 0 ] && [ $$background = 0 ]
@@ -145,31 +147,37 @@ api: $(TOOLS)/apidiff
 	  $(APITEXT) $$dir $(MODULE)/$$dir > api/$$name.txt || exit 1; echo "wrote api/$$name.txt"; \
 	done
 
-# The published modules with the oldest supported Go, their go line: the
-# library, then, on its compiled standard library, pkg/grpcdrain and
-# pkg/metrics side by side, at the versions their go.mod require (their
-# floor). (cmd/drainwell: the release check installs it with that Go;
-# pkg/ctrldrain: make proofs.) Vet ran on the tests' compilation: the
-# oldest Go's runs compile and test only. `make toolchains-newest` tests
+# The library with the oldest supported Go, its go line. (make proofs:
+# the integration modules at their floors, and cmd/drainwell through the
+# release check's go install.) Vet ran on the tests' compilation: the
+# oldest Go's run compiles and tests only. `make toolchains-newest` tests
 # the library with the newest.
 toolchains:
 	GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...
+
+# The integration modules with the oldest supported Go, at the versions
+# their go.mod require (their floor: pkg/ctrldrain's is controller-runtime
+# v0.21.0 and client-go v0.33.0), side by side.
+floors:
 	@(cd pkg/grpcdrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...) & a=$$!; \
 	(cd pkg/metrics && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...) & b=$$!; \
-	wait $$a; ra=$$?; wait $$b; rb=$$?; [ $$ra = 0 ] && [ $$rb = 0 ]
+	(cd pkg/ctrldrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...) & c=$$!; \
+	wait $$a; ra=$$?; wait $$b; rb=$$?; wait $$c; rc=$$?; [ $$ra = 0 ] && [ $$rb = 0 ] && [ $$rc = 0 ]
 
-# The heavier proofs, which make test leaves out to stay under 10 minutes
-# from a fresh clone (docs/ci-time.md); make release runs them. Each
-# compiles controller-runtime and client-go once more, and would double
-# make test's compilation:
-#   - pkg/ctrldrain at its floor (controller-runtime v0.21.0, client-go
-#     v0.33.0) with the oldest supported Go;
+# What a release promises its importers, which make test leaves out to
+# stay under 10 minutes from a fresh clone on a 2-core machine
+# (docs/ci-time.md); make release runs it. Each compiles our dependencies
+# once more, at other versions or with another Go:
+#   - floors: the integration modules at their floors, with the oldest Go;
+#   - the release check (tools/releasetool TestReleaseCheck): every
+#     published module fetched alone at a version from a module proxy,
+#     and every command installed with the oldest Go;
 #   - the admission profiles in the simulated cluster (TestAdmission, the
 #     admission build tag): a controller-runtime webhook pod, called by
 #     k8s.io/apiserver's webhook client as three API servers.
-# make test runs pkg/ctrldrain's tests at the workspace's versions.
-proofs: deps
-	cd pkg/ctrldrain && GOWORK=off GOTOOLCHAIN=$(GO_OLDEST) $(GO) test -vet=off -count=1 ./...
+# make test runs every module's tests at the workspace's versions.
+proofs: deps floors
+	$(GO) test -count=1 -run '^TestReleaseCheck$$' ./tools/releasetool
 	$(GO) vet -tags admission ./sim/rollout
 	CGO_ENABLED=0 $(GO) test -tags admission -vet=off -trimpath -count=1 -run '^TestAdmission$$' ./sim/rollout
 

@@ -82,9 +82,9 @@ func runProfiles(t *testing.T, profiles []Profile) {
 	// is its schedule's, not its CPU's (each took as long three at a time
 	// as alone: 15-22 s; the whole set 109 s instead of 277 s one at a
 	// time). The every-endpoint ones passed two at a time with both cores
-	// held by busy loops; four at a time did not. This package runs alone
-	// (make test's last step), so no timing-sensitive test runs beside the
-	// load.
+	// held by busy loops; four at a time did not. make test runs this
+	// package at full priority and everything beside it at nice 10 or
+	// 19, so that nothing takes the CPU the load wants.
 	t.Run("profiles", func(t *testing.T) {
 		slots := make(chan struct{}, 3)
 		var wg sync.WaitGroup
