@@ -47,7 +47,7 @@ API_RECORDS := api/drainwell.api:-m:$(MODULE) api/marker.api:-allow-internal:$(M
 # The same APIs as text a reviewer reads in a diff (tools/apitext): NAME:DIR.
 API_TEXT := health:pkg/health healthenv:pkg/healthenv probe:pkg/probe marker:internal/marker grpcdrain:pkg/grpcdrain \
 	metrics:pkg/metrics ctrldrain:pkg/ctrldrain vet:cmd/drainwell/vet
-APITEXT := $(GO) run ./tools/apitext
+APITEXT := ./tools/apitext
 
 .PHONY: test proofs floors deps vet lint gosec toolchains toolchains-newest apicheck api run build clean rollout bench test-envtest release release-check
 
@@ -127,6 +127,7 @@ $(SARIF_SCHEMA):
 # the others in it, on the compilation vet made.
 apicheck: $(TOOLS)/apidiff
 	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; fail=0; \
+	$(GO) build -o $$tmp/apitext $(APITEXT) || exit 1; \
 	for r in $(API_RECORDS); do \
 	  file=$(CURDIR)/$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; dir=.; \
 	  case $$path in *:*) dir=$${path#*:}; path=$${path%%:*};; esac; \
@@ -137,7 +138,7 @@ apicheck: $(TOOLS)/apidiff
 	done; \
 	for r in $(API_TEXT); do \
 	  name=$${r%%:*}; dir=$${r#*:}; \
-	  $(APITEXT) $$dir $(MODULE)/$$dir > $$tmp/$$name.txt || exit 1; \
+	  $$tmp/apitext $$dir $(MODULE)/$$dir > $$tmp/$$name.txt || exit 1; \
 	  if ! diff -u api/$$name.txt $$tmp/$$name.txt > $$tmp/diff; then \
 	    echo "$$dir: the exported API differs from api/$$name.txt:"; cat $$tmp/diff; fail=1; fi; \
 	done; \
@@ -145,7 +146,9 @@ apicheck: $(TOOLS)/apidiff
 	echo "exported API matches api/"
 
 api: $(TOOLS)/apidiff
-	@for r in $(API_RECORDS); do \
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	$(GO) build -o $$tmp/apitext $(APITEXT) || exit 1; \
+	for r in $(API_RECORDS); do \
 	  file=$(CURDIR)/$${r%%:*}; rest=$${r#*:}; flag=$${rest%%:*}; path=$${rest#*:}; dir=.; \
 	  case $$path in *:*) dir=$${path#*:}; path=$${path%%:*};; esac; \
 	  work=; [ $$dir = . ] && work=GOWORK=off; \
@@ -153,7 +156,7 @@ api: $(TOOLS)/apidiff
 	done; \
 	for r in $(API_TEXT); do \
 	  name=$${r%%:*}; dir=$${r#*:}; \
-	  $(APITEXT) $$dir $(MODULE)/$$dir > api/$$name.txt || exit 1; echo "wrote api/$$name.txt"; \
+	  $$tmp/apitext $$dir $(MODULE)/$$dir > api/$$name.txt || exit 1; echo "wrote api/$$name.txt"; \
 	done
 
 # The library with the oldest supported Go, its go line. (make proofs:

@@ -134,7 +134,7 @@ func TestConsumerModule(t *testing.T) {
 // HTTP API, a gRPC API, a worker and metrics under one drain) as a new
 // module that imports the library, pkg/grpcdrain and pkg/metrics from
 // outside, with the oldest supported Go: go mod tidy must not move its go
-// line.
+// line. It builds at the workspace's versions (upgradeToWorkspace).
 func TestGRPCConsumerModule(t *testing.T) {
 	root, lib := checkout(t)
 	dir := t.TempDir()
@@ -152,8 +152,33 @@ func TestGRPCConsumerModule(t *testing.T) {
 	if after.Go.Version != lib.Go.Version || after.Toolchain != nil {
 		t.Fatalf("importing pkg/grpcdrain moved the consumer's go line or added a toolchain:\n%s", mustRead(t, filepath.Join(dir, "go.mod")))
 	}
+	upgradeToWorkspace(t, root, dir)
 	goCmd(t, dir, "vet", ".")
 	goCmd(t, dir, "build", "-o", filepath.Join(dir, "orders"), ".")
+}
+
+// upgradeToWorkspace moves the module in dir from the oldest versions go
+// mod tidy chose (make proofs tests our modules there) to the versions the
+// example app requires, the workspace's, as a service on current releases
+// has them. Its build then shares the process tests' compilation of gRPC
+// and client_golang.
+func upgradeToWorkspace(t *testing.T, root, dir string) {
+	t.Helper()
+	app, err := modfile.Parse("go.mod", mustRead(t, filepath.Join(root, "cmd", "app", "go.mod")), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inGraph := map[string]bool{}
+	for _, path := range strings.Fields(goOut(t, dir, "list", "-m", "-f", "{{.Path}}", "all")) {
+		inGraph[path] = true
+	}
+	args := []string{"get"}
+	for _, r := range app.Require {
+		if inGraph[r.Mod.Path] && !strings.HasPrefix(r.Mod.Path, libPath) {
+			args = append(args, r.Mod.Path+"@"+r.Mod.Version)
+		}
+	}
+	goCmd(t, dir, args...)
 }
 
 // checkout returns the repository's root and the library's go.mod; it skips

@@ -54,6 +54,7 @@ func TestGRPCServices(t *testing.T) {
 		if after := parseGoMod(t, filepath.Join(mod, "go.mod")); after.Go.Version != lib.Go.Version || after.Toolchain != nil {
 			t.Fatalf("%s: go mod tidy moved the go line or added a toolchain", name)
 		}
+		upgradeToWorkspace(t, root, mod)
 		goCmd(t, mod, "vet", ".")
 		bin := filepath.Join(mod, name)
 		goCmd(t, mod, "build", "-o", bin, ".")
