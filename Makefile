@@ -22,11 +22,11 @@ CTRL_PKGS := ./pkg/ctrldrain/... ./sim/webhookpod/...
 TEST_PKGS := ./e2e/... ./tools/... ./pkg/grpcdrain/... ./... ./pkg/metrics/... ./cmd/drainwell/... ./cmd/app/... \
 	./sim/cluster/... ./sim/rollout/... ./sim/cmd/...
 
-# The published modules' go line is the oldest supported Go; make test
-# builds and tests them with that exact release, from the module proxy
-# (golang.org/toolchain), outside the workspace (cmd/drainwell through the
-# release check's go install); make toolchains-newest tests the library
-# with the newest. The example (cmd/app) and e2e need the repository's own
+# The published modules' go line is the oldest supported Go. They are
+# built and tested with that exact release, from the module proxy
+# (golang.org/toolchain), outside the workspace: the library by make test,
+# the integrations and the commands (the release check's go install) by
+# make proofs. make toolchains-newest tests the library with the newest. The example (cmd/app) and e2e need the repository's own
 # Go (go.work's line).
 GO_OLDEST := go$(shell awk '/^go /{print $$2}' go.mod)
 GO_NEWEST := go1.27.4
@@ -79,8 +79,8 @@ $(TOOLS)/%: Makefile
 # They build as the harness builds the pods (static, -trimpath), so that
 # the packages the two share compile once.
 #
-# Every module's tests, with -race and every vet check (-vet=all, what
-# make vet runs), at nice 10. Each package is compiled, vetted and tested
+# Every module's tests but pkg/ctrldrain's (TEST_PKGS), with -race and
+# every vet check (-vet=all, what make vet runs), at nice 10. Each package is compiled, vetted and tested
 # in one pipeline, so that the tests that wait on processes and drains run
 # while other packages compile. A separate vet step held every test back
 # until the whole compilation was done, and vetted every dependency twice:
@@ -89,7 +89,7 @@ $(TOOLS)/%: Makefile
 # in that order), and a running test holds one of go test's -p slots: with
 # 3, two long tests leave a slot to the compiler. The test binaries are
 # linked without DWARF (-ldflags=-w): stack traces and race reports read
-# the symbol table, not DWARF, and the race links took minutes of CPU.
+# the symbol table, not DWARF, and the links write less.
 #
 # The library's run with the oldest Go, the linters and apidiff
 # (toolchains, lint, apicheck), at nice 19, one after the other. The
