@@ -169,9 +169,9 @@ func TestBinariesAreStatic(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	// Negative control: the same probe built with cgo links libc. The
-	// race detector needs cgo, and the tests' own -race compilation has
-	// the packages built already.
+	// Negative control: the same probe built with cgo links libc. It is
+	// built with -race, which needs cgo, so that it reuses the packages
+	// the tests' own -race compilation built.
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Skip("no gcc for the cgo control")
 	}
