@@ -33,7 +33,8 @@ func scale[T int | time.Duration](short bool, long, brief T) T {
 // Profiles returns the profiles and their negative controls, in the
 // table's order. short is the CI version: the same shapes, shorter. Each
 // profile is one literal that shows every field it sets. The values that
-// several profiles share are named first.
+// several profiles share are named first. The admission profiles come last,
+// in a build with the admission tag only (admission.go).
 func Profiles(short bool) []Profile {
 	var (
 		// The articles' load: one rolling update at a low rate.
